@@ -1,0 +1,561 @@
+// imgate configuration loading. Every option is declared exactly once, in kOptions below; that
+// table drives YAML parsing, IMGATE_* environment parsing, CLI11 flag registration and --help.
+// All three sources hand the option's text to the same parser, so a value means the same thing
+// wherever it comes from. Precedence (lowest to highest): Config's defaults, YAML, env, flags.
+#include "config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <concepts>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <ostream>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#ifndef IMGATE_VERSION
+#define IMGATE_VERSION "0.0.0-unknown"
+#endif
+
+namespace imgate {
+namespace {
+
+constexpr const char* kDefaultConfigPath = "config/app.yaml";
+constexpr const char* kConfigEnv = "IMGATE_CONFIG";
+constexpr const char* kEnvPrefix = "IMGATE_";
+constexpr unsigned kMaxThreads = 1024;
+constexpr double kMaxSeconds = 1e9;  // ~31 years; keeps milliseconds far from overflow
+constexpr std::size_t kMinSendQueueBytes = 1024;
+constexpr std::size_t kMinMaxMessageBytes = 128;
+constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
+                                           "error", "critical", "off"};
+
+// Thrown by the value parsers with what was expected; callers add option, source and value.
+struct BadValue : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Text helpers
+
+std::string_view trim(std::string_view s) {
+  const auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return lower(a) == lower(b);
+}
+
+// "heartbeat-timeout" -> "IMGATE_HEARTBEAT_TIMEOUT".
+std::string env_name(std::string_view flag) {
+  std::string out = kEnvPrefix;
+  for (char c : flag) {
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value parsers: text -> field value, or BadValue. Shared by YAML, environment and flags.
+
+uint64_t parse_uint(std::string_view text, uint64_t max, const std::string& expected) {
+  text = trim(text);
+  if (!text.empty() && text.front() == '-') throw BadValue("must not be negative");
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec == std::errc::invalid_argument || ptr != end) {
+    throw BadValue("expected " + expected);
+  }
+  if (ec == std::errc::result_out_of_range || value > max) {
+    throw BadValue("out of range; expected " + expected);
+  }
+  return value;
+}
+
+uint16_t parse_port(std::string_view text) {
+  return static_cast<uint16_t>(parse_uint(text, 65535, "a port number 0..65535"));
+}
+
+int parse_db(std::string_view text) {
+  constexpr auto kMax = static_cast<uint64_t>(std::numeric_limits<int>::max());
+  return static_cast<int>(parse_uint(text, kMax, "a non-negative database number"));
+}
+
+unsigned parse_threads(std::string_view text) {
+  return static_cast<unsigned>(
+      parse_uint(text, kMaxThreads, "a thread count 0..1024 (0 = hardware threads)"));
+}
+
+std::size_t parse_count(std::string_view text) {
+  return parse_uint(text, std::numeric_limits<std::size_t>::max(), "a non-negative integer");
+}
+
+// Non-negative integer with an optional K, M or G suffix (KiB, MiB, GiB; case-insensitive).
+std::size_t parse_bytes(std::string_view text) {
+  text = trim(text);
+  uint64_t unit = 1;
+  if (!text.empty()) {
+    switch (std::toupper(static_cast<unsigned char>(text.back()))) {
+      case 'K':
+        unit = uint64_t{1} << 10;
+        break;
+      case 'M':
+        unit = uint64_t{1} << 20;
+        break;
+      case 'G':
+        unit = uint64_t{1} << 30;
+        break;
+      default:
+        break;
+    }
+    if (unit != 1) text.remove_suffix(1);
+  }
+  constexpr uint64_t kMax = std::numeric_limits<std::size_t>::max();
+  const uint64_t value =
+      parse_uint(text, kMax / unit, "a byte count, optionally with a K, M or G suffix");
+  return static_cast<std::size_t>(value * unit);
+}
+
+// A number of seconds, fractions allowed ("30", "0.5", "1e3"); rounded to milliseconds.
+Millis parse_seconds(std::string_view text) {
+  text = trim(text);
+  double seconds = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, seconds);
+  if (text.empty() || ec != std::errc{} || ptr != end || !std::isfinite(seconds)) {
+    throw BadValue("expected a number of seconds, e.g. 30 or 0.5");
+  }
+  if (seconds < 0) throw BadValue("a duration must not be negative");
+  if (seconds > kMaxSeconds) throw BadValue("a duration must be at most 1e9 seconds");
+  return Millis{std::llround(seconds * 1000.0)};
+}
+
+std::vector<uint32_t> parse_app_ids(std::string_view text) {
+  const std::string expected = "a comma-separated list of app ids (unsigned 32-bit), e.g. 101,102";
+  if (trim(text).empty()) throw BadValue("the app id list must not be empty; expected " + expected);
+  std::vector<uint32_t> ids;
+  while (true) {
+    const std::size_t comma = text.find(',');
+    const auto id =
+        parse_uint(text.substr(0, comma), std::numeric_limits<uint32_t>::max(), expected);
+    if (std::find(ids.begin(), ids.end(), id) == ids.end())
+      ids.push_back(static_cast<uint32_t>(id));
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return ids;
+}
+
+std::string parse_log_level(std::string_view text) {
+  std::string level = lower(trim(text));
+  if (std::find(std::begin(kLogLevels), std::end(kLogLevels), level) == std::end(kLogLevels)) {
+    throw BadValue("expected one of trace, debug, info, warn, error, critical, off");
+  }
+  return level;
+}
+
+std::string parse_text(std::string_view text) {
+  return std::string(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field values -> text, for --help defaults.
+
+std::string to_text(const std::string& s) {
+  return s;
+}
+
+template <std::integral T>
+std::string to_text(T v) {
+  return std::to_string(v);
+}
+
+std::string to_text(Millis ms) {
+  std::string out = std::to_string(ms.count() / 1000);
+  if (const auto frac = ms.count() % 1000; frac != 0) {
+    std::string digits = std::to_string(1000 + frac).substr(1);  // zero-padded to 3 digits
+    digits.erase(digits.find_last_not_of('0') + 1);
+    out += "." + digits;
+  }
+  return out;
+}
+
+std::string to_text(const std::vector<uint32_t>& ids) {
+  std::string out;
+  for (const uint32_t id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The option table.
+
+// How an option reaches its Config field: parse text into it, and show its current value.
+struct Binding {
+  void (*set)(Config&, std::string_view);
+  std::string (*show)(const Config&);
+  bool is_list;  // YAML accepts a sequence (joined with commas) as well as a scalar
+};
+
+template <auto Field, auto Parse>
+constexpr Binding bind() {
+  using FieldType = std::remove_cvref_t<decltype(std::declval<Config&>().*Field)>;
+  return {[](Config& c, std::string_view v) { c.*Field = Parse(v); },
+          [](const Config& c) { return to_text(c.*Field); },
+          std::is_same_v<FieldType, std::vector<uint32_t>>};
+}
+
+struct OptionSpec {
+  const char* yaml;   // "section.key" as in app.yaml; keys match case-insensitively (like viper)
+  const char* flag;   // long flag without "--"; the env name is IMGATE_ + its upper snake case
+  const char* value;  // value placeholder shown in --help
+  const char* doc;    // one line for --help
+  Binding field;
+};
+
+// clang-format off
+constexpr OptionSpec kOptions[] = {
+    // Upstream gowebsocket config/app.yaml keys.
+    {"app.logFile", "log-file", "FILE", "Log file; empty logs to stderr",
+     bind<&Config::log_file, parse_text>()},
+    {"app.httpPort", "http-port", "PORT", "HTTP API port (0 = any free port)",
+     bind<&Config::http_port, parse_port>()},
+    {"app.webSocketPort", "ws-port", "PORT", "WebSocket port (0 = any free port)",
+     bind<&Config::ws_port, parse_port>()},
+    {"app.rpcPort", "rpc-port", "PORT", "Upstream gRPC port; accepted for compatibility, unused",
+     bind<&Config::rpc_port, parse_port>()},
+    {"app.httpUrl", "http-url", "URL", "Informational HTTP address (upstream httpUrl)",
+     bind<&Config::http_url, parse_text>()},
+    {"app.webSocketUrl", "web-socket-url", "URL", "WebSocket address the chat page connects to",
+     bind<&Config::web_socket_url, parse_text>()},
+    {"redis.addr", "redis-addr", "HOST:PORT", "Redis address; empty = embedded single node",
+     bind<&Config::redis_addr, parse_text>()},
+    {"redis.password", "redis-password", "TEXT", "Redis password",
+     bind<&Config::redis_password, parse_text>()},
+    {"redis.DB", "redis-db", "N", "Redis database number",
+     bind<&Config::redis_db, parse_db>()},
+    // imgate's own keys (`imgate:` section).
+    {"imgate.bindAddress", "bind", "ADDR", "Listen address for the HTTP and WebSocket ports",
+     bind<&Config::bind_address, parse_text>()},
+    {"imgate.wsPath", "ws-path", "PATH", "WebSocket upgrade path",
+     bind<&Config::ws_path, parse_text>()},
+    {"imgate.threads", "threads", "N", "I/O threads, at most 1024 (0 = hardware threads)",
+     bind<&Config::threads, parse_threads>()},
+    {"imgate.appIDs", "app-ids", "LIST", "Accepted appIds, comma-separated",
+     bind<&Config::app_ids, parse_app_ids>()},
+    {"imgate.heartbeatTimeout", "heartbeat-timeout", "SECONDS",
+     "Close a connection idle (no message, no pong) this long",
+     bind<&Config::heartbeat_timeout, parse_seconds>()},
+    {"imgate.pingInterval", "ping-interval", "SECONDS",
+     "Send a WebSocket ping to a connection idle this long",
+     bind<&Config::ping_interval, parse_seconds>()},
+    {"imgate.handshakeTimeout", "handshake-timeout", "SECONDS",
+     "Limit from TCP accept to completed WebSocket upgrade",
+     bind<&Config::handshake_timeout, parse_seconds>()},
+    {"imgate.closeTimeout", "close-timeout", "SECONDS",
+     "Limit for a close handshake or stuck write before a hard close",
+     bind<&Config::close_timeout, parse_seconds>()},
+    {"imgate.shutdownTimeout", "shutdown-timeout", "SECONDS",
+     "Limit from SIGTERM/SIGINT to process exit",
+     bind<&Config::shutdown_timeout, parse_seconds>()},
+    {"imgate.sendQueueBytes", "send-queue-bytes", "BYTES",
+     "Per-connection queued outgoing bytes before an overflow close (K/M/G ok)",
+     bind<&Config::send_queue_bytes, parse_bytes>()},
+    {"imgate.maxMessageBytes", "max-message-bytes", "BYTES",
+     "Largest client message accepted (K/M/G ok)",
+     bind<&Config::max_message_bytes, parse_bytes>()},
+    {"imgate.maxConnections", "max-connections", "N", "Global connection limit (0 = unlimited)",
+     bind<&Config::max_connections, parse_count>()},
+    {"imgate.logLevel", "log-level", "LEVEL", "trace, debug, info, warn, error, critical or off",
+     bind<&Config::log_level, parse_log_level>()},
+    {"imgate.readyFile", "ready-file", "FILE", "If set, the bound ports are written here on listen",
+     bind<&Config::ready_file, parse_text>()},
+};
+// clang-format on
+
+// Applies `text` to the option's field; a parse failure becomes a ConfigError naming the option
+// as its source spells it (`name`), the source (`where`) and the value.
+void set_option(Config& cfg, const OptionSpec& opt, std::string_view text, const std::string& name,
+                const std::string& where) {
+  try {
+    opt.field.set(cfg, text);
+  } catch (const BadValue& e) {
+    throw ConfigError("config: invalid value \"" + std::string(text) + "\" for " + name + " (" +
+                      where + "): " + e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML
+
+const char* yaml_kind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence:
+      return "list";
+    case YAML::NodeType::Map:
+      return "mapping";
+    case YAML::NodeType::Scalar:
+      return "scalar";
+    default:
+      return "null";
+  }
+}
+
+const OptionSpec* find_yaml_option(const std::string& path) {
+  for (const OptionSpec& opt : kOptions) {
+    if (iequals(opt.yaml, path)) return &opt;
+  }
+  return nullptr;
+}
+
+bool is_known_section(std::string_view section) {
+  const std::string prefix = lower(section) + ".";
+  return std::any_of(std::begin(kOptions), std::end(kOptions),
+                     [&](const OptionSpec& opt) { return lower(opt.yaml).starts_with(prefix); });
+}
+
+[[noreturn]] void fail_yaml_type(const std::string& path, const std::string& where,
+                                 const char* expected, const YAML::Node& node) {
+  throw ConfigError("config: wrong type for " + path + " (" + where + "): expected " + expected +
+                    ", got a " + yaml_kind(node));
+}
+
+// The option's value as text: a scalar, or (for list options) a sequence of scalars joined by ','.
+std::string yaml_value_text(const YAML::Node& node, const OptionSpec& opt, const std::string& path,
+                            const std::string& where) {
+  if (node.IsScalar()) return node.Scalar();
+  const char* expected = opt.field.is_list ? "a list of scalars" : "a scalar";
+  if (!node.IsSequence() || !opt.field.is_list) fail_yaml_type(path, where, expected, node);
+  std::string joined;
+  for (const YAML::Node& item : node) {
+    if (!item.IsScalar()) fail_yaml_type(path, where, expected, item);
+    joined += (joined.empty() ? "" : ",") + item.Scalar();
+  }
+  return joined;
+}
+
+void apply_yaml_section(Config& cfg, const std::string& section, const YAML::Node& node,
+                        const std::string& where) {
+  if (node.IsNull()) return;
+  if (!node.IsMap()) fail_yaml_type(section, where, "a mapping", node);
+  for (const auto& entry : node) {
+    const std::string path = section + "." + entry.first.Scalar();
+    const OptionSpec* opt = find_yaml_option(path);
+    // Unknown keys (e.g. upstream redis.poolSize) and null values are ignored.
+    if (opt == nullptr || entry.second.IsNull()) continue;
+    set_option(cfg, *opt, yaml_value_text(entry.second, *opt, path, where), path, where);
+  }
+}
+
+void apply_yaml_from(Config& cfg, const std::string& text, const std::string& where) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("config: malformed YAML (" + where + "): " + e.what());
+  }
+  if (root.IsNull()) return;
+  if (!root.IsMap()) fail_yaml_type("the top level", where, "a mapping of sections", root);
+  for (const auto& section : root) {
+    const std::string& name = section.first.Scalar();
+    if (is_known_section(name)) apply_yaml_section(cfg, name, section.second, where);
+  }
+}
+
+// Reads the file; nullopt when it does not exist and is not required.
+std::optional<std::string> read_config_file(const std::string& path, bool required) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) {
+    if (!required) return std::nullopt;
+    throw ConfigError("config: config file \"" + path + "\" does not exist");
+  }
+  if (std::filesystem::is_directory(status)) {
+    throw ConfigError("config: config file \"" + path + "\" is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (!in.is_open() || in.bad()) {
+    throw ConfigError("config: cannot read config file \"" + path + "\"");
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment and command line
+
+void apply_env(Config& cfg) {
+  for (const OptionSpec& opt : kOptions) {
+    const std::string name = env_name(opt.flag);
+    if (const char* value = std::getenv(name.c_str())) {
+      set_option(cfg, opt, value, name, "environment variable");
+    }
+  }
+}
+
+// Raw flag values, captured as text so flags go through the same parsers as YAML and env.
+struct CommandLine {
+  std::optional<std::string> config_path;
+  std::vector<std::optional<std::string>> values{std::size(kOptions)};
+};
+
+std::string option_help(const OptionSpec& opt) {
+  return std::string(opt.doc) + "\nenv " + env_name(opt.flag) + ", yaml " + opt.yaml;
+}
+
+void register_flags(CLI::App& app, std::vector<std::string>& raw, std::string& config_raw,
+                    std::vector<CLI::Option*>& flags) {
+  const Config defaults;
+  flags.push_back(app.add_option("--config", config_raw,
+                                 std::string("YAML config file; default ") + kDefaultConfigPath +
+                                     " if it exists; \"\" = none\nenv " + kConfigEnv)
+                      ->type_name("PATH"));
+  for (std::size_t i = 0; i < std::size(kOptions); ++i) {
+    const OptionSpec& opt = kOptions[i];
+    flags.push_back(app.add_option(std::string("--") + opt.flag, raw[i], option_help(opt))
+                        ->type_name(opt.value)
+                        ->default_str(opt.field.show(defaults)));
+  }
+  for (CLI::Option* flag : flags) flag->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.set_version_flag("--version", std::string("imgate ") + IMGATE_VERSION);
+  app.footer(
+      "Precedence, lowest to highest: built-in defaults, YAML file, IMGATE_* environment\n"
+      "variables, flags. Durations are seconds (fractions allowed); byte sizes accept K, M, G.");
+}
+
+// Parses argv; nullopt when --help or --version was printed to `out`.
+std::optional<CommandLine> parse_command_line(int argc, const char* const* argv,
+                                              std::ostream& out) {
+  CLI::App app("imgate: WebSocket IM gateway compatible with gowebsocket", "imgate");
+  app.get_formatter()->column_width(34);
+  std::vector<std::string> raw(std::size(kOptions));
+  std::string config_raw;
+  std::vector<CLI::Option*> flags;
+  register_flags(app, raw, config_raw, flags);
+  try {
+    if (argc > 0) {
+      app.parse(argc, argv);
+    } else {
+      app.parse(std::vector<std::string>{});
+    }
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return std::nullopt;
+  } catch (const CLI::CallForVersion& e) {
+    out << e.what() << "\n";
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    throw ConfigError(std::string("config: command line: ") + e.what() + " (see --help)");
+  }
+  CommandLine cl;
+  if (flags[0]->count() > 0) cl.config_path = config_raw;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (flags[i + 1]->count() > 0) cl.values[i] = raw[i];
+  }
+  return cl;
+}
+
+void apply_flags(Config& cfg, const CommandLine& cl) {
+  for (std::size_t i = 0; i < std::size(kOptions); ++i) {
+    if (cl.values[i]) {
+      const OptionSpec& opt = kOptions[i];
+      set_option(cfg, opt, *cl.values[i], std::string("--") + opt.flag, "command-line flag");
+    }
+  }
+}
+
+void apply_config_file(Config& cfg, const CommandLine& cl) {
+  std::string path = kDefaultConfigPath;
+  std::string from = "default";
+  if (cl.config_path) {
+    path = *cl.config_path;
+    from = "--config";
+  } else if (const char* env = std::getenv(kConfigEnv)) {
+    path = env;
+    from = kConfigEnv;
+  }
+  if (path.empty()) return;  // explicitly disabled
+  const auto text = read_config_file(path, from != "default");
+  const std::string where = "config file " + path + (from == "default" ? "" : " given by " + from);
+  if (text) apply_yaml_from(cfg, *text, where);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+// `key` is the option's YAML path; the message also names its flag.
+void check(bool ok, std::string_view key, const std::string& problem) {
+  if (ok) return;
+  for (const OptionSpec& opt : kOptions) {
+    if (opt.yaml == key) {
+      throw ConfigError("config: " + std::string(key) + " (--" + opt.flag + ") " + problem);
+    }
+  }
+  throw ConfigError("config: " + std::string(key) + " " + problem);
+}
+
+std::string got(const std::string& value) {
+  return ", got \"" + value + "\"";
+}
+
+void check_positive(Millis value, std::string_view key) {
+  check(value.count() > 0, key, "must be greater than 0 (at least 0.001 s)" + got(to_text(value)));
+}
+
+}  // namespace
+
+void apply_yaml(Config& cfg, const std::string& yaml_text) {
+  apply_yaml_from(cfg, yaml_text, "YAML text");
+}
+
+void validate(const Config& cfg) {
+  check(cfg.threads <= kMaxThreads, "imgate.threads",
+        "must be at most 1024" + got(to_text(cfg.threads)));
+  check(!cfg.app_ids.empty(), "imgate.appIDs", "must list at least one app id");
+  check(cfg.ws_path.starts_with('/'), "imgate.wsPath", "must start with '/'" + got(cfg.ws_path));
+  check(!cfg.bind_address.empty(), "imgate.bindAddress", "must not be empty");
+  check_positive(cfg.heartbeat_timeout, "imgate.heartbeatTimeout");
+  check_positive(cfg.ping_interval, "imgate.pingInterval");
+  check_positive(cfg.handshake_timeout, "imgate.handshakeTimeout");
+  check_positive(cfg.close_timeout, "imgate.closeTimeout");
+  check_positive(cfg.shutdown_timeout, "imgate.shutdownTimeout");
+  check(cfg.send_queue_bytes >= kMinSendQueueBytes, "imgate.sendQueueBytes",
+        "must be at least 1024" + got(to_text(cfg.send_queue_bytes)));
+  check(cfg.max_message_bytes >= kMinMaxMessageBytes, "imgate.maxMessageBytes",
+        "must be at least 128" + got(to_text(cfg.max_message_bytes)));
+  check(std::find(std::begin(kLogLevels), std::end(kLogLevels), cfg.log_level) !=
+            std::end(kLogLevels),
+        "imgate.logLevel",
+        "must be one of trace, debug, info, warn, error, critical, off" + got(cfg.log_level));
+}
+
+std::optional<Config> load_config(int argc, const char* const* argv, std::ostream& out) {
+  const std::optional<CommandLine> cl = parse_command_line(argc, argv, out);
+  if (!cl) return std::nullopt;
+  Config cfg;
+  apply_config_file(cfg, *cl);
+  apply_env(cfg);
+  apply_flags(cfg, *cl);
+  validate(cfg);
+  return cfg;
+}
+
+}  // namespace imgate

@@ -1,0 +1,65 @@
+// imgate configuration: one struct, filled from (lowest to highest precedence)
+// built-in defaults, the YAML file (upstream gowebsocket's config/app.yaml keys
+// plus imgate's own `imgate:` section), IMGATE_* environment variables, and
+// command-line flags. Every option is declared once, in config.cpp's option
+// table, which also produces --help and docs/configuration.md's content.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace imgate {
+
+using Millis = std::chrono::milliseconds;
+
+struct Config {
+  // --- upstream app.yaml (`app:` and `redis:` sections) ---
+  std::string log_file;          // app.logFile: "" = log to stderr
+  uint16_t http_port = 8080;     // app.httpPort: 0 = pick a free port
+  uint16_t ws_port = 8089;       // app.webSocketPort: 0 = pick a free port
+  uint16_t rpc_port = 9001;      // app.rpcPort: read for compatibility, unused
+  std::string http_url;          // app.httpUrl: informational
+  std::string web_socket_url;    // app.webSocketUrl: URL the chat page connects to
+  std::string redis_addr;        // redis.addr: "" = embedded single node
+  std::string redis_password;    // redis.password
+  int redis_db = 0;              // redis.DB
+
+  // --- imgate's own (`imgate:` section) ---
+  std::string bind_address = "0.0.0.0";
+  std::string ws_path = "/acc";
+  unsigned threads = 0;                       // 0 = hardware threads
+  std::vector<uint32_t> app_ids{101, 102, 103, 104};
+  Millis heartbeat_timeout{360'000};          // idle time after which a connection is closed
+  Millis ping_interval{30'000};               // server WebSocket ping to idle connections
+  Millis handshake_timeout{10'000};           // TCP accept -> WebSocket upgrade complete
+  Millis close_timeout{5'000};                // close handshake / stuck write before hard close
+  Millis shutdown_timeout{10'000};            // SIGTERM -> exit, at the latest
+  std::size_t send_queue_bytes = 1 << 20;     // per-connection queued bytes before overflow close
+  std::size_t max_message_bytes = 64 << 10;   // largest client message accepted
+  std::size_t max_connections = 1'000'000;    // global; 0 = unlimited
+  std::string log_level = "info";             // trace, debug, info, warn, error, critical, off
+  std::string ready_file;                     // if set, written with the bound ports once listening
+};
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Builds the configuration from argv, the environment and the YAML file
+// (--config, default "config/app.yaml" when it exists). Returns nullopt when
+// --help or --version was handled (text written to `out`). Throws ConfigError
+// with a readable message on any invalid value.
+std::optional<Config> load_config(int argc, const char* const* argv, std::ostream& out);
+
+// Parses YAML text into `cfg` (used by load_config and by tests).
+void apply_yaml(Config& cfg, const std::string& yaml_text);
+
+// Checks cross-field constraints; throws ConfigError.
+void validate(const Config& cfg);
+
+}  // namespace imgate

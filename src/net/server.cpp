@@ -1,0 +1,184 @@
+#include "net/server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <cstdio>
+#include <fstream>
+
+namespace imgate {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+unsigned thread_count(const Config& config) {
+  unsigned n = config.threads ? config.threads : std::thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+LivenessSettings liveness_of(const Config& config) {
+  return LivenessSettings{config.heartbeat_timeout, config.ping_interval};
+}
+
+std::vector<std::unique_ptr<asio::io_context>> make_loops(unsigned n) {
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  for (unsigned i = 0; i < n; ++i) loops.push_back(std::make_unique<asio::io_context>(1));
+  return loops;
+}
+
+}  // namespace
+
+void ServerContext::collect_connection_ids(std::function<void(std::vector<ConnId>)> done) {
+  // Visit shard 0, then 1, ... each on its own thread, carrying the list along.
+  struct Walk : std::enable_shared_from_this<Walk> {
+    ServerContext* ctx;
+    std::function<void(std::vector<ConnId>)> done;
+    std::vector<ConnId> ids;
+    void visit(uint32_t shard) {
+      asio::post(*ctx->loops[shard], [self = shared_from_this(), shard] {
+        auto local = self->ctx->hub.shard(shard).ids();
+        self->ids.insert(self->ids.end(), local.begin(), local.end());
+        if (shard + 1 < self->ctx->loops.size()) {
+          self->visit(shard + 1);
+        } else {
+          self->done(std::move(self->ids));
+        }
+      });
+    }
+  };
+  auto walk = std::make_shared<Walk>();
+  walk->ctx = this;
+  walk->done = std::move(done);
+  walk->visit(0);
+}
+
+Server::Server(Config config)
+    : config_(std::move(config)),
+      loops_(make_loops(thread_count(config_))),
+      hub_(static_cast<uint32_t>(loops_.size()), liveness_of(config_), counters_, Clock::now()),
+      router_(make_default_router()),
+      ctx_{config_, counters_, hub_, router_, loops_, Clock::now()},
+      signals_(std::make_unique<asio::signal_set>(*loops_[0], SIGINT, SIGTERM)) {
+  hub_.set_poster([this](uint32_t shard, Hub::Task task) {
+    asio::post(*loops_[shard], std::move(task));
+  });
+  for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
+}
+
+Server::~Server() {
+  // Everything bound to a loop goes before the loops; destroying a loop
+  // destroys its pending handlers and with them the sessions they hold,
+  // which still need ctx_ (declared later, so destroyed after this body).
+  signals_.reset();
+  drain_timer_.reset();
+  ticks_.clear();
+  listeners_.clear();
+  guards_.clear();
+  for (auto& loop : loops_) loop.reset();
+}
+
+void Server::listen() {
+  auto address = asio::ip::make_address(config_.bind_address);
+  const bool shared_port = config_.ws_port != 0 && config_.ws_port == config_.http_port;
+  auto ws = std::make_shared<Listener>(*loops_[0], tcp::endpoint(address, config_.ws_port), ctx_,
+                                       PortRole{true, shared_port});
+  listeners_.push_back(ws);
+  ws_port_ = ws->port();
+  http_port_ = ws_port_;
+  if (!shared_port) {
+    auto api = std::make_shared<Listener>(*loops_[0], tcp::endpoint(address, config_.http_port),
+                                          ctx_, PortRole{false, true});
+    listeners_.push_back(api);
+    http_port_ = api->port();
+  }
+  for (auto& l : listeners_) l->start();
+  spdlog::info("imgate {} listening: websocket {}:{}{}, http {}:{}, {} threads", IMGATE_VERSION,
+               config_.bind_address, ws_port_, config_.ws_path, config_.bind_address, http_port_,
+               loops_.size());
+}
+
+void Server::write_ready_file() const {
+  if (config_.ready_file.empty()) return;
+  const std::string tmp = config_.ready_file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << R"({"ws":)" << ws_port_ << R"(,"http":)" << http_port_ << R"(,"pid":)" << getpid()
+        << "}\n";
+  }
+  if (std::rename(tmp.c_str(), config_.ready_file.c_str()) != 0) {
+    spdlog::warn("cannot write ready file {}", config_.ready_file);
+  }
+}
+
+void Server::start_tick(uint32_t shard) {
+  auto& timer = *ticks_[shard];
+  timer.expires_after(std::chrono::milliseconds(
+      std::clamp<long>(std::min(config_.heartbeat_timeout, config_.ping_interval).count() / 8, 10,
+                       1000)));
+  timer.async_wait([this, shard](boost::system::error_code ec) {
+    if (ec) return;
+    hub_.shard(shard).tick(Clock::now());
+    start_tick(shard);
+  });
+}
+
+int Server::run() {
+  listen();
+  for (uint32_t i = 0; i < loops_.size(); ++i) {
+    ticks_.push_back(std::make_unique<asio::steady_timer>(*loops_[i]));
+    start_tick(i);
+  }
+  signals_->async_wait([this](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", signo);
+    begin_shutdown();
+  });
+  write_ready_file();
+
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < loops_.size(); ++i) {
+    threads.emplace_back([loop = loops_[i].get()] { loop->run(); });
+  }
+  loops_[0]->run();
+  for (auto& t : threads) t.join();
+  spdlog::info("imgate stopped");
+  return 0;
+}
+
+void Server::begin_shutdown() {
+  if (ctx_.stopping.exchange(true)) return;
+  for (auto& l : listeners_) l->stop();
+  for (uint32_t i = 0; i < loops_.size(); ++i) {
+    asio::post(*loops_[i], [this, i] {
+      ticks_[i]->cancel();
+      hub_.shard(i).close_all(close_code::kGoingAway, "server shutdown");
+    });
+  }
+  await_drain(Clock::now() + config_.shutdown_timeout);
+}
+
+void Server::await_drain(TimePoint deadline) {
+  // Polls (on loop 0) until every WebSocket session has finished its close
+  // handshake, or the deadline passes; then stops all loops.
+  if (!drain_timer_) drain_timer_ = std::make_unique<asio::steady_timer>(*loops_[0]);
+  if (ctx_.ws_sessions.load() == 0 || Clock::now() >= deadline) {
+    if (ctx_.ws_sessions.load() != 0) {
+      spdlog::warn("shutdown deadline: {} sessions cut off", ctx_.ws_sessions.load());
+    }
+    stop_loops();
+    return;
+  }
+  drain_timer_->expires_after(std::chrono::milliseconds(10));
+  drain_timer_->async_wait([this, deadline](boost::system::error_code) { await_drain(deadline); });
+}
+
+void Server::stop_loops() {
+  for (auto& g : guards_) g.reset();
+  for (auto& loop : loops_) loop->stop();
+}
+
+}  // namespace imgate

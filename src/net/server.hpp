@@ -1,0 +1,55 @@
+// Server: owns the worker event loops (one io_context and one shard per
+// thread), the listeners, the liveness ticks and the shutdown sequence.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "metrics/counters.hpp"
+#include "net/listener.hpp"
+#include "net/server_context.hpp"
+#include "protocol/router.hpp"
+#include "registry/shard.hpp"
+
+namespace imgate {
+
+class Server {
+ public:
+  explicit Server(Config config);
+  ~Server();
+
+  // Binds the ports (throws on failure), runs until SIGINT / SIGTERM has been
+  // handled, and returns the process exit code.
+  int run();
+
+ private:
+  void listen();
+  void write_ready_file() const;
+  void start_tick(uint32_t shard);
+  void begin_shutdown();
+  void await_drain(TimePoint deadline);
+  void stop_loops();
+
+  Config config_;
+  Counters counters_;
+  std::vector<std::unique_ptr<boost::asio::io_context>> loops_;
+  std::vector<std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
+      guards_;
+  Hub hub_;
+  Router router_;
+  ServerContext ctx_;
+  std::vector<std::shared_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> ticks_;
+  std::unique_ptr<boost::asio::signal_set> signals_;
+  std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  uint16_t ws_port_ = 0;
+  uint16_t http_port_ = 0;
+};
+
+}  // namespace imgate

@@ -1,0 +1,35 @@
+// What every network session needs from the server: configuration, the
+// registry, the command router, counters, and the per-thread event loops.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "config/config.hpp"
+#include "metrics/counters.hpp"
+#include "protocol/router.hpp"
+#include "registry/shard.hpp"
+
+namespace imgate {
+
+struct ServerContext {
+  const Config& config;
+  Counters& counters;
+  Hub& hub;
+  const Router& router;
+  std::vector<std::unique_ptr<boost::asio::io_context>>& loops;  // loops[i] runs shard i
+  TimePoint started;
+  // TCP sessions accepted on a WebSocket-serving listener and not yet gone
+  // (handshaking or upgraded); bounded by config.max_connections.
+  std::atomic<std::size_t> ws_sessions{0};
+  std::atomic<bool> stopping{false};
+
+  // Collects every shard's connection ids by visiting the shards in turn on
+  // their own threads, then calls `done` on the last shard's thread.
+  void collect_connection_ids(std::function<void(std::vector<ConnId>)> done);
+};
+
+}  // namespace imgate

@@ -1,0 +1,41 @@
+// The client protocol's envelope (spec §2): requests
+//   {"seq":"<string>","cmd":"<string>","data":<any>}
+// and responses / pushes
+//   {"seq":"..","cmd":"..","response":{"code":N,"codeMsg":"..","data":<any>}}
+// A frame is parsed once; replies are serialised straight to text.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <string>
+#include <string_view>
+
+#include "protocol/codes.hpp"
+#include "registry/types.hpp"
+
+namespace imgate {
+
+struct Request {
+  std::string seq;  // "" when absent
+  std::string cmd;  // "" when absent
+  boost::json::value data;  // null when absent
+};
+
+// Parses a text frame. On success returns true and fills `out`. A frame that
+// is not a JSON object, or whose seq / cmd is present but not a string,
+// returns false; `out` then holds whatever seq / cmd could be read.
+bool parse_request(std::string_view text, Request& out);
+
+// {"seq":..,"cmd":..,"response":{"code":..,"codeMsg":<upstream>,"data":..}}
+std::string make_response(std::string_view seq, std::string_view cmd, Code code,
+                          const boost::json::value& data = nullptr);
+
+// A server push: code 200, codeMsg "Ok",
+// data {"target":"","type":"text","msg":<msg>,"from":<from>}.
+Frame make_push(std::string_view seq, std::string_view cmd, std::string_view msg,
+                std::string_view from);
+
+// Upstream texts of the presence pushes.
+inline constexpr std::string_view kEnterText = "哈喽~";
+inline constexpr std::string_view kExitText = "用户已经离开~";
+
+}  // namespace imgate

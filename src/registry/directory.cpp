@@ -1,0 +1,91 @@
+#include "registry/directory.hpp"
+
+#include <algorithm>
+
+namespace imgate {
+
+bool Directory::add(const UserKey& key, ConnId conn, uint32_t shard,
+                    const std::function<void()>& on_first) {
+  std::lock_guard lock(mu_);
+  auto [it, created] = users_.try_emplace(key);
+  auto& conns = it->second.conns;
+  if (std::any_of(conns.begin(), conns.end(), [&](const auto& c) { return c.first == conn; })) {
+    return false;
+  }
+  conns.emplace_back(conn, shard);
+  ++logged_in_;
+  if (!created) return false;
+  rooms_[key.app].insert(key.user);
+  if (on_first) on_first();
+  return true;
+}
+
+bool Directory::remove(const UserKey& key, ConnId conn, const std::function<void()>& on_last) {
+  std::lock_guard lock(mu_);
+  auto it = users_.find(key);
+  if (it == users_.end()) return false;
+  auto& conns = it->second.conns;
+  auto pos = std::find_if(conns.begin(), conns.end(), [&](const auto& c) { return c.first == conn; });
+  if (pos == conns.end()) return false;
+  conns.erase(pos);
+  --logged_in_;
+  if (!conns.empty()) return false;
+  users_.erase(it);
+  auto room = rooms_.find(key.app);
+  if (room != rooms_.end()) {
+    room->second.erase(key.user);
+    if (room->second.empty()) rooms_.erase(room);
+  }
+  if (on_last) on_last();
+  return true;
+}
+
+std::vector<std::string> Directory::users_of(AppId app) const {
+  std::lock_guard lock(mu_);
+  auto room = rooms_.find(app);
+  if (room == rooms_.end()) return {};
+  return {room->second.begin(), room->second.end()};
+}
+
+bool Directory::online(AppId app, std::string_view user) const {
+  std::lock_guard lock(mu_);
+  if (app != 0) return users_.contains(UserKey{app, std::string(user)});
+  return std::any_of(rooms_.begin(), rooms_.end(),
+                     [&](const auto& room) { return room.second.contains(std::string(user)); });
+}
+
+std::vector<uint32_t> Directory::shards_of(const UserKey& key) const {
+  std::lock_guard lock(mu_);
+  std::vector<uint32_t> shards;
+  auto it = users_.find(key);
+  if (it == users_.end()) return shards;
+  for (const auto& [conn, shard] : it->second.conns) {
+    if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+  }
+  return shards;
+}
+
+std::vector<std::string> Directory::user_keys() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> keys;
+  keys.reserve(users_.size());
+  for (const auto& [key, entry] : users_) keys.push_back(std::to_string(key.app) + "_" + key.user);
+  return keys;
+}
+
+std::size_t Directory::user_count() const {
+  std::lock_guard lock(mu_);
+  return users_.size();
+}
+
+std::size_t Directory::room_count() const {
+  std::lock_guard lock(mu_);
+  return rooms_.size();
+}
+
+std::size_t Directory::connection_count() const {
+  std::lock_guard lock(mu_);
+  return logged_in_;
+}
+
+}  // namespace imgate

@@ -1,0 +1,68 @@
+// Directory: the node-wide view of who is logged in, shared by all shards.
+//
+// It maps (appID, userID) to the set of that user's connections (several per
+// user: tabs, devices), and appID to the room's users. It is the single place
+// that decides "first connection of this user" (enter) and "last connection
+// gone" (exit). Every method takes one short mutex; no I/O is ever done under
+// it, only posting tasks (see Hub), which keeps enter/exit pushes in the same
+// order as the logins and logouts that caused them.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "registry/types.hpp"
+
+namespace imgate {
+
+struct UserKey {
+  AppId app = 0;
+  std::string user;
+  bool operator==(const UserKey&) const = default;
+};
+
+struct UserKeyHash {
+  std::size_t operator()(const UserKey& k) const noexcept {
+    return std::hash<std::string_view>{}(k.user) * 31u + k.app;
+  }
+};
+
+class Directory {
+ public:
+  // Adds `conn` (living on `shard`) to the user. If it is the user's first
+  // connection, calls on_first() while still holding the lock, so that what
+  // it posts is ordered with every other directory change. Returns whether
+  // it was the first. Adding a connection twice is a no-op returning false.
+  bool add(const UserKey& key, ConnId conn, uint32_t shard,
+           const std::function<void()>& on_first);
+
+  // Removes `conn` from the user; if that was its last connection, calls
+  // on_last() under the lock and forgets the user. Idempotent: removing an
+  // unknown connection does nothing and returns false.
+  bool remove(const UserKey& key, ConnId conn, const std::function<void()>& on_last);
+
+  // Queries (any thread).
+  std::vector<std::string> users_of(AppId app) const;
+  bool online(AppId app, std::string_view user) const;  // app 0: any app
+  std::vector<uint32_t> shards_of(const UserKey& key) const;
+  std::vector<std::string> user_keys() const;  // "<appID>_<userID>", upstream's debug format
+  std::size_t user_count() const;
+  std::size_t room_count() const;
+  std::size_t connection_count() const;  // logged-in connections
+
+ private:
+  struct Entry {
+    std::vector<std::pair<ConnId, uint32_t>> conns;  // (connection, shard)
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<UserKey, Entry, UserKeyHash> users_;
+  std::unordered_map<AppId, std::unordered_set<std::string>> rooms_;
+  std::size_t logged_in_ = 0;
+};
+
+}  // namespace imgate

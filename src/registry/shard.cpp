@@ -1,0 +1,235 @@
+#include "registry/shard.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "protocol/envelope.hpp"
+
+namespace imgate {
+
+namespace {
+
+constexpr int kShardBits = 10;  // up to 1024 shards (threads)
+constexpr int kSeqBits = 64 - kShardBits;
+
+// Wheel slot width: fine enough for second-scale test timeouts, coarse (1 s)
+// for production ones so a tick touches few slots.
+std::chrono::milliseconds wheel_tick(const LivenessSettings& s) {
+  auto finest = std::min(s.heartbeat_timeout, s.ping_interval) / 8;
+  return std::clamp(finest, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+}
+
+}  // namespace
+
+std::string_view to_string(EndReason reason) {
+  switch (reason) {
+    case EndReason::kClientClose: return "client close";
+    case EndReason::kNetworkError: return "network error";
+    case EndReason::kTimeout: return "heartbeat timeout";
+    case EndReason::kOverflow: return "send queue overflow";
+    case EndReason::kProtocol: return "protocol error";
+    case EndReason::kShutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+// --- Shard ---
+
+Shard::Shard(Hub& hub, uint32_t index, TimePoint start)
+    : hub_(hub),
+      index_(index),
+      wheel_(wheel_tick(hub.liveness()),
+             std::max(hub.liveness().heartbeat_timeout, hub.liveness().ping_interval), start) {}
+
+ConnId Shard::add(Peer& peer, TimePoint now) {
+  ConnId id = (static_cast<ConnId>(index_) << kSeqBits) | ++next_seq_;
+  conns_.emplace(id, Conn{&peer, {}, false, now});
+  size_.fetch_add(1, std::memory_order_relaxed);
+  const auto& live = hub_.liveness();
+  wheel_.schedule(id, now + std::min(live.ping_interval, live.heartbeat_timeout));
+  return id;
+}
+
+LoginStatus Shard::login(ConnId id, AppId app, std::string_view user, TimePoint now) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return LoginStatus::kUnknownConnection;
+  Conn& conn = it->second;
+  if (conn.logged_in) return LoginStatus::kAlreadyLoggedIn;
+  conn.key = UserKey{app, std::string(user)};
+  conn.logged_in = true;
+  conn.last_seen = now;
+  index_login(conn);
+  Counters::bump(hub_.counters().logins);
+  hub_.directory().add(conn.key, id, index_, [&] {
+    hub_.push_room(app, conn.key.user, hub_.presence_frame("enter", conn.key.user));
+  });
+  return LoginStatus::kOk;
+}
+
+bool Shard::heartbeat(ConnId id, TimePoint now) {
+  auto it = conns_.find(id);
+  if (it == conns_.end() || !it->second.logged_in) return false;
+  it->second.last_seen = now;
+  return true;
+}
+
+void Shard::touch(ConnId id, TimePoint now) {
+  auto it = conns_.find(id);
+  if (it != conns_.end()) it->second.last_seen = now;
+}
+
+bool Shard::logged_in(ConnId id) const {
+  auto it = conns_.find(id);
+  return it != conns_.end() && it->second.logged_in;
+}
+
+bool Shard::unlink(ConnId id, EndReason reason) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return false;
+  Conn& conn = it->second;
+  if (conn.logged_in) {
+    unindex_login(conn);
+    hub_.directory().remove(conn.key, id, [&] {
+      hub_.push_room(conn.key.app, conn.key.user, hub_.presence_frame("exit", conn.key.user));
+    });
+  }
+  if (reason == EndReason::kTimeout) {
+    Counters::bump(hub_.counters().heartbeat_timeouts);
+    spdlog::info("connection {:x} ({}_{}) closed: {}", id, conn.key.app, conn.key.user,
+                 to_string(reason));
+  } else {
+    spdlog::debug("connection {:x} ({}_{}) unlinked: {}", id, conn.key.app, conn.key.user,
+                  to_string(reason));
+  }
+  conns_.erase(it);
+  size_.fetch_sub(1, std::memory_order_relaxed);
+  Counters::bump(hub_.counters().connections_closed);
+  return true;
+}
+
+void Shard::index_login(Conn& conn) {
+  room_members_[conn.key.app].insert(&conn);
+  user_conns_[conn.key].push_back(&conn);
+}
+
+void Shard::unindex_login(Conn& conn) {
+  if (auto room = room_members_.find(conn.key.app); room != room_members_.end()) {
+    room->second.erase(&conn);
+    if (room->second.empty()) room_members_.erase(room);
+  }
+  if (auto user = user_conns_.find(conn.key); user != user_conns_.end()) {
+    std::erase(user->second, &conn);
+    if (user->second.empty()) user_conns_.erase(user);
+  }
+}
+
+void Shard::tick(TimePoint now) {
+  wheel_.advance(now, [&](ConnId id) { check_liveness(id, now); });
+}
+
+void Shard::check_liveness(ConnId id, TimePoint now) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;  // already unlinked: its wheel entry just lapses
+  Conn& conn = it->second;
+  const auto& live = hub_.liveness();
+  const auto idle = now - conn.last_seen;
+  if (idle >= live.heartbeat_timeout) {
+    Peer* peer = conn.peer;
+    unlink(id, EndReason::kTimeout);
+    peer->close(close_code::kGoingAway, "heartbeat timeout");
+    return;
+  }
+  TimePoint next = conn.last_seen + live.heartbeat_timeout;
+  if (idle >= live.ping_interval) {
+    conn.peer->ping();
+    next = std::min(next, now + live.ping_interval);
+  } else {
+    next = std::min(next, conn.last_seen + live.ping_interval);
+  }
+  wheel_.schedule(id, next);
+}
+
+void Shard::close_all(uint16_t code, std::string_view reason) {
+  for (ConnId id : ids()) {
+    Peer* peer = conns_.at(id).peer;
+    unlink(id, EndReason::kShutdown);
+    peer->close(code, reason);
+  }
+}
+
+std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const Frame& frame) {
+  auto room = room_members_.find(app);
+  if (room == room_members_.end()) return 0;
+  std::size_t sent = 0;
+  for (Conn* conn : room->second) {
+    if (conn->key.user == except_user) continue;
+    conn->peer->send(frame);
+    ++sent;
+  }
+  return sent;
+}
+
+std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame) {
+  auto user = user_conns_.find(key);
+  if (user == user_conns_.end()) return 0;
+  for (Conn* conn : user->second) conn->peer->send(frame);
+  return user->second.size();
+}
+
+std::vector<ConnId> Shard::ids() const {
+  std::vector<ConnId> ids;
+  ids.reserve(conns_.size());
+  for (const auto& entry : conns_) ids.push_back(entry.first);
+  return ids;
+}
+
+// --- Hub ---
+
+Hub::Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoint start)
+    : liveness_(liveness),
+      counters_(counters),
+      push_seq_(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count())) {
+  shards_.reserve(shards);
+  for (uint32_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>(*this, i, start));
+}
+
+void Hub::push_room(AppId app, std::string except_user, Frame frame) {
+  auto except = std::make_shared<const std::string>(std::move(except_user));
+  for (uint32_t i = 0; i < shard_count(); ++i) {
+    poster_(i, [this, i, app, except, frame] { shards_[i]->deliver_room(app, *except, frame); });
+  }
+}
+
+bool Hub::push_user(const UserKey& key, Frame frame) {
+  auto shards = directory_.shards_of(key);
+  if (shards.empty()) return false;
+  auto shared_key = std::make_shared<const UserKey>(key);
+  for (uint32_t i : shards) {
+    poster_(i, [this, i, shared_key, frame] { shards_[i]->deliver_user(*shared_key, frame); });
+  }
+  return true;
+}
+
+Frame Hub::presence_frame(std::string_view cmd, std::string_view user) {
+  uint64_t seq = push_seq_.fetch_add(1, std::memory_order_relaxed);
+  return make_push(std::to_string(seq), cmd,
+                   cmd == "enter" ? kEnterText : kExitText, user);
+}
+
+std::size_t Hub::connections() const {
+  std::size_t total = 0;
+  for (const auto& shard : shards_) total += shard->size();
+  return total;
+}
+
+std::vector<std::size_t> Hub::connections_per_shard() const {
+  std::vector<std::size_t> counts;
+  for (const auto& shard : shards_) counts.push_back(shard->size());
+  return counts;
+}
+
+}  // namespace imgate

@@ -1,0 +1,146 @@
+// Shard: the connections of one event-loop thread, and Hub: the shards plus
+// the node-wide Directory and the way to post work between threads.
+//
+// Lifecycle contract (docs/architecture.md has the long form):
+//  - A connection exists in the registry from add() to unlink(); add() creates
+//    its id, so no event can name a connection before it exists, and ids are
+//    never reused, so nothing can bring one back after unlink().
+//  - Every Shard method runs on that shard's thread only. All events of one
+//    connection (add, login, heartbeat, frames, timeout, close, overflow,
+//    shutdown) therefore happen in one sequential order.
+//  - unlink() is the only way out and is idempotent: the first call removes the
+//    connection from every index (shard tables, room index, user index,
+//    directory, liveness) and counts it; later calls return false and do nothing.
+//  - Cross-thread work (fan-out to other shards' connections) is a posted task
+//    carrying one shared immutable Frame.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "metrics/counters.hpp"
+#include "registry/directory.hpp"
+#include "registry/timing_wheel.hpp"
+#include "registry/types.hpp"
+
+namespace imgate {
+
+struct LivenessSettings {
+  std::chrono::milliseconds heartbeat_timeout{360'000};
+  std::chrono::milliseconds ping_interval{30'000};
+};
+
+enum class LoginStatus { kOk, kAlreadyLoggedIn, kUnknownConnection };
+
+class Hub;
+
+class Shard {
+ public:
+  Shard(Hub& hub, uint32_t index, TimePoint start);
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  uint32_t index() const { return index_; }
+
+  // Registers a connection whose transport is `peer`; `peer` must stay valid
+  // until unlink() of the returned id.
+  ConnId add(Peer& peer, TimePoint now);
+
+  // Marks the connection as (app, user): counts as a heartbeat, enters the
+  // room and user indexes and the directory; if this is the user's first
+  // connection on the node, `enter` is pushed to the room's other users.
+  LoginStatus login(ConnId id, AppId app, std::string_view user, TimePoint now);
+
+  // A successful heartbeat command; false when the connection is not logged in.
+  bool heartbeat(ConnId id, TimePoint now);
+
+  // Any frame received (message, ping, pong) refreshes liveness.
+  void touch(ConnId id, TimePoint now);
+
+  bool contains(ConnId id) const { return conns_.contains(id); }
+  bool logged_in(ConnId id) const;
+
+  // The one function that ends a connection (see contract above). When the
+  // user's last connection goes, `exit` is pushed to the room.
+  bool unlink(ConnId id, EndReason reason);
+
+  // Liveness: pings idle connections, unlinks and closes (1001) the ones idle
+  // past heartbeat_timeout. Cost: the entries due, not all connections.
+  void tick(TimePoint now);
+
+  // Shutdown: unlinks every connection and asks its peer to close.
+  void close_all(uint16_t code, std::string_view reason);
+
+  // Local delivery of an already-built frame (on this shard's thread).
+  std::size_t deliver_room(AppId app, std::string_view except_user, const Frame& frame);
+  std::size_t deliver_user(const UserKey& key, const Frame& frame);
+
+  // Registered connections; readable from any thread.
+  std::size_t size() const { return size_.load(std::memory_order_relaxed); }
+  std::vector<ConnId> ids() const;
+  std::size_t wheel_entries() const { return wheel_.size(); }
+
+ private:
+  struct Conn {
+    Peer* peer = nullptr;
+    UserKey key;  // app 0 and empty user until login
+    bool logged_in = false;
+    TimePoint last_seen;
+  };
+
+  void check_liveness(ConnId id, TimePoint now);
+  void index_login(Conn& conn);
+  void unindex_login(Conn& conn);
+
+  Hub& hub_;
+  const uint32_t index_;
+  uint64_t next_seq_ = 0;
+  std::unordered_map<ConnId, Conn> conns_;
+  std::unordered_map<AppId, std::unordered_set<Conn*>> room_members_;
+  std::unordered_map<UserKey, std::vector<Conn*>, UserKeyHash> user_conns_;
+  TimingWheel wheel_;
+  std::atomic<std::size_t> size_{0};
+};
+
+class Hub {
+ public:
+  using Task = std::function<void()>;
+  // Runs `task` later on shard `index`'s thread; never inline.
+  using Poster = std::function<void(uint32_t index, Task task)>;
+
+  Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoint start);
+
+  void set_poster(Poster poster) { poster_ = std::move(poster); }
+
+  uint32_t shard_count() const { return static_cast<uint32_t>(shards_.size()); }
+  Shard& shard(uint32_t index) { return *shards_[index]; }
+  Directory& directory() { return directory_; }
+  const Directory& directory() const { return directory_; }
+  Counters& counters() { return counters_; }
+  const LivenessSettings& liveness() const { return liveness_; }
+
+  // Fan-out from any thread: one task per shard, each carrying the same frame.
+  void push_room(AppId app, std::string except_user, Frame frame);
+  // Returns false when the user has no connection on this node.
+  bool push_user(const UserKey& key, Frame frame);
+
+  // enter / exit pushes for `user`, seq a fresh id.
+  Frame presence_frame(std::string_view cmd, std::string_view user);
+
+  std::size_t connections() const;
+  std::vector<std::size_t> connections_per_shard() const;
+
+ private:
+  std::vector<std::unique_ptr<Shard>> shards_;
+  Directory directory_;
+  LivenessSettings liveness_;
+  Counters& counters_;
+  Poster poster_;
+  std::atomic<uint64_t> push_seq_;
+};
+
+}  // namespace imgate

@@ -1,0 +1,315 @@
+#include "gateway_process.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace imgate::test {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout) {
+  asio::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  req.set(http::field::connection, "close");
+  http::response<http::string_body> res;
+  beast::flat_buffer buffer;
+  boost::system::error_code result = asio::error::timed_out;
+
+  stream.expires_after(timeout);
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
+  stream.async_connect(endpoint, [&](boost::system::error_code ec) {
+    if (ec) {
+      result = ec;
+      return;
+    }
+    http::async_write(stream, req, [&](boost::system::error_code wec, std::size_t) {
+      if (wec) {
+        result = wec;
+        return;
+      }
+      http::async_read(stream, buffer, res,
+                       [&](boost::system::error_code rec, std::size_t) { result = rec; });
+    });
+  });
+  ioc.run();
+  if (result) {
+    throw std::runtime_error("GET " + std::string(target) + " on port " + std::to_string(port) +
+                             ": " + result.message());
+  }
+  return {res.result_int(), std::string(res[http::field::content_type]), res.body()};
+}
+
+// ---- State ----------------------------------------------------------------
+
+const json::value* State::find(std::initializer_list<std::string_view> path) const {
+  const json::object* obj = &data_;
+  const json::value* v = nullptr;
+  for (std::string_view key : path) {
+    if (obj == nullptr) return nullptr;
+    v = obj->if_contains(key);
+    if (v == nullptr) return nullptr;
+    obj = v->if_object();
+  }
+  return v;
+}
+
+int64_t State::number(std::initializer_list<std::string_view> path) const {
+  const json::value* v = find(path);
+  if (v == nullptr || !v->is_number()) return -1;
+  boost::system::error_code ec;
+  const auto n = v->to_number<int64_t>(ec);
+  return ec ? -1 : n;
+}
+
+std::vector<std::string> State::strings(std::initializer_list<std::string_view> path) const {
+  std::vector<std::string> out;
+  const json::value* v = find(path);
+  if (v == nullptr || !v->is_array()) return out;
+  for (const auto& item : v->get_array()) {
+    if (item.is_string()) out.emplace_back(item.get_string());
+  }
+  return out;
+}
+
+int64_t State::counter(std::string_view name) const {
+  const json::value* counters = find({"imgate", "counters"});
+  if (counters == nullptr || !counters->is_object()) return -1;
+  const json::value* v = counters->get_object().if_contains(name);
+  if (v == nullptr || !v->is_number()) return -1;
+  return v->to_number<int64_t>();
+}
+
+int64_t State::closes_by_code(uint16_t code) const {
+  const json::value* by_code = find({"imgate", "counters", "closesByCode"});
+  if (by_code == nullptr || !by_code->is_object()) return -1;
+  const json::value* v = by_code->get_object().if_contains(std::to_string(code));
+  if (v == nullptr) return 0;
+  return v->is_number() ? v->to_number<int64_t>() : -1;
+}
+
+// ---- Gateway --------------------------------------------------------------
+
+namespace {
+
+Flags default_flags(const std::string& ready_path) {
+  return {
+      {"--bind", "127.0.0.1"},
+      {"--ws-port", "0"},
+      {"--http-port", "0"},
+      {"--threads", "2"},
+      {"--app-ids", "101,102,103,104"},
+      {"--heartbeat-timeout", "30"},
+      {"--ping-interval", "10"},
+      {"--handshake-timeout", "5"},
+      {"--close-timeout", "1"},
+      {"--shutdown-timeout", "3"},
+      {"--log-level", "info"},
+      {"--ready-file", ready_path},
+  };
+}
+
+std::string read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace
+
+Gateway::~Gateway() {
+  if (pid_ > 0 && !exit_status_) {
+    ::kill(pid_, SIGKILL);
+    reap(true);
+  }
+  if (dir_.empty()) return;
+  if (testing::Test::HasFailure()) {
+    std::cerr << "---- imgate log (" << log_path_ << ") ----\n"
+              << log() << "---- end of imgate log ----\n";
+    return;  // keep the directory for inspection
+  }
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+void Gateway::start(const Flags& overrides, Millis ready_timeout) {
+  if (pid_ > 0) throw std::runtime_error("Gateway::start called twice");
+  std::string tmpl = (fs::temp_directory_path() / "imgate-it-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  }
+  dir_ = tmpl;
+  ready_path_ = dir_ + "/ready.json";
+  log_path_ = dir_ + "/imgate.log";
+
+  Flags flags = default_flags(ready_path_);
+  for (const auto& [name, value] : overrides) {
+    if (value.empty()) {
+      flags.erase(name);
+    } else {
+      flags[name] = value;
+    }
+  }
+  std::vector<std::string> args{IMGATE_BINARY};
+  for (const auto& [name, value] : flags) {
+    args.push_back(name);
+    args.push_back(value);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  // The child sees the test's environment minus IMGATE_* settings.
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "IMGATE_", 7) != 0) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addchdir_np(&actions, dir_.c_str());
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path_.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  const int rc = ::posix_spawn(&pid_, IMGATE_BINARY, &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    pid_ = -1;
+    throw std::runtime_error(std::string("posix_spawn " IMGATE_BINARY ": ") + std::strerror(rc));
+  }
+  read_ready_file(ready_timeout);
+}
+
+void Gateway::read_ready_file(Millis timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!fs::exists(ready_path_)) {
+    if (reap(false)) {
+      throw std::runtime_error("imgate exited with status " + std::to_string(*exit_status_) +
+                               " before it was ready; log:\n" + log());
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error("imgate wrote no ready file within the deadline; log:\n" + log());
+    }
+    std::this_thread::sleep_for(10ms);  // polling interval, bounded by the deadline
+  }
+  const json::value ready = json::parse(read_whole_file(ready_path_));
+  const json::object& obj = ready.as_object();
+  ws_port_ = static_cast<uint16_t>(obj.at("ws").to_number<int64_t>());
+  http_port_ = static_cast<uint16_t>(obj.at("http").to_number<int64_t>());
+  if (ws_port_ == 0 || http_port_ == 0) {
+    throw std::runtime_error("ready file has zero ports: " + json::serialize(ready));
+  }
+  if (obj.at("pid").to_number<int64_t>() != pid_) {
+    throw std::runtime_error("ready file names another pid: " + json::serialize(ready));
+  }
+}
+
+std::optional<int> Gateway::reap(bool block) {
+  if (exit_status_) return exit_status_;
+  if (pid_ <= 0) return std::nullopt;
+  int status = 0;
+  const pid_t r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
+  if (r != pid_) return std::nullopt;
+  if (WIFEXITED(status)) {
+    exit_status_ = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    exit_status_ = -WTERMSIG(status);
+  } else {
+    exit_status_ = -1000;
+  }
+  return exit_status_;
+}
+
+bool Gateway::running() { return pid_ > 0 && !reap(false); }
+
+State Gateway::state(bool debug) const {
+  const HttpResponse res =
+      http_get(http_port_, debug ? "/system/state?isDebug=true" : "/system/state");
+  if (res.status != 200) {
+    throw std::runtime_error("/system/state answered " + std::to_string(res.status) + ": " +
+                             res.body);
+  }
+  json::value body = json::parse(res.body);
+  json::object& obj = body.as_object();
+  if (obj.at("code").to_number<int64_t>() != 200 || obj.at("msg") != "Success") {
+    throw std::runtime_error("/system/state envelope: " + res.body);
+  }
+  return State(obj.at("data").as_object());
+}
+
+testing::AssertionResult Gateway::wait_for(std::string_view what,
+                                           const std::function<bool(const State&)>& pred,
+                                           Millis timeout, bool debug) const {
+  const auto deadline = Clock::now() + timeout;
+  State last;
+  for (;;) {
+    last = state(debug);
+    if (pred(last)) return testing::AssertionSuccess();
+    if (Clock::now() > deadline) break;
+    std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
+  }
+  return testing::AssertionFailure() << "timed out after " << timeout.count()
+                                     << " ms waiting for: " << what
+                                     << "\nlast /system/state data: " << last.dump();
+}
+
+testing::AssertionResult Gateway::wait_idle(Millis timeout) const {
+  return wait_for(
+      "clientsLen == 0 && usersLen == 0 && sessions == 0",
+      [](const State& s) { return s.idle(); }, timeout);
+}
+
+std::optional<int> Gateway::terminate(int sig, Millis timeout) {
+  if (pid_ <= 0) return std::nullopt;
+  terminate_requested_ = true;
+  if (!exit_status_) ::kill(pid_, sig);
+  const auto deadline = Clock::now() + timeout;
+  while (!reap(false)) {
+    if (Clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      reap(true);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(5ms);  // polling interval, bounded by the deadline
+  }
+  return exit_status_;
+}
+
+std::string Gateway::log() const { return log_path_.empty() ? "" : read_whole_file(log_path_); }
+
+void GatewayTest::TearDown() {
+  if (gw.pid() <= 0) return;
+  if (gw.running()) {
+    EXPECT_TRUE(gw.wait_idle()) << "connections, users or sessions left behind by the test";
+  } else if (!gw.terminate_requested()) {
+    ADD_FAILURE() << "imgate exited unexpectedly with status " << gw.exit_status().value_or(-1);
+  }
+}
+
+}  // namespace imgate::test
