@@ -288,6 +288,16 @@ constexpr OptionSpec kOptions[] = {
      bind<&Config::log_level, parse_log_level>()},
     {"imgate.readyFile", "ready-file", "FILE", "If set, the bound ports are written here on listen",
      bind<&Config::ready_file, parse_text>()},
+    {"imgate.webRoot", "web-root", "DIR", "Directory of the chat page and client assets",
+     bind<&Config::web_root, parse_text>()},
+    {"imgate.corsOrigin", "cors-origin", "ORIGIN",
+     "Access-Control-Allow-Origin sent by the HTTP API (upstream: *)",
+     bind<&Config::cors_origin, parse_text>()},
+    {"imgate.msgIdTtl", "msg-id-ttl", "SECONDS", "msgID de-duplication window (upstream 12 h)",
+     bind<&Config::msg_id_ttl, parse_seconds>()},
+    {"imgate.msgIdCapacity", "msg-id-capacity", "N",
+     "msgIDs remembered at most; the oldest is forgotten early when full",
+     bind<&Config::msg_id_capacity, parse_count>()},
 };
 // clang-format on
 

@@ -1,11 +1,18 @@
+// HTTP API (spec §3): upstream-compatible routes plus /metrics and /healthz.
+// Handlers are thin: parse and validate parameters, call the Hub, shape the
+// upstream response {"code":..,"msg":..,"data":..}.
 #include "http/api.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
+#include <charconv>
 #include <thread>
 
+#include "http/params.hpp"
+#include "metrics/prometheus.hpp"
 #include "protocol/codes.hpp"
+#include "protocol/envelope.hpp"
 
 namespace imgate {
 
@@ -14,9 +21,27 @@ namespace json = boost::json;
 
 namespace {
 
-// Upstream's permissive CORS headers (controllers/base_controller.go).
-void set_cors(HttpResponse& res) {
-  res.set(http::field::access_control_allow_origin, "*");
+// One API call in flight: the request, its parsed parameters, and the reply
+// path (which counts the route and status).
+struct Call {
+  const HttpRequest& req;
+  ServerContext& ctx;
+  HttpReply reply;
+  HttpRoute route;
+  Params params;
+
+  void send(HttpResponse res) {
+    ctx.counters.count_http(route, res.result_int());
+    reply(std::move(res));
+  }
+  void json_reply(Code code, json::value data);
+  void bad_param(std::string detail) {
+    json_reply(Code::kParameterIllegal, json::object{{"error", std::move(detail)}});
+  }
+};
+
+void set_cors(const ServerContext& ctx, HttpResponse& res) {
+  res.set(http::field::access_control_allow_origin, ctx.config.cors_origin);
   res.set(http::field::access_control_allow_headers,
           "Content-Type,AccessToken,X-CSRF-Token,Authorization,Token");
   res.set(http::field::access_control_allow_methods, "POST, GET, OPTIONS, PUT, DELETE,UPDATE");
@@ -26,25 +51,103 @@ void set_cors(HttpResponse& res) {
   res.set(http::field::access_control_allow_credentials, "true");
 }
 
-HttpResponse json_response(const HttpRequest& req, Code code, json::value data) {
+void Call::json_reply(Code code, json::value data) {
   json::object body;
   body["code"] = static_cast<uint32_t>(code);
   body["msg"] = code_message(code);
   body["data"] = std::move(data);
   HttpResponse res{http::status::ok, req.version()};
   res.set(http::field::content_type, "application/json; charset=utf-8");
-  set_cors(res);
+  set_cors(ctx, res);
   res.keep_alive(req.keep_alive());
   res.body() = json::serialize(body);
   res.prepare_payload();
-  return res;
+  send(std::move(res));
 }
 
-bool query_flag(const HttpRequest& req, std::string_view name) {
-  auto url = boost::urls::parse_origin_form(req.target());
-  if (!url) return false;
-  auto it = url->params().find(name);
-  return it != url->params().end() && (*it).value == "true";
+// appID: decimal uint32. Absent -> nullopt with `error` empty; bad -> error set.
+std::optional<uint32_t> app_id_param(const Params& params, std::string& error) {
+  auto text = params.get("appID");
+  if (!text || text->empty()) return std::nullopt;
+  uint32_t value = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size()) {
+    error = "appID must be an unsigned 32-bit integer, got \"" + *text + "\"";
+  }
+  return value;
+}
+
+// Reads the parameters every push / lookup needs; replies with 1001 and
+// returns false when one is bad.
+bool require_app(Call& call, uint32_t& app) {
+  std::string error;
+  auto parsed = app_id_param(call.params, error);
+  if (!error.empty()) return call.bad_param(error), false;
+  if (!parsed) return call.bad_param("appID is required"), false;
+  app = *parsed;
+  return true;
+}
+
+bool require_text(Call& call, const char* name, std::string& out) {
+  auto value = call.params.get(name);
+  if (!value || value->empty()) return call.bad_param(std::string(name) + " is required"), false;
+  out = std::move(*value);
+  return true;
+}
+
+void user_list(Call& call) {
+  uint32_t app = 0;
+  if (!require_app(call, app)) return;
+  auto users = call.ctx.hub.directory().users_of(app);
+  json::array list;
+  for (auto& user : users) list.emplace_back(user);
+  call.json_reply(Code::kOk, json::object{{"userCount", users.size()}, {"userList", list}});
+}
+
+void user_online(Call& call) {
+  std::string error, user;
+  uint32_t app = app_id_param(call.params, error).value_or(0);  // 0 / absent: any app
+  if (!error.empty()) return call.bad_param(error);
+  if (!require_text(call, "userID", user)) return;
+  bool online = call.ctx.hub.directory().online(app, user);
+  call.json_reply(Code::kOk, json::object{{"online", online}, {"userID", user}});
+}
+
+// Shared by both send endpoints: validation and msgID de-duplication.
+// Returns the push frame, or nullptr when a reply was already sent.
+Frame prepare_push(Call& call, uint32_t& app, std::string& user) {
+  std::string message;
+  if (!require_app(call, app) || !require_text(call, "userID", user) ||
+      !require_text(call, "message", message)) {
+    return nullptr;
+  }
+  std::string msg_id = call.params.get("msgID").value_or("");
+  if (msg_id.empty()) {
+    msg_id = std::to_string(call.ctx.hub.next_push_seq());  // no id given: no de-duplication
+  } else if (!call.ctx.dedup->first_seen(msg_id, Clock::now())) {
+    Counters::bump(call.ctx.counters.msg_id_duplicates);
+    call.json_reply(Code::kOk, json::object{});  // upstream: 200 with empty data, nothing sent
+    return nullptr;
+  }
+  return make_push(msg_id, "msg", message, user);
+}
+
+void send_message(Call& call) {
+  uint32_t app = 0;
+  std::string user;
+  Frame frame = prepare_push(call, app, user);
+  if (!frame) return;
+  bool sent = call.ctx.hub.push_user(UserKey{app, user}, frame);
+  call.json_reply(Code::kOk, json::object{{"sendResults", sent}});
+}
+
+void send_message_all(Call& call) {
+  uint32_t app = 0;
+  std::string user;
+  Frame frame = prepare_push(call, app, user);
+  if (!frame) return;
+  call.ctx.hub.push_room(app, user, frame);
+  call.json_reply(Code::kOk, json::object{{"sendResults", true}});
 }
 
 json::object counters_json(const Counters& c) {
@@ -107,6 +210,99 @@ json::value system_state(ServerContext& ctx, const std::vector<ConnId>* clients)
   };
 }
 
+void system_state_route(Call& call) {
+  if (call.params.get("isDebug").value_or("") != "true") {
+    return call.json_reply(Code::kOk, system_state(call.ctx, nullptr));
+  }
+  auto shared = std::make_shared<Call>(std::move(call));
+  shared->ctx.collect_connection_ids([shared](std::vector<ConnId> ids) {
+    shared->json_reply(Code::kOk, system_state(shared->ctx, &ids));
+  });
+}
+
+// Replaces every `{{name}}` in `page`.
+void substitute(std::string& page, std::string_view name, std::string_view value) {
+  const std::string token = "{{" + std::string(name) + "}}";
+  for (auto pos = page.find(token); pos != std::string::npos;
+       pos = page.find(token, pos + value.size())) {
+    page.replace(pos, token.size(), value);
+  }
+}
+
+// The inside of a JSON string literal, safe inside <script> (no "</script>").
+std::string script_json(std::string_view text) {
+  std::string quoted = json::serialize(json::string(text));
+  std::string safe;
+  for (char c : std::string_view(quoted).substr(1, quoted.size() - 2)) {
+    switch (c) {
+      case '<': safe += "\\u003c"; break;
+      case '>': safe += "\\u003e"; break;
+      case '&': safe += "\\u0026"; break;
+      default: safe += c;
+    }
+  }
+  return safe;
+}
+
+void home_index(Call& call) {
+  const WebAsset* page = call.ctx.web.find("index.html");
+  if (!page) return call.send(text_response(call.req, http::status::not_found, "no chat page\n"));
+  const auto& apps = call.ctx.config.app_ids;
+  std::string error;
+  uint32_t app = app_id_param(call.params, error).value_or(0);
+  if (!error.empty() || std::find(apps.begin(), apps.end(), app) == apps.end()) app = apps.front();
+  // webSocketUrl as upstream writes it (host:port) or a full URL; empty: this host.
+  std::string ws_url = call.ctx.config.web_socket_url;
+  if (ws_url.empty()) {
+    std::string host(call.req[http::field::host]);
+    if (host.empty()) host = "127.0.0.1";
+    if (auto colon = host.rfind(':'); colon != std::string::npos && host.back() != ']') {
+      host.resize(colon);
+    }
+    ws_url = host + ":" + std::to_string(call.ctx.ws_port);
+  }
+  if (ws_url.find("://") == std::string::npos) ws_url = "ws://" + ws_url + call.ctx.config.ws_path;
+  std::string body = page->body;
+  substitute(body, "WS_URL", script_json(ws_url));
+  substitute(body, "APP_ID", std::to_string(app));
+  substitute(body, "HTTP_BASE", script_json(""));
+  HttpResponse res{http::status::ok, call.req.version()};
+  res.set(http::field::content_type, page->content_type);
+  res.set(http::field::cache_control, "no-cache");
+  res.keep_alive(call.req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  call.send(std::move(res));
+}
+
+void static_asset(Call& call, std::string_view name) {
+  const WebAsset* asset =
+      name.find('/') == std::string_view::npos ? call.ctx.web.find(name) : nullptr;
+  if (!asset) return call.send(text_response(call.req, http::status::not_found, "404 page not found"));
+  HttpResponse res{http::status::ok, call.req.version()};
+  res.set(http::field::content_type, asset->content_type);
+  res.set(http::field::cache_control, "no-cache");
+  res.keep_alive(call.req.keep_alive());
+  res.body() = asset->body;
+  res.prepare_payload();
+  call.send(std::move(res));
+}
+
+struct RouteEntry {
+  std::string_view path;
+  HttpRoute id;
+  void (*handler)(Call&);
+};
+
+constexpr RouteEntry kRoutes[] = {
+    {"/user/list", HttpRoute::kUserList, user_list},
+    {"/user/online", HttpRoute::kUserOnline, user_online},
+    {"/user/sendMessage", HttpRoute::kSendMessage, send_message},
+    {"/user/sendMessageAll", HttpRoute::kSendMessageAll, send_message_all},
+    {"/system/state", HttpRoute::kSystemState, system_state_route},
+    {"/home/index", HttpRoute::kHomeIndex, home_index},
+};
+
 }  // namespace
 
 HttpResponse text_response(const HttpRequest& request, http::status status, std::string body) {
@@ -121,22 +317,48 @@ HttpResponse text_response(const HttpRequest& request, http::status status, std:
 void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
-  if (path == "/system/state") {
-    if (!query_flag(req, "isDebug")) {
-      reply(json_response(req, Code::kOk, system_state(ctx, nullptr)));
-      return;
-    }
-    ctx.collect_connection_ids([&ctx, req, reply](std::vector<ConnId> ids) {
-      reply(json_response(req, Code::kOk, system_state(ctx, &ids)));
-    });
-    return;
-  }
+  Call call{req, ctx, std::move(reply), HttpRoute::kOther, {}};
+
   if (path == "/healthz") {
-    reply(text_response(req, ctx.stopping ? http::status::service_unavailable : http::status::ok,
-                        ctx.stopping ? "stopping\n" : "ok\n"));
-    return;
+    call.route = HttpRoute::kHealthz;
+    bool up = !ctx.stopping.load();
+    return call.send(text_response(req, up ? http::status::ok : http::status::service_unavailable,
+                                   up ? "ok\n" : "stopping\n"));
   }
-  reply(text_response(req, http::status::not_found, "404 page not found"));
+  if (path == "/metrics") {
+    call.route = HttpRoute::kMetrics;
+    HttpResponse res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.keep_alive(req.keep_alive());
+    res.body() = render_prometheus(ctx);
+    res.prepare_payload();
+    return call.send(std::move(res));
+  }
+  if (path.starts_with("/web/")) {
+    call.route = HttpRoute::kStatic;
+    return static_asset(call, path.substr(5));
+  }
+  const RouteEntry* route = nullptr;
+  for (const auto& r : kRoutes) {
+    if (r.path == path) route = &r;
+  }
+  if (!route || (req.method() != http::verb::get && req.method() != http::verb::post &&
+                 req.method() != http::verb::options)) {
+    return call.send(text_response(req, http::status::not_found, "404 page not found"));
+  }
+  call.route = route->id;
+  if (req.method() == http::verb::options) {  // CORS preflight
+    HttpResponse res{http::status::no_content, req.version()};
+    set_cors(ctx, res);
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    return call.send(std::move(res));
+  }
+  std::string error;
+  auto params = Params::parse(target, req[http::field::content_type], req.body(), error);
+  if (!params) return call.bad_param(error);
+  call.params = std::move(*params);
+  route->handler(call);
 }
 
 }  // namespace imgate

@@ -9,6 +9,35 @@
 
 namespace imgate {
 
+// A fixed-bucket latency histogram (Prometheus style, cumulative on export).
+class LatencyHistogram {
+ public:
+  static constexpr std::array<uint64_t, 14> kBoundsMicros{
+      50, 100, 250, 500, 1'000, 2'500, 5'000, 10'000, 25'000, 50'000, 100'000, 250'000, 500'000,
+      1'000'000};
+
+  void observe(uint64_t micros) {
+    std::size_t i = 0;
+    while (i < kBoundsMicros.size() && micros > kBoundsMicros[i]) ++i;
+    buckets_[i].fetch_add(1, std::memory_order_relaxed);
+    sum_micros_.fetch_add(micros, std::memory_order_relaxed);
+  }
+  // Non-cumulative count of bucket i (i == kBoundsMicros.size(): above the last bound).
+  uint64_t bucket(std::size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
+  uint64_t sum_micros() const { return sum_micros_.load(std::memory_order_relaxed); }
+
+ private:
+  std::array<std::atomic<uint64_t>, kBoundsMicros.size() + 1> buckets_{};
+  std::atomic<uint64_t> sum_micros_{0};
+};
+
+// HTTP routes and status classes counted by /metrics (low, fixed cardinality).
+enum class HttpRoute : uint8_t {
+  kUserList, kUserOnline, kSendMessage, kSendMessageAll, kSystemState, kHomeIndex, kStatic,
+  kMetrics, kHealthz, kOther, kCount
+};
+inline constexpr std::array<uint16_t, 7> kHttpStatuses{200, 204, 400, 404, 413, 503, 0};  // 0: other
+
 struct Counters {
   using Counter = std::atomic<uint64_t>;
 
@@ -29,6 +58,25 @@ struct Counters {
   // slot counts any other code.
   static constexpr std::size_t kCloseSlots = 17;
   std::array<Counter, kCloseSlots> closes_by_code{};
+
+  // Unlinks by EndReason (index = enum value).
+  static constexpr std::size_t kEndReasons = 6;
+  std::array<Counter, kEndReasons> closed_by_reason{};
+
+  Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID
+  Counter pushes{0};               // push requests accepted (msg, enter, exit)
+  LatencyHistogram push_latency;   // push created -> queued on a recipient's connection
+
+  std::array<std::array<Counter, kHttpStatuses.size()>, static_cast<std::size_t>(HttpRoute::kCount)>
+      http_requests{};
+
+  void count_http(HttpRoute route, unsigned status) {
+    std::size_t s = kHttpStatuses.size() - 1;
+    for (std::size_t i = 0; i + 1 < kHttpStatuses.size(); ++i) {
+      if (kHttpStatuses[i] == status) s = i;
+    }
+    http_requests[static_cast<std::size_t>(route)][s].fetch_add(1, std::memory_order_relaxed);
+  }
 
   void count_close(uint16_t code) {
     std::size_t slot = (code >= 1000 && code < 1000 + kCloseSlots - 1) ? code - 1000 : kCloseSlots - 1;

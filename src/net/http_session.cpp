@@ -68,7 +68,8 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
     }
     return;
   }
-  HttpRequest request = parser_->release();
+  request_ = parser_->release();
+  HttpRequest& request = request_;  // lives until the response is written (async API replies)
   const bool at_ws_path = role_.websocket && path_of(request.target()) == ctx_.config.ws_path;
   if (at_ws_path && beast::websocket::is_upgrade(request)) {
     // Hand the socket over: the WebSocket session counts itself from here on.

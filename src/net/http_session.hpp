@@ -43,6 +43,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  Request request_;
   ServerContext& ctx_;
   uint32_t shard_;
   PortRole role_;

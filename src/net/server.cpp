@@ -67,6 +67,11 @@ Server::Server(Config config)
     asio::post(*loops_[shard], std::move(task));
   });
   for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
+  ctx_.dedup = std::make_unique<MsgIdDedup>(config_.msg_id_ttl, config_.msg_id_capacity);
+  ctx_.web = WebAssets::load(config_.web_root);
+  if (!ctx_.web.find("index.html")) {
+    spdlog::warn("no chat page: {}/index.html not found (--web-root)", config_.web_root);
+  }
 }
 
 Server::~Server() {
@@ -88,6 +93,7 @@ void Server::listen() {
                                        PortRole{true, shared_port});
   listeners_.push_back(ws);
   ws_port_ = ws->port();
+  ctx_.ws_port = ws_port_;
   http_port_ = ws_port_;
   if (!shared_port) {
     auto api = std::make_shared<Listener>(*loops_[0], tcp::endpoint(address, config_.http_port),

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "http/dedup.hpp"
+#include "http/web_assets.hpp"
 #include "metrics/counters.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
@@ -26,6 +28,9 @@ struct ServerContext {
   // (handshaking or upgraded); bounded by config.max_connections.
   std::atomic<std::size_t> ws_sessions{0};
   std::atomic<bool> stopping{false};
+  uint16_t ws_port = 0;               // bound WebSocket port, set by Server
+  std::unique_ptr<MsgIdDedup> dedup;  // set by Server
+  WebAssets web;                      // set by Server
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

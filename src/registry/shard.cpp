@@ -105,6 +105,7 @@ bool Shard::unlink(ConnId id, EndReason reason) {
   conns_.erase(it);
   size_.fetch_sub(1, std::memory_order_relaxed);
   Counters::bump(hub_.counters().connections_closed);
+  Counters::bump(hub_.counters().closed_by_reason[static_cast<std::size_t>(reason)]);
   return true;
 }
 
@@ -197,10 +198,23 @@ Hub::Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoi
   for (uint32_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>(*this, i, start));
 }
 
+namespace {
+uint64_t micros_since(TimePoint start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+}
+}  // namespace
+
 void Hub::push_room(AppId app, std::string except_user, Frame frame) {
   auto except = std::make_shared<const std::string>(std::move(except_user));
+  const TimePoint created = Clock::now();
+  Counters::bump(counters_.pushes);
   for (uint32_t i = 0; i < shard_count(); ++i) {
-    poster_(i, [this, i, app, except, frame] { shards_[i]->deliver_room(app, *except, frame); });
+    poster_(i, [this, i, app, except, frame, created] {
+      if (shards_[i]->deliver_room(app, *except, frame) > 0) {
+        counters_.push_latency.observe(micros_since(created));
+      }
+    });
   }
 }
 
@@ -208,15 +222,20 @@ bool Hub::push_user(const UserKey& key, Frame frame) {
   auto shards = directory_.shards_of(key);
   if (shards.empty()) return false;
   auto shared_key = std::make_shared<const UserKey>(key);
+  const TimePoint created = Clock::now();
+  Counters::bump(counters_.pushes);
   for (uint32_t i : shards) {
-    poster_(i, [this, i, shared_key, frame] { shards_[i]->deliver_user(*shared_key, frame); });
+    poster_(i, [this, i, shared_key, frame, created] {
+      if (shards_[i]->deliver_user(*shared_key, frame) > 0) {
+        counters_.push_latency.observe(micros_since(created));
+      }
+    });
   }
   return true;
 }
 
 Frame Hub::presence_frame(std::string_view cmd, std::string_view user) {
-  uint64_t seq = push_seq_.fetch_add(1, std::memory_order_relaxed);
-  return make_push(std::to_string(seq), cmd,
+  return make_push(std::to_string(next_push_seq()), cmd,
                    cmd == "enter" ? kEnterText : kExitText, user);
 }
 

@@ -128,6 +128,9 @@ class Hub {
   // Returns false when the user has no connection on this node.
   bool push_user(const UserKey& key, Frame frame);
 
+  // A fresh push id (time-based start, then sequential): unique per process.
+  uint64_t next_push_seq() { return push_seq_.fetch_add(1, std::memory_order_relaxed); }
+
   // enter / exit pushes for `user`, seq a fresh id.
   Frame presence_frame(std::string_view cmd, std::string_view user);
 

@@ -59,8 +59,8 @@ class TimingWheel {
 
   uint64_t slot_of(TimePoint t) const {
     if (t <= origin_) return 0;
-    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(t - origin_);
-    return static_cast<uint64_t>((elapsed + tick_ - std::chrono::milliseconds(1)) / tick_);
+    const auto elapsed = t - origin_;  // full clock precision: round up, never early
+    return static_cast<uint64_t>((elapsed + tick_ - Clock::duration(1)) / tick_);
   }
 
   std::chrono::milliseconds tick_;
