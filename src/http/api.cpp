@@ -36,6 +36,8 @@ struct Call {
   }
   void json_reply(Code code, json::value data);
   void bad_param(std::string detail) {
+    spdlog::debug("HTTP {} {}: {}", std::string(req.method_string()), std::string(req.target()),
+                  detail);
     json_reply(Code::kParameterIllegal, json::object{{"error", std::move(detail)}});
   }
 };

@@ -1,8 +1,8 @@
 #include "http/params.hpp"
 
 #include <boost/json.hpp>
-#include <boost/url/params_view.hpp>
-#include <boost/url/parse_query.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
 
 namespace imgate {
 
@@ -20,11 +20,17 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
 }
 
 // Adds the decoded pairs of an urlencoded string ('+' is a space in forms).
+// Parsed as the query of an origin-form target: Boost.URL 1.81's parse_query
+// reads past the end of a view that is not NUL-terminated (seen here: the
+// last value picked up bytes of the previous request in Beast's buffer).
 bool add_encoded(Params& params, std::string_view encoded, bool plus_is_space) {
-  if (!urls::parse_query(encoded)) return false;
+  std::string target = "/?";
+  target.append(encoded);
+  auto url = urls::parse_origin_form(target);
+  if (!url) return false;
   urls::encoding_opts opts;
   opts.space_as_plus = plus_is_space;
-  for (auto param : urls::params_view(encoded, opts)) {
+  for (auto param : url->params(opts)) {
     params.set(std::string(param.key), param.has_value ? std::string(param.value) : "");
   }
   return true;

@@ -1,0 +1,371 @@
+// imgate chat page (served as /web/chat.js, loaded by /home/index).
+//
+// What it does, like gowebsocket's page: picks a display name, logs in to the room over WebSocket,
+// sends a heartbeat every 30 s, keeps the online list (GET /user/list, then enter/exit pushes),
+// shows messages, and sends through POST /user/sendMessageAll.
+// Beyond it: no external resources, user text only ever set with textContent, automatic reconnect
+// with back-off and re-login (shown in #status), a layout that works on a phone.
+//
+// Query parameters: appID (room, used when the server did not inject one), name (display name).
+
+import { ImgateClient, makeSeq } from './imgate-client.js';
+
+const MAX_USER_ID_BYTES = 19; // the server refuses userIDs of 20 bytes or more
+const MAX_MESSAGES = 500; // older lines are dropped from the page
+const DEFAULT_WS_PORT = 8089;
+
+// A mix of Chinese and Latin names: scientists, engineers and writers.
+const NAMES = [
+  '祖冲之', '沈括', '郭守敬', '徐光启', '李时珍', '宋应星', '詹天佑', '华罗庚', '钱学森', '茅以升',
+  '竺可桢', '吴健雄', '屠呦呦', '袁隆平', '陈景润', '林徽因', '冰心', '鲁迅', '老舍', '萧红',
+  'Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Margaret', 'Katherine', 'Radia',
+  'Niklaus', 'Leslie', 'Frances', 'Hedy', 'Dennis', 'Ken', 'Sophie', 'Emmy', 'Marie', 'Rosalind',
+  'Tim', 'Vint', 'Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton',
+];
+
+const $ = (selector) => document.querySelector(selector);
+
+// ---- configuration ------------------------------------------------------------------------
+
+function readConfig() {
+  let raw = {};
+  try {
+    raw = JSON.parse($('#imgate-config')?.textContent || '{}');
+  } catch {
+    raw = {};
+  }
+  // A placeholder the server did not replace counts as empty.
+  const value = (v) => {
+    const s = v == null ? '' : String(v).trim();
+    return s.startsWith('{{') ? '' : s;
+  };
+  const params = new URLSearchParams(location.search);
+  let appID = Number(value(raw.appID));
+  if (!Number.isInteger(appID) || appID <= 0) appID = Number(params.get('appID'));
+  if (!Number.isInteger(appID) || appID <= 0) appID = 101;
+  return {
+    appID,
+    wsUrl: resolveWsUrl(value(raw.wsUrl), location),
+    httpBase: resolveHttpBase(value(raw.httpBase), location),
+    name: params.get('name'),
+  };
+}
+
+/** Accepts "ws(s)://…", "http(s)://…", upstream's "host:port[/path]", ":port[/path]" or "". */
+function resolveWsUrl(raw, loc) {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  let v = raw;
+  if (!v) return `${scheme}//${loc.hostname}:${DEFAULT_WS_PORT}/acc`;
+  if (/^wss?:\/\//i.test(v)) return v;
+  let url;
+  if (/^https?:\/\//i.test(v)) {
+    url = new URL(v);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  } else {
+    if (v.startsWith(':')) v = loc.hostname + v;
+    else if (v.startsWith('/')) v = loc.host + v;
+    url = new URL(`${scheme}//${v}`);
+  }
+  if (url.pathname === '/' || url.pathname === '') url.pathname = '/acc';
+  return url.href;
+}
+
+/** "" = same origin; accepts "http(s)://host:port" or upstream's "host:port". */
+function resolveHttpBase(raw, loc) {
+  if (!raw) return '';
+  const base = /^https?:\/\//i.test(raw) ? raw : `${loc.protocol}//${raw}`;
+  return base.replace(/\/+$/, '');
+}
+
+/** Cuts a name to at most `max` bytes of UTF-8 without splitting a character. */
+function truncateUtf8(text, max) {
+  const encoder = new TextEncoder();
+  let out = '';
+  let bytes = 0;
+  for (const ch of text) {
+    const n = encoder.encode(ch).length;
+    if (bytes + n > max) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
+}
+
+function pickName(requested) {
+  const name = truncateUtf8((requested || '').trim(), MAX_USER_ID_BYTES);
+  if (name) return name;
+  const random = new Uint32Array(1);
+  crypto.getRandomValues(random);
+  return NAMES[random[0] % NAMES.length];
+}
+
+// ---- page state -----------------------------------------------------------------------------
+
+const config = readConfig();
+const me = pickName(config.name);
+const client = new ImgateClient({ url: config.wsUrl, appID: config.appID, userID: me });
+
+const els = {
+  name: $('#name'),
+  nameForm: $('#name-form'),
+  status: $('#status'),
+  roomLabel: $('#room-label'),
+  online: $('#online-list'),
+  onlineCount: $('#online-count'),
+  messages: $('#messages'),
+  sendForm: $('#send-form'),
+  message: $('#message'),
+  send: $('#send'),
+};
+
+// Users seen in enter/exit pushes while a /user/list request is in flight, so that the list
+// (computed by the server at some instant during the request) cannot undo them.
+let listTracking = null; // { entered: Set, gone: Set } or null
+let listGeneration = 0;
+let wasOnline = false;
+let sending = false;
+
+// ---- rendering (textContent only) -------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = String(text);
+  return node;
+}
+
+function clock() {
+  const d = new Date();
+  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+}
+
+function appendLine(li) {
+  const list = els.messages;
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+  list.append(li);
+  while (list.children.length > MAX_MESSAGES) list.firstElementChild.remove();
+  if (nearBottom || li.dataset.kind === 'mine') list.scrollTop = list.scrollHeight;
+}
+
+/** kind: 'msg' (from someone), 'mine' (sent by this page). */
+function addMessage(kind, from, text) {
+  const li = el('li', kind === 'mine' ? 'msg mine' : 'msg');
+  li.dataset.kind = kind;
+  li.dataset.from = from;
+  if (from === me) li.classList.add('self');
+  const head = el('span', 'meta');
+  head.append(el('span', 'from', from), el('time', null, clock()));
+  li.append(head, el('span', 'text', text));
+  appendLine(li);
+}
+
+/** kind: 'enter' | 'exit' | 'system' | 'error'; `who` is set as data-from when given. */
+function addNotice(kind, text, who) {
+  const li = el('li', kind === 'error' ? 'system error' : 'system', text);
+  li.dataset.kind = kind;
+  if (who != null) li.dataset.from = who;
+  li.append(el('time', null, clock()));
+  appendLine(li);
+}
+
+function setStatus(state, text) {
+  els.status.dataset.state = state;
+  els.status.textContent = text;
+  els.send.disabled = state !== 'online' || sending;
+}
+
+function onlineItems() {
+  return [...els.online.children];
+}
+
+function findUser(userID) {
+  return onlineItems().find((li) => li.dataset.user === userID);
+}
+
+function updateOnlineCount() {
+  els.onlineCount.textContent = String(els.online.children.length);
+}
+
+function addUser(userID) {
+  if (typeof userID !== 'string' || userID === '' || findUser(userID)) return;
+  const li = el('li');
+  li.dataset.user = userID;
+  li.append(el('span', 'name', userID));
+  if (userID === me) {
+    li.classList.add('self');
+    li.append(el('span', 'tag', ' (you)'));
+  }
+  // Keep yourself first, the others sorted by name.
+  const before = onlineItems().find(
+    (other) => other.dataset.user !== me && (userID === me || other.dataset.user.localeCompare(userID) > 0),
+  );
+  els.online.insertBefore(li, before || null);
+  updateOnlineCount();
+}
+
+function removeUser(userID) {
+  const li = findUser(userID);
+  if (li) li.remove();
+  updateOnlineCount();
+}
+
+// ---- HTTP API ---------------------------------------------------------------------------
+
+async function apiCall(path, params, method) {
+  const query = new URLSearchParams(params);
+  const url = `${config.httpBase}${path}`;
+  const res =
+    method === 'POST'
+      ? await fetch(url, { method: 'POST', body: query }) // application/x-www-form-urlencoded
+      : await fetch(`${url}?${query}`);
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  const body = await res.json();
+  if (!body || body.code !== 200) {
+    throw new Error(`${body ? body.code : '?'} ${body ? body.msg : 'no body'}`);
+  }
+  return body.data;
+}
+
+async function refreshOnlineList() {
+  const generation = ++listGeneration;
+  const tracking = { entered: new Set(), gone: new Set() };
+  listTracking = tracking;
+  try {
+    const data = await apiCall('/user/list', { appID: config.appID }, 'GET');
+    if (generation !== listGeneration) return; // a newer refresh is under way
+    const users = new Set(Array.isArray(data && data.userList) ? data.userList : []);
+    for (const u of tracking.gone) users.delete(u);
+    for (const u of tracking.entered) users.add(u);
+    users.add(me);
+    for (const li of onlineItems()) {
+      if (!users.has(li.dataset.user)) li.remove();
+    }
+    for (const u of users) addUser(u);
+    updateOnlineCount();
+  } catch (error) {
+    if (generation === listGeneration) addNotice('error', `Could not load the online list: ${error.message}`);
+  } finally {
+    if (generation === listGeneration) listTracking = null;
+  }
+}
+
+async function sendMessage(text) {
+  sending = true;
+  els.send.disabled = true;
+  try {
+    const data = await apiCall(
+      '/user/sendMessageAll',
+      { appID: config.appID, userID: me, msgID: makeSeq(), message: text },
+      'POST',
+    );
+    if (data && data.sendResults === false) throw new Error(data.sendResultsErr || 'not delivered');
+    addMessage('mine', me, text);
+    if (els.message.value === text) els.message.value = '';
+  } catch (error) {
+    addNotice('error', `Message not sent: ${error.message}`);
+  } finally {
+    sending = false;
+    els.send.disabled = client.state !== 'online';
+    els.message.focus();
+  }
+}
+
+// ---- wiring -------------------------------------------------------------------------------
+
+function init() {
+  document.title = `imgate chat — room ${config.appID}`;
+  els.roomLabel.textContent = `room ${config.appID}`;
+  els.name.value = me;
+  for (const a of document.querySelectorAll('.rooms a[data-app-id]')) {
+    if (Number(a.dataset.appId) === config.appID) a.setAttribute('aria-current', 'page');
+  }
+
+  els.nameForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const wanted = truncateUtf8(els.name.value.trim(), MAX_USER_ID_BYTES);
+    if (!wanted || wanted === me) return;
+    const url = new URL(location.href);
+    url.searchParams.set('appID', String(config.appID));
+    url.searchParams.set('name', wanted);
+    location.assign(url.href);
+  });
+
+  els.sendForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const text = els.message.value;
+    if (text.trim() === '' || sending || client.state !== 'online') return;
+    sendMessage(text);
+  });
+
+  client.on('state', ({ state }) => {
+    if (state === 'connecting') setStatus('connecting', 'Connecting…');
+    else if (state === 'open') setStatus('connecting', 'Logging in…');
+    else if (state === 'closed' && els.status.dataset.state !== 'error') setStatus('offline', 'Offline');
+  });
+
+  client.on('login', () => {
+    setStatus('online', `Online as ${me}`);
+    addNotice('system', wasOnline ? 'Reconnected.' : `Logged in as ${me}.`);
+    wasOnline = true;
+    refreshOnlineList();
+  });
+
+  client.on('reconnecting', ({ attempt, delayMs }) => {
+    setStatus('reconnecting', `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt})…`);
+  });
+
+  client.on('close', ({ willReconnect }) => {
+    if (els.status.dataset.state === 'online') {
+      addNotice('system', willReconnect ? 'Connection lost; reconnecting…' : 'Disconnected.');
+    }
+    if (!willReconnect && els.status.dataset.state !== 'error') setStatus('offline', 'Offline');
+  });
+
+  client.on('error', ({ error, code, codeMsg }) => {
+    if (typeof code === 'number') {
+      // The server refused login or heartbeat.
+      const text = `Refused by the server: ${code} ${codeMsg || ''}`.trim();
+      addNotice('error', text);
+      if (client.state !== 'online') setStatus('error', text);
+    } else if (error && error.code === 'bad-frame') {
+      addNotice('error', 'The server sent something that is not JSON.');
+    }
+  });
+
+  client.on('msg', ({ from, msg }) => addMessage('msg', String(from ?? ''), String(msg ?? '')));
+
+  client.on('enter', ({ from }) => {
+    const who = String(from ?? '');
+    if (listTracking) {
+      listTracking.entered.add(who);
+      listTracking.gone.delete(who);
+    }
+    addUser(who);
+    addNotice('enter', `${who} joined — 欢迎加入~`, who);
+  });
+
+  client.on('exit', ({ from }) => {
+    const who = String(from ?? '');
+    if (listTracking) {
+      listTracking.gone.add(who);
+      listTracking.entered.delete(who);
+    }
+    removeUser(who);
+    addNotice('exit', `${who} left — 悄悄的离开了~`, who);
+  });
+
+  // Come back at once when the network returns instead of waiting for the back-off.
+  window.addEventListener('online', () => {
+    if (client.state === 'reconnecting') client.connect();
+  });
+  // Leave cleanly when the page goes away; rejoin if it comes back from the back/forward cache.
+  window.addEventListener('pagehide', () => client.close(1000, 'page closed'));
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) client.connect();
+  });
+
+  setStatus('connecting', 'Connecting…');
+  client.connect();
+}
+
+init();
