@@ -35,6 +35,8 @@ HttpSession::HttpSession(asio::ip::tcp::socket socket, ServerContext& ctx, uint3
 
 HttpSession::~HttpSession() {
   if (role_.websocket && !upgraded_) {
+    // Never became a WebSocket: timeout, bad or missing request, 400 / 404.
+    Counters::bump(ctx_.counters.handshake_failures);
     ctx_.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
   }
 }
@@ -60,9 +62,6 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
     return;
   }
   if (ec) {
-    if (role_.websocket && ec != beast::error::timeout) {
-      Counters::bump(ctx_.counters.handshake_failures);
-    }
     if (ec == http::error::header_limit || ec == http::error::body_limit) {
       write(text_response(parser_->get(), http::status::payload_too_large, "request too large"));
     }
@@ -80,7 +79,6 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
     return;
   }
   if (at_ws_path) {
-    Counters::bump(ctx_.counters.handshake_failures);
     write(text_response(request, http::status::bad_request, "Bad Request"));
     return;
   }

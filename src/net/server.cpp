@@ -171,9 +171,9 @@ void Server::await_drain(TimePoint deadline) {
   // Polls (on loop 0) until every WebSocket session has finished its close
   // handshake, or the deadline passes; then stops all loops.
   if (!drain_timer_) drain_timer_ = std::make_unique<asio::steady_timer>(*loops_[0]);
-  if (ctx_.ws_sessions.load() == 0 || Clock::now() >= deadline) {
-    if (ctx_.ws_sessions.load() != 0) {
-      spdlog::warn("shutdown deadline: {} sessions cut off", ctx_.ws_sessions.load());
+  if (ctx_.ws_upgraded.load() == 0 || Clock::now() >= deadline) {
+    if (ctx_.ws_upgraded.load() != 0) {
+      spdlog::warn("shutdown deadline: {} connections cut off", ctx_.ws_upgraded.load());
     }
     stop_loops();
     return;

@@ -27,6 +27,9 @@ struct ServerContext {
   // TCP sessions accepted on a WebSocket-serving listener and not yet gone
   // (handshaking or upgraded); bounded by config.max_connections.
   std::atomic<std::size_t> ws_sessions{0};
+  // Upgraded WebSocket sessions alive (registered or still closing); what a
+  // shutdown waits for. Sessions still in their HTTP handshake are just cut.
+  std::atomic<std::size_t> ws_upgraded{0};
   std::atomic<bool> stopping{false};
   uint16_t ws_port = 0;               // bound WebSocket port, set by Server
   std::unique_ptr<MsgIdDedup> dedup;  // set by Server

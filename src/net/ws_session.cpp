@@ -25,12 +25,15 @@ websocket::close_reason make_reason(uint16_t code, std::string_view text) {
 
 WebSocketSession::WebSocketSession(asio::ip::tcp::socket socket, ServerContext& ctx,
                                    uint32_t shard)
-    : ws_(std::move(socket)), ctx_(ctx), shard_(ctx.hub.shard(shard)) {}
+    : ws_(std::move(socket)), ctx_(ctx), shard_(ctx.hub.shard(shard)) {
+  ctx_.ws_upgraded.fetch_add(1, std::memory_order_relaxed);
+}
 
 WebSocketSession::~WebSocketSession() {
   // Reached only after every handler has run; an accepted session has ended
   // through end() (or its loop was destroyed at shutdown after close_all).
   ctx_.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
+  ctx_.ws_upgraded.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void WebSocketSession::start(beast::http::request<beast::http::string_body> request) {
@@ -66,8 +69,12 @@ void WebSocketSession::on_accept(beast::error_code ec) {
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;
   ws_.set_option(timeouts);
-  ws_.control_callback([this](websocket::frame_type, beast::string_view) {
-    shard_.touch(id_, Clock::now());
+  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::close) {
+      on_peer_close();
+    } else {
+      shard_.touch(id_, Clock::now());
+    }
   });
   id_ = shard_.add(*this, Clock::now());
   registered_ = true;
@@ -101,6 +108,17 @@ void WebSocketSession::on_read(beast::error_code ec, std::size_t bytes) {
   buffer_.consume(buffer_.size());
   if (buffer_.capacity() > 16 * 1024) buffer_.shrink_to_fit();  // keep idle connections small
   do_read();
+}
+
+void WebSocketSession::on_peer_close() {
+  // The client said goodbye: it leaves the registry now, not when its TCP
+  // side finally closes (Beast keeps reading until then, bounded by the
+  // close deadline).
+  if (closing_) return;  // the answer to our own close
+  closing_ = true;
+  ctx_.counters.count_close(ws_.reason().code);
+  shard_.unlink(id_, EndReason::kClientClose);
+  arm_close_deadline();
 }
 
 void WebSocketSession::handle_read_error(beast::error_code ec) {
@@ -224,7 +242,9 @@ void WebSocketSession::start_close() {
   queue_.clear();
   queued_bytes_ = 0;
   ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) {
-    // The pending read completes once the peer answers (or the timeout hits).
+    // Handshake done (or failed): nothing left to wait for. A pending read,
+    // if any, completes on its own.
+    if (self->close_deadline_) self->close_deadline_->cancel();
   });
 }
 

@@ -50,6 +50,7 @@ class WebSocketSession final : public Peer, public std::enable_shared_from_this<
   void start_close();
   void arm_close_deadline();
   void handle_read_error(boost::beast::error_code ec);
+  void on_peer_close();
 
   boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
   boost::beast::flat_buffer buffer_;

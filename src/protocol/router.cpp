@@ -26,6 +26,9 @@ std::string Router::handle(CommandContext& ctx, std::string_view text, Counters&
     // A handler bug must not take the connection (or the process) down.
     spdlog::error("cmd {} failed: {}", request.cmd, e.what());
     reply = Reply{Code::kServerError, nullptr};
+  } catch (...) {
+    spdlog::error("cmd {} failed: unknown exception", request.cmd);
+    reply = Reply{Code::kServerError, nullptr};
   }
   return make_response(request.seq, request.cmd, reply.code, reply.data);
 }
