@@ -246,7 +246,9 @@ std::optional<int> Gateway::reap(bool block) {
   return exit_status_;
 }
 
-bool Gateway::running() { return pid_ > 0 && !reap(false); }
+bool Gateway::running() {
+  return pid_ > 0 && !reap(false);
+}
 
 State Gateway::state(bool debug) const {
   const HttpResponse res =
@@ -260,7 +262,15 @@ State Gateway::state(bool debug) const {
   if (obj.at("code").to_number<int64_t>() != 200 || obj.at("msg") != "Success") {
     throw std::runtime_error("/system/state envelope: " + res.body);
   }
-  return State(obj.at("data").as_object());
+  State state(obj.at("data").as_object());
+  if (debug && (state.find({"managerInfo", "clients"}) == nullptr ||
+                state.find({"managerInfo", "users"}) == nullptr)) {
+    throw std::runtime_error(
+        "/system/state?isDebug=true answered without managerInfo.clients / "
+        "managerInfo.users: " +
+        res.body);
+  }
+  return state;
 }
 
 testing::AssertionResult Gateway::wait_for(std::string_view what,
@@ -274,21 +284,25 @@ testing::AssertionResult Gateway::wait_for(std::string_view what,
     if (Clock::now() > deadline) break;
     std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
   }
-  return testing::AssertionFailure() << "timed out after " << timeout.count()
-                                     << " ms waiting for: " << what
-                                     << "\nlast /system/state data: " << last.dump();
+  return testing::AssertionFailure()
+         << "timed out after " << timeout.count() << " ms waiting for: " << what
+         << "\nlast /system/state data: " << last.dump();
 }
 
 testing::AssertionResult Gateway::wait_idle(Millis timeout) const {
   return wait_for(
-      "clientsLen == 0 && usersLen == 0 && sessions == 0",
-      [](const State& s) { return s.idle(); }, timeout);
+      "clientsLen == 0 && usersLen == 0 && sessions == 0", [](const State& s) { return s.idle(); },
+      timeout);
 }
 
-std::optional<int> Gateway::terminate(int sig, Millis timeout) {
-  if (pid_ <= 0) return std::nullopt;
+void Gateway::signal(int sig) {
+  if (pid_ <= 0) return;
   terminate_requested_ = true;
   if (!exit_status_) ::kill(pid_, sig);
+}
+
+std::optional<int> Gateway::wait_exit(Millis timeout) {
+  if (pid_ <= 0) return std::nullopt;
   const auto deadline = Clock::now() + timeout;
   while (!reap(false)) {
     if (Clock::now() > deadline) {
@@ -301,7 +315,14 @@ std::optional<int> Gateway::terminate(int sig, Millis timeout) {
   return exit_status_;
 }
 
-std::string Gateway::log() const { return log_path_.empty() ? "" : read_whole_file(log_path_); }
+std::optional<int> Gateway::terminate(int sig, Millis timeout) {
+  signal(sig);
+  return wait_exit(timeout);
+}
+
+std::string Gateway::log() const {
+  return log_path_.empty() ? "" : read_whole_file(log_path_);
+}
 
 void GatewayTest::TearDown() {
   if (gw.pid() <= 0) return;

@@ -111,9 +111,13 @@ class Gateway {
   // wait_for(State::idle).
   testing::AssertionResult wait_idle(Millis timeout = 5s) const;
 
-  // Sends `sig` and waits up to `timeout` for the child to exit. Returns its
-  // exit code, or -N if it died of signal N, or nullopt if it was still
-  // running at the deadline (it is then SIGKILLed).
+  // Sends `sig` to the child without waiting.
+  void signal(int sig);
+  // Waits up to `timeout` for the child to exit. Returns its exit code, or -N
+  // if it died of signal N, or nullopt if it was still running at the
+  // deadline (it is then SIGKILLed).
+  std::optional<int> wait_exit(Millis timeout);
+  // signal(sig) + wait_exit(timeout).
   std::optional<int> terminate(int sig = SIGTERM, Millis timeout = 10s);
 
   bool terminate_requested() const { return terminate_requested_; }

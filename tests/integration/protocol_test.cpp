@@ -104,13 +104,17 @@ TEST_F(ProtocolTest, LoginAcceptsUserIdsShorterThanTwentyBytes) {
     c.connect(gw.ws_port());
     EXPECT_EQ(c.login(101, user), 200) << user << " (" << user.size() << " bytes)";
   }
-  const std::string rejected[] = {"", std::string(20, 'a'), repeat("é", 10), repeat("马", 7),
-                                  repeat("é", 9) + "ab", std::string(100, 'x')};
+  const std::string rejected[] = {"",
+                                  std::string(20, 'a'),
+                                  repeat("é", 10),
+                                  repeat("马", 7),
+                                  repeat("é", 9) + "ab",
+                                  std::string(100, 'x')};
   for (const auto& user : rejected) {
     WsClient c;
     c.connect(gw.ws_port());
-    const auto res = c.request("login", json::serialize(json::object{
-                                            {"userID", user}, {"appID", 101}}), "s");
+    const auto res =
+        c.request("login", json::serialize(json::object{{"userID", user}, {"appID", 101}}), "s");
     expect_response(res, "s", "login", 1002, "非法的用户ID");
   }
 }
@@ -118,10 +122,10 @@ TEST_F(ProtocolTest, LoginAcceptsUserIdsShorterThanTwentyBytes) {
 TEST_F(ProtocolTest, LoginWithWrongTypedDataIsParameterIllegal) {
   WsClient c;
   c.connect(gw.ws_port());
-  for (const char* data : {R"("马远")", R"(["马远",101])", R"(42)", R"({"userID":"u1","appID":"101"})",
-                           R"({"userID":7,"appID":101})", R"({"userID":"u1","appID":-1})",
-                           R"({"userID":"u1","appID":4294967296})",
-                           R"({"userID":"u1","appID":101.5})"}) {
+  for (const char* data :
+       {R"("马远")", R"(["马远",101])", R"(42)", R"({"userID":"u1","appID":"101"})",
+        R"({"userID":7,"appID":101})", R"({"userID":"u1","appID":-1})",
+        R"({"userID":"u1","appID":4294967296})", R"({"userID":"u1","appID":101.5})"}) {
     expect_response(c.request("login", data, "s"), "s", "login", 1001, "参数不合法");
   }
   // None of this logged the connection in.
@@ -231,12 +235,37 @@ TEST_F(ProtocolTest, ResponsesFollowRequestOrderOnOneConnection) {
   }
 }
 
+TEST_F(ProtocolTest, WebSocketPingGetsPongAndCloseFrameIsEchoed) {
+  RawConnection raw;
+  raw.connect(gw.ws_port());
+  ASSERT_EQ(raw.upgrade(), 101u);
+  ASSERT_TRUE(raw.send_all(RawConnection::encode_frame(0x9, "are you there")));
+  auto pong = raw.read_frame();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->opcode, 0xA);
+  EXPECT_EQ(pong->payload, "are you there");
+
+  ASSERT_TRUE(raw.send_all(RawConnection::encode_frame(0x8, std::string("\x03\xe8"
+                                                                        "bye",
+                                                                        5))));
+  std::optional<RawFrame> echo;
+  while ((echo = raw.read_frame()) && echo->opcode != 0x8) {
+  }
+  ASSERT_TRUE(echo) << "no close frame came back";
+  EXPECT_EQ(echo->close_code(), 1000);
+  EXPECT_TRUE(raw.wait_closed()) << "the server did not end the TCP connection after the close";
+  // The peer keeps its side of the TCP connection open: --close-timeout (1 s)
+  // bounds how long the server may wait for it.
+  ASSERT_TRUE(gw.wait_idle(3s)) << "session kept after the close handshake completed";
+  EXPECT_GE(gw.state().closes_by_code(1000), 1);
+}
+
 TEST_F(ProtocolTest, SystemStateDescribesConnectionsUsersAndCounters) {
   State idle = gw.state();
   EXPECT_EQ(idle.clients_len(), 0) << idle.dump();
   EXPECT_EQ(idle.users_len(), 0);
-  for (const char* chan : {"chanBroadcastLen", "chanLoginLen", "chanRegisterLen",
-                           "chanUnregisterLen"}) {
+  for (const char* chan :
+       {"chanBroadcastLen", "chanLoginLen", "chanRegisterLen", "chanUnregisterLen"}) {
     const json::value* v = idle.find({"managerInfo", chan});
     ASSERT_NE(v, nullptr) << chan << " missing: " << idle.dump();
     EXPECT_EQ(v->to_number<int64_t>(), 0) << chan;

@@ -5,13 +5,13 @@
 // only. Header-only: it needs no Asio.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -179,7 +179,8 @@ class RawConnection {
     }
     const char key[4] = {0x37, static_cast<char>(0xfa), 0x21, 0x3d};
     if (masked) out.append(key, 4);
-    for (std::size_t i = 0; i < n; ++i) out.push_back(masked ? payload[i] ^ key[i % 4] : payload[i]);
+    for (std::size_t i = 0; i < n; ++i)
+      out.push_back(masked ? payload[i] ^ key[i % 4] : payload[i]);
     return out;
   }
 
@@ -235,7 +236,8 @@ class RawConnection {
     frame.opcode = byte(0) & 0x0f;
     frame.payload = rx_.substr(pos, len);
     if (masked) {
-      for (std::size_t i = 0; i < frame.payload.size(); ++i) frame.payload[i] ^= rx_[key_pos + i % 4];
+      for (std::size_t i = 0; i < frame.payload.size(); ++i)
+        frame.payload[i] ^= rx_[key_pos + i % 4];
     }
     rx_.erase(0, pos + len);
     return frame;

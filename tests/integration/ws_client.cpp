@@ -11,7 +11,9 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -45,8 +47,12 @@ std::string code_msg_of(const json::object& env) {
   const json::object* r = response_of(env);
   return r != nullptr ? string_member(*r, "codeMsg") : "<missing>";
 }
-std::string seq_of(const json::object& env) { return string_member(env, "seq"); }
-std::string cmd_of(const json::object& env) { return string_member(env, "cmd"); }
+std::string seq_of(const json::object& env) {
+  return string_member(env, "seq");
+}
+std::string cmd_of(const json::object& env) {
+  return string_member(env, "cmd");
+}
 json::value data_of(const json::object& env) {
   const json::object* r = response_of(env);
   const json::value* d = r != nullptr ? r->if_contains("data") : nullptr;
@@ -72,8 +78,9 @@ struct WsClient::Impl {
 
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::string> inbox;        // guarded by mu
-  std::optional<uint16_t> close_code;   // guarded by mu; set once the read side ended
+  std::deque<std::string> inbox;       // guarded by mu
+  std::optional<uint16_t> close_code;  // guarded by mu; set once the read side ended
+  std::string end_error;               // guarded by mu; the error that ended reading
   std::thread io_thread{[this] { ioc.run(); }};
 
   // I/O thread: keeps at most one read pending.
@@ -93,7 +100,13 @@ struct WsClient::Impl {
       std::lock_guard lock(mu);
       if (ec) {
         if (!close_code) {
-          close_code = ec == websocket::error::closed ? ws.reason().code : kNoCloseFrame;
+          // A close frame may have arrived even when answering it failed
+          // (e.g. the server reset the connection right after sending it).
+          const uint16_t received = ws.reason().code;
+          close_code = ec == websocket::error::closed || received != websocket::close_code::none
+                           ? received
+                           : kNoCloseFrame;
+          end_error = ec.message();
         }
       } else {
         inbox.push_back(beast::buffers_to_string(read_buffer.data()));
@@ -118,7 +131,10 @@ WsClient::WsClient(WsClientOptions options)
 
 WsClient::~WsClient() {
   drop();
+  // Stop rather than wait for the loop to run dry: Beast may keep a timer armed
+  // (e.g. after a declined handshake). Pending handlers are destroyed unrun.
   impl_->work.reset();
+  impl_->ioc.stop();
   impl_->io_thread.join();
 }
 
@@ -165,8 +181,8 @@ error_code WsClient::try_connect(uint16_t port, Millis timeout) {
         const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
         sock.async_connect(endpoint, [this, port, response, done](error_code cec) {
           if (cec) return done(cec);
-          impl_->ws.async_handshake(*response, "127.0.0.1:" + std::to_string(port),
-                                    options_.path, done);
+          impl_->ws.async_handshake(*response, "127.0.0.1:" + std::to_string(port), options_.path,
+                                    done);
         });
       },
       timeout);
@@ -179,9 +195,9 @@ error_code WsClient::try_connect(uint16_t port, Millis timeout) {
 void WsClient::connect(uint16_t port, Millis timeout) {
   const error_code ec = try_connect(port, timeout);
   if (ec) {
-    throw std::runtime_error("WebSocket connect to port " + std::to_string(port) +
-                             options_.path + " failed: " + ec.message() +
-                             " (HTTP status " + std::to_string(handshake_status_) + ")");
+    throw std::runtime_error("WebSocket connect to port " + std::to_string(port) + options_.path +
+                             " failed: " + ec.message() + " (HTTP status " +
+                             std::to_string(handshake_status_) + ")");
   }
 }
 
@@ -287,7 +303,8 @@ json::object WsClient::request_frame(std::string_view frame, std::string_view se
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     auto message = read_json(std::max(left, Millis(0)));
     if (!message) {
       throw std::runtime_error("no response to " + std::string(frame) +
@@ -327,7 +344,8 @@ std::optional<json::object> WsClient::next_push(std::string_view cmd, Millis tim
         return push;
       }
     }
-    const auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     if (left <= Millis(0)) return std::nullopt;
     auto message = read_json(left);
     if (!message) return std::nullopt;
@@ -382,6 +400,13 @@ void WsClient::drop() {
   impl_->mark_closed(kNoCloseFrame);
 }
 
-std::size_t WsClient::pings_received() const { return impl_->pings.load(); }
+std::string WsClient::end_error() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->end_error;
+}
+
+std::size_t WsClient::pings_received() const {
+  return impl_->pings.load();
+}
 
 }  // namespace imgate::test

@@ -16,12 +16,10 @@
 
 #include <boost/json.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,7 +34,7 @@ using namespace std::chrono_literals;
 inline constexpr uint16_t kNoCloseFrame = 1006;
 
 // Accessors for a server envelope {"seq","cmd","response":{"code","codeMsg","data"}}.
-// Missing members read as -1 / "<missing>" / null so comparisons fail readably.
+// Missing members read as -1 / "<missing>" so comparisons fail readably.
 int64_t code_of(const boost::json::object& envelope);
 std::string code_msg_of(const boost::json::object& envelope);
 std::string seq_of(const boost::json::object& envelope);
@@ -108,6 +106,8 @@ class WsClient {
   // nullopt if the connection is still open at the deadline.
   std::optional<uint16_t> expect_closed(Millis timeout = 3s);
   bool closed() const;
+  // The error that ended reading (e.g. "The WebSocket stream was gracefully closed").
+  std::string end_error() const;
   // Client-initiated close handshake.
   boost::system::error_code close(uint16_t code = 1000);
   // Abrupt end: shutdown + close of the TCP socket, no close frame.
