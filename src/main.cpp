@@ -51,10 +51,6 @@ int main(int argc, char** argv) {
     setup_logging(*config);
     std::signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    if (!config->redis_addr.empty()) {
-      spdlog::warn("redis.addr is set ({}) but cluster mode is not available yet: running embedded",
-                   config->redis_addr);
-    }
     imgate::Server server(std::move(*config));
     int code = server.run();
     spdlog::shutdown();

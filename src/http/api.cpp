@@ -9,6 +9,7 @@
 #include <charconv>
 #include <thread>
 
+#include "cluster/redis_cluster.hpp"
 #include "http/params.hpp"
 #include "metrics/prometheus.hpp"
 #include "protocol/codes.hpp"
@@ -97,13 +98,29 @@ bool require_text(Call& call, const char* name, std::string& out) {
   return true;
 }
 
+constexpr std::string_view kRedisDown = "redis unavailable";
+
+// Cluster calls answer later, on the cluster thread: the call moves to the heap.
+std::shared_ptr<Call> later(Call& call) { return std::make_shared<Call>(std::move(call)); }
+
+void cluster_unavailable(Call& call) {
+  call.json_reply(Code::kServerError, json::object{{"error", kRedisDown}});
+}
+
+void reply_user_list(Call& call, const std::vector<std::string>& users) {
+  json::array list;
+  for (const auto& user : users) list.emplace_back(user);
+  call.json_reply(Code::kOk, json::object{{"userCount", users.size()}, {"userList", list}});
+}
+
 void user_list(Call& call) {
   uint32_t app = 0;
   if (!require_app(call, app)) return;
-  auto users = call.ctx.hub.directory().users_of(app);
-  json::array list;
-  for (auto& user : users) list.emplace_back(user);
-  call.json_reply(Code::kOk, json::object{{"userCount", users.size()}, {"userList", list}});
+  if (!call.ctx.cluster) return reply_user_list(call, call.ctx.hub.directory().users_of(app));
+  call.ctx.cluster->list_users(app, [c = later(call)](bool ok, std::vector<std::string> users) {
+    if (!ok) return cluster_unavailable(*c);
+    reply_user_list(*c, users);
+  });
 }
 
 void user_online(Call& call) {
@@ -111,46 +128,101 @@ void user_online(Call& call) {
   uint32_t app = app_id_param(call.params, error).value_or(0);  // 0 / absent: any app
   if (!error.empty()) return call.bad_param(error);
   if (!require_text(call, "userID", user)) return;
-  bool online = call.ctx.hub.directory().online(app, user);
-  call.json_reply(Code::kOk, json::object{{"online", online}, {"userID", user}});
-}
-
-// Shared by both send endpoints: validation and msgID de-duplication.
-// Returns the push frame, or nullptr when a reply was already sent.
-Frame prepare_push(Call& call, uint32_t& app, std::string& user) {
-  std::string message;
-  if (!require_app(call, app) || !require_text(call, "userID", user) ||
-      !require_text(call, "message", message)) {
-    return nullptr;
+  if (!call.ctx.cluster) {
+    bool online = call.ctx.hub.directory().online(app, user);
+    return call.json_reply(Code::kOk, json::object{{"online", online}, {"userID", user}});
   }
-  std::string msg_id = call.params.get("msgID").value_or("");
-  if (msg_id.empty()) {
-    msg_id = std::to_string(call.ctx.hub.next_push_seq());  // no id given: no de-duplication
-  } else if (!call.ctx.dedup->first_seen(msg_id, Clock::now())) {
-    Counters::bump(call.ctx.counters.msg_id_duplicates);
-    call.json_reply(Code::kOk, json::object{});  // upstream: 200 with empty data, nothing sent
-    return nullptr;
+  call.ctx.cluster->online(app, user, [c = later(call), user](bool ok, bool online) {
+    if (!ok) return cluster_unavailable(*c);
+    c->json_reply(Code::kOk, json::object{{"online", online}, {"userID", user}});
+  });
+}
+
+// A validated push request of either send endpoint.
+struct PushRequest {
+  uint32_t app = 0;
+  std::string user;  // recipient (sendMessage) or sender (sendMessageAll)
+  PushMessage msg;
+  bool dedup = true;  // false when no msgID was given
+};
+
+bool parse_push(Call& call, PushRequest& push) {
+  if (!require_app(call, push.app) || !require_text(call, "userID", push.user) ||
+      !require_text(call, "message", push.msg.msg)) {
+    return false;
   }
-  return make_push(msg_id, "msg", message, user);
+  push.msg.cmd = "msg";
+  push.msg.from = push.user;
+  push.msg.seq = call.params.get("msgID").value_or("");
+  if (push.msg.seq.empty()) {  // no id given: a generated one, no de-duplication
+    push.msg.seq = std::to_string(call.ctx.hub.next_push_seq());
+    push.dedup = false;
+  }
+  return true;
 }
 
-void send_message(Call& call) {
-  uint32_t app = 0;
-  std::string user;
-  Frame frame = prepare_push(call, app, user);
-  if (!frame) return;
-  bool sent = call.ctx.hub.push_user(UserKey{app, user}, frame);
-  call.json_reply(Code::kOk, json::object{{"sendResults", sent}});
+void reply_duplicate(Call& call) {
+  Counters::bump(call.ctx.counters.msg_id_duplicates);
+  call.json_reply(Code::kOk, json::object{});  // upstream: 200 with empty data, nothing sent
 }
 
-void send_message_all(Call& call) {
-  uint32_t app = 0;
-  std::string user;
-  Frame frame = prepare_push(call, app, user);
-  if (!frame) return;
-  call.ctx.hub.push_room(app, user, frame);
-  call.json_reply(Code::kOk, json::object{{"sendResults", true}});
+Frame frame_of(const PushMessage& m) { return make_push(m.seq, m.cmd, m.msg, m.from); }
+
+// Delivers on this node only (embedded mode, or cluster mode without Redis).
+bool deliver_locally(ServerContext& ctx, const PushRequest& push, bool to_room) {
+  if (to_room) {
+    ctx.hub.push_room(push.app, push.user, frame_of(push.msg));
+    return true;
+  }
+  return ctx.hub.push_user(UserKey{push.app, push.user}, frame_of(push.msg));
 }
+
+// Cluster mode: route through Redis; without Redis, deliver here and say so.
+void deliver_cluster(std::shared_ptr<Call> c, PushRequest push, bool to_room) {
+  auto degraded = [c, push, to_room] {
+    bool sent = deliver_locally(c->ctx, push, to_room) && !to_room;
+    c->json_reply(Code::kOk, json::object{{"sendResults", sent},
+                                           {"sendResultsErr", std::string(kRedisDown) +
+                                                                  ": delivered on this node only"}});
+  };
+  RedisCluster& cluster = *c->ctx.cluster;
+  if (to_room) {
+    cluster.send_room(push.app, push.user, push.msg, [c, degraded](bool ok) {
+      if (!ok) return degraded();
+      c->json_reply(Code::kOk, json::object{{"sendResults", true}});
+    });
+  } else {
+    cluster.send_user(UserKey{push.app, push.user}, push.msg, [c, degraded](bool ok, bool sent) {
+      if (!ok) return degraded();
+      c->json_reply(Code::kOk, json::object{{"sendResults", sent}});
+    });
+  }
+}
+
+void send_push(Call& call, bool to_room) {
+  PushRequest push;
+  if (!parse_push(call, push)) return;
+  ServerContext& ctx = call.ctx;
+  if (!ctx.cluster) {
+    if (push.dedup && !ctx.dedup->first_seen(push.msg.seq, Clock::now())) {
+      return reply_duplicate(call);
+    }
+    bool sent = deliver_locally(ctx, push, to_room);
+    return call.json_reply(Code::kOk, json::object{{"sendResults", sent}});
+  }
+  auto c = later(call);
+  if (!push.dedup) return deliver_cluster(c, std::move(push), to_room);
+  std::string id = push.msg.seq;
+  ctx.cluster->first_msg_id(id, [c, push = std::move(push), to_room](bool ok, bool first) {
+    // Without Redis, the node's own memory de-duplicates (degraded).
+    if (!ok) first = c->ctx.dedup->first_seen(push.msg.seq, Clock::now());
+    if (!first) return reply_duplicate(*c);
+    deliver_cluster(c, push, to_room);
+  });
+}
+
+void send_message(Call& call) { send_push(call, false); }
+void send_message_all(Call& call) { send_push(call, true); }
 
 json::object counters_json(const Counters& c) {
   auto get = [](const Counters::Counter& v) { return v.load(std::memory_order_relaxed); };
@@ -204,6 +276,10 @@ json::value system_state(ServerContext& ctx, const std::vector<ConnId>* clients)
       {"roomsLen", hub.directory().room_count()},
       {"counters", counters_json(ctx.counters)},
   };
+  if (ctx.cluster) {
+    own["cluster"] = json::object{{"nodeId", ctx.cluster->node_id()},
+                                  {"redis", ctx.cluster->healthy() ? "up" : "down"}};
+  }
   return json::object{
       {"numCPU", std::thread::hardware_concurrency()},
       {"numGoroutine", hub.shard_count()},
@@ -216,7 +292,7 @@ void system_state_route(Call& call) {
   if (call.params.get("isDebug").value_or("") != "true") {
     return call.json_reply(Code::kOk, system_state(call.ctx, nullptr));
   }
-  auto shared = std::make_shared<Call>(std::move(call));
+  auto shared = later(call);
   shared->ctx.collect_connection_ids([shared](std::vector<ConnId> ids) {
     shared->json_reply(Code::kOk, system_state(shared->ctx, &ids));
   });
@@ -323,9 +399,13 @@ void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
 
   if (path == "/healthz") {
     call.route = HttpRoute::kHealthz;
-    bool up = !ctx.stopping.load();
-    return call.send(text_response(req, up ? http::status::ok : http::status::service_unavailable,
-                                   up ? "ok\n" : "stopping\n"));
+    if (ctx.stopping.load()) {
+      return call.send(text_response(req, http::status::service_unavailable, "stopping\n"));
+    }
+    // Degraded still answers 200: local traffic works without Redis.
+    bool degraded = ctx.cluster && !ctx.cluster->healthy();
+    return call.send(text_response(req, http::status::ok,
+                                   degraded ? "degraded: redis unavailable\n" : "ok\n"));
   }
   if (path == "/metrics") {
     call.route = HttpRoute::kMetrics;

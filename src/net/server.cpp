@@ -68,6 +68,11 @@ Server::Server(Config config)
   });
   for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
   ctx_.dedup = std::make_unique<MsgIdDedup>(config_.msg_id_ttl, config_.msg_id_capacity);
+  if (!config_.redis_addr.empty()) {
+    cluster_ = std::make_unique<RedisCluster>(config_, hub_);
+    hub_.set_presence_sink(cluster_.get());
+    ctx_.cluster = cluster_.get();
+  }
   ctx_.web = WebAssets::load(config_.web_root);
   if (!ctx_.web.find("index.html")) {
     spdlog::warn("no chat page: {}/index.html not found (--web-root)", config_.web_root);
@@ -80,6 +85,7 @@ Server::~Server() {
   // which still need ctx_ (declared later, so destroyed after this body).
   signals_.reset();
   drain_timer_.reset();
+  if (cluster_) cluster_->stop(std::chrono::seconds(1));  // no-op after run()
   ticks_.clear();
   listeners_.clear();
   guards_.clear();
@@ -143,6 +149,7 @@ int Server::run() {
     spdlog::info("signal {}: shutting down", signo);
     begin_shutdown();
   });
+  if (cluster_) cluster_->start();
   write_ready_file();
 
   std::vector<std::thread> threads;
@@ -151,6 +158,12 @@ int Server::run() {
   }
   loops_[0]->run();
   for (auto& t : threads) t.join();
+  if (cluster_) {
+    // The logouts of the closed connections are already queued on the
+    // cluster's own loop; leaving runs after them.
+    auto left = std::max(shutdown_deadline_ - Clock::now(), Clock::duration(std::chrono::seconds(1)));
+    cluster_->stop(std::chrono::duration_cast<std::chrono::milliseconds>(left));
+  }
   spdlog::info("imgate stopped");
   return 0;
 }
@@ -164,7 +177,9 @@ void Server::begin_shutdown() {
       hub_.shard(i).close_all(close_code::kGoingAway, "server shutdown");
     });
   }
-  await_drain(Clock::now() + config_.shutdown_timeout);
+  shutdown_deadline_ = Clock::now() + config_.shutdown_timeout;
+  await_drain(shutdown_deadline_ - std::min<Clock::duration>(config_.shutdown_timeout / 4,
+                                                            std::chrono::seconds(2)));
 }
 
 void Server::await_drain(TimePoint deadline) {

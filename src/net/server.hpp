@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/redis_cluster.hpp"
 #include "config/config.hpp"
 #include "metrics/counters.hpp"
 #include "net/listener.hpp"
@@ -48,6 +49,8 @@ class Server {
   std::vector<std::unique_ptr<boost::asio::steady_timer>> ticks_;
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  std::unique_ptr<RedisCluster> cluster_;
+  TimePoint shutdown_deadline_{};
   uint16_t ws_port_ = 0;
   uint16_t http_port_ = 0;
 };

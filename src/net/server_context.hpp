@@ -17,6 +17,8 @@
 
 namespace imgate {
 
+class RedisCluster;
+
 struct ServerContext {
   const Config& config;
   Counters& counters;
@@ -34,6 +36,7 @@ struct ServerContext {
   uint16_t ws_port = 0;               // bound WebSocket port, set by Server
   std::unique_ptr<MsgIdDedup> dedup;  // set by Server
   WebAssets web;                      // set by Server
+  RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

@@ -73,6 +73,14 @@ std::vector<std::string> Directory::user_keys() const {
   return keys;
 }
 
+std::vector<UserKey> Directory::users() const {
+  std::lock_guard lock(mu_);
+  std::vector<UserKey> keys;
+  keys.reserve(users_.size());
+  for (const auto& [key, entry] : users_) keys.push_back(key);
+  return keys;
+}
+
 std::size_t Directory::user_count() const {
   std::lock_guard lock(mu_);
   return users_.size();

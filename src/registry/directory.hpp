@@ -50,7 +50,8 @@ class Directory {
   std::vector<std::string> users_of(AppId app) const;
   bool online(AppId app, std::string_view user) const;  // app 0: any app
   std::vector<uint32_t> shards_of(const UserKey& key) const;
-  std::vector<std::string> user_keys() const;  // "<appID>_<userID>", upstream's debug format
+  std::vector<std::string> user_keys() const;
+  std::vector<UserKey> users() const;  // every logged-in user of this node  // "<appID>_<userID>", upstream's debug format
   std::size_t user_count() const;
   std::size_t room_count() const;
   std::size_t connection_count() const;  // logged-in connections

@@ -61,9 +61,7 @@ LoginStatus Shard::login(ConnId id, AppId app, std::string_view user, TimePoint 
   conn.last_seen = now;
   index_login(conn);
   Counters::bump(hub_.counters().logins);
-  hub_.directory().add(conn.key, id, index_, [&] {
-    hub_.push_room(app, conn.key.user, hub_.presence_frame("enter", conn.key.user));
-  });
+  hub_.directory().add(conn.key, id, index_, [&] { hub_.user_came(conn.key); });
   return LoginStatus::kOk;
 }
 
@@ -90,9 +88,7 @@ bool Shard::unlink(ConnId id, EndReason reason) {
   Conn& conn = it->second;
   if (conn.logged_in) {
     unindex_login(conn);
-    hub_.directory().remove(conn.key, id, [&] {
-      hub_.push_room(conn.key.app, conn.key.user, hub_.presence_frame("exit", conn.key.user));
-    });
+    hub_.directory().remove(conn.key, id, [&] { hub_.user_left(conn.key); });
   }
   if (reason == EndReason::kTimeout) {
     Counters::bump(hub_.counters().heartbeat_timeouts);
@@ -232,6 +228,16 @@ bool Hub::push_user(const UserKey& key, Frame frame) {
     });
   }
   return true;
+}
+
+void Hub::user_came(const UserKey& key) {
+  if (presence_sink_) return presence_sink_->user_online(key);
+  push_room(key.app, key.user, presence_frame("enter", key.user));
+}
+
+void Hub::user_left(const UserKey& key) {
+  if (presence_sink_) return presence_sink_->user_offline(key);
+  push_room(key.app, key.user, presence_frame("exit", key.user));
 }
 
 Frame Hub::presence_frame(std::string_view cmd, std::string_view user) {

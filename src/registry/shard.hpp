@@ -36,6 +36,19 @@ struct LivenessSettings {
 
 enum class LoginStatus { kOk, kAlreadyLoggedIn, kUnknownConnection };
 
+// Where "user came online / went offline on this node" goes. Without one (the
+// embedded default) the Hub pushes enter / exit to the local room itself; in
+// cluster mode the cluster decides cluster-wide and publishes them. Called
+// under the Directory lock, in the order of the changes: must only post.
+class PresenceSink {
+ public:
+  virtual void user_online(const UserKey& key) = 0;
+  virtual void user_offline(const UserKey& key) = 0;
+
+ protected:
+  ~PresenceSink() = default;
+};
+
 class Hub;
 
 class Shard {
@@ -115,6 +128,11 @@ class Hub {
   Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoint start);
 
   void set_poster(Poster poster) { poster_ = std::move(poster); }
+  void set_presence_sink(PresenceSink* sink) { presence_sink_ = sink; }
+
+  // A user's first / last connection on this node (under the Directory lock).
+  void user_came(const UserKey& key);
+  void user_left(const UserKey& key);
 
   uint32_t shard_count() const { return static_cast<uint32_t>(shards_.size()); }
   Shard& shard(uint32_t index) { return *shards_[index]; }
@@ -143,6 +161,7 @@ class Hub {
   LivenessSettings liveness_;
   Counters& counters_;
   Poster poster_;
+  PresenceSink* presence_sink_ = nullptr;
   std::atomic<uint64_t> push_seq_;
 };
 

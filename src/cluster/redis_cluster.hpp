@@ -1,0 +1,92 @@
+// RedisCluster: many imgate nodes acting as one gateway through Redis
+// (docs/cluster.md has the key / channel schema and the message flows).
+//
+// Threading: all Redis work runs on the cluster's own event loop and thread;
+// WebSocket loops only post to it (PresenceSink calls) and HTTP handlers get
+// their answers as callbacks on it. Nothing here ever blocks a WebSocket loop.
+//
+// Degraded mode: while Redis is unreachable every cluster-wide call fails fast
+// (callbacks with ok == false) and presence changes fall back to local pushes;
+// on reconnect the node re-registers and re-publishes its presence.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/redis_connection.hpp"
+#include "config/config.hpp"
+#include "registry/shard.hpp"
+
+namespace imgate {
+
+// A push as it travels between nodes; each node frames it once.
+struct PushMessage {
+  std::string cmd;  // msg, enter, exit
+  std::string seq;
+  std::string msg;
+  std::string from;
+};
+
+class RedisCluster final : public PresenceSink {
+ public:
+  RedisCluster(const Config& config, Hub& hub);
+  ~RedisCluster();
+
+  void start();  // connects and starts the cluster thread
+  // Leaves the cluster (removes this node's presence, announcing exits) and
+  // stops; waits at most `deadline`.
+  void stop(std::chrono::milliseconds deadline);
+
+  // PresenceSink: called by shards under the directory lock; only posts.
+  void user_online(const UserKey& key) override;
+  void user_offline(const UserKey& key) override;
+
+  // Cluster-wide API calls; `done` runs on the cluster thread.
+  void list_users(AppId app, std::function<void(bool ok, std::vector<std::string>)> done);
+  void online(AppId app, std::string user, std::function<void(bool ok, bool online)> done);
+  void first_msg_id(std::string id, std::function<void(bool ok, bool first)> done);
+  void send_user(UserKey key, PushMessage msg, std::function<void(bool ok, bool sent)> done);
+  void send_room(AppId app, std::string except, PushMessage msg, std::function<void(bool ok)> done);
+
+  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  const std::string& node_id() const { return node_id_; }
+
+ private:
+  void post(std::function<void()> task);
+  void on_command_ready();
+  void on_subscriber_ready();
+  void on_message(const RedisReply& reply);
+  void update_health();
+  void register_node(bool republish_always);
+  void republish();
+  void refresh_loop();
+  void reap_loop();
+  void presence_script(const UserKey& key, bool online, bool announce);
+  std::string user_hash(const UserKey& key) const;
+  std::string member(const UserKey& key) const;
+  std::string room_channel(AppId app) const;
+  std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user,
+                      bool room) const;
+  int64_t expiry_ms() const;
+
+  const Config& config_;
+  Hub& hub_;
+  const std::string prefix_;
+  const std::string node_id_;
+  boost::asio::io_context loop_;
+  std::shared_ptr<RedisConnection> cmd_;
+  std::shared_ptr<RedisConnection> sub_;
+  boost::asio::steady_timer refresh_timer_;
+  boost::asio::steady_timer reap_timer_;
+  std::thread thread_;
+  std::atomic<bool> healthy_{false};
+  uint64_t exit_seq_ = 0;
+};
+
+}  // namespace imgate

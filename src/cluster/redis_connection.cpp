@@ -1,0 +1,277 @@
+#include "cluster/redis_connection.hpp"
+
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+#include <stdexcept>
+
+namespace imgate {
+
+namespace asio = boost::asio;
+
+namespace {
+
+RedisReply convert(const redisReply* r) {
+  RedisReply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING: out.type = RedisReply::Type::kString; break;
+    case REDIS_REPLY_STATUS: out.type = RedisReply::Type::kStatus; break;
+    case REDIS_REPLY_ERROR: out.type = RedisReply::Type::kError; break;
+    case REDIS_REPLY_INTEGER: out.type = RedisReply::Type::kInteger; break;
+    case REDIS_REPLY_ARRAY: out.type = RedisReply::Type::kArray; break;
+    default: out.type = RedisReply::Type::kNil; break;
+  }
+  out.integer = r->integer;
+  if (r->str) out.str.assign(r->str, r->len);
+  for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
+  return out;
+}
+
+constexpr std::chrono::milliseconds kMaxBackoff{3000};
+
+}  // namespace
+
+RedisEndpoint RedisEndpoint::parse(const std::string& addr) {
+  RedisEndpoint ep;
+  auto colon = addr.rfind(':');
+  ep.host = colon == std::string::npos ? addr : addr.substr(0, colon);
+  if (ep.host == "localhost" || ep.host.empty()) ep.host = "127.0.0.1";
+  if (colon != std::string::npos) {
+    const char* first = addr.data() + colon + 1;
+    const char* last = addr.data() + addr.size();
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(first, last, port);
+    if (ec != std::errc() || end != last || port == 0 || port > 65535) {
+      throw std::invalid_argument("redis address \"" + addr + "\": bad port");
+    }
+    ep.port = static_cast<uint16_t>(port);
+  }
+  return ep;
+}
+
+RedisConnection::RedisConnection(asio::io_context& loop, RedisEndpoint endpoint, std::string name,
+                                 bool subscriber)
+    : loop_(loop),
+      endpoint_(std::move(endpoint)),
+      name_(std::move(name)),
+      subscriber_(subscriber),
+      socket_(loop),
+      retry_timer_(loop),
+      watchdog_timer_(loop),
+      in_(16 * 1024) {}
+
+RedisConnection::~RedisConnection() {
+  if (reader_) redisReaderFree(reader_);
+}
+
+void RedisConnection::start() {
+  connect();
+  watchdog();
+}
+
+void RedisConnection::stop() {
+  state_ = State::kStopped;
+  retry_timer_.cancel();
+  watchdog_timer_.cancel();
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& p : pending) {
+    if (p.cb) p.cb(false, RedisReply{});
+  }
+}
+
+void RedisConnection::connect() {
+  if (state_ == State::kStopped) return;
+  state_ = State::kConnecting;
+  if (reader_) redisReaderFree(reader_);
+  reader_ = redisReaderCreate();
+  out_.clear();
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(endpoint_.host, ec);
+  if (ec) {
+    spdlog::error("redis {}: host must be an IP address or localhost: {}", name_, endpoint_.host);
+    schedule_reconnect();
+    return;
+  }
+  socket_ = asio::ip::tcp::socket(loop_);
+  socket_.async_connect({address, endpoint_.port},
+                        [self = shared_from_this()](const boost::system::error_code& e) {
+                          self->on_connected(e);
+                        });
+}
+
+void RedisConnection::on_connected(const boost::system::error_code& ec) {
+  if (state_ == State::kStopped) return;
+  if (ec) {
+    spdlog::debug("redis {}: connect to {}:{} failed: {}", name_, endpoint_.host, endpoint_.port,
+                  ec.message());
+    schedule_reconnect();
+    return;
+  }
+  boost::system::error_code ignored;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  state_ = State::kHandshake;
+  handshake_left_ = 0;
+  do_read();
+  auto done = [self = shared_from_this()](bool ok, const RedisReply& r) {
+    if (!ok || r.is_error()) {
+      spdlog::error("redis {}: handshake failed: {}", self->name_, r.str);
+      self->fail("handshake failed");
+      return;
+    }
+    if (--self->handshake_left_ == 0) {
+      self->state_ = State::kReady;
+      self->backoff_ = std::chrono::milliseconds(100);
+      spdlog::info("redis {}: connected to {}:{}", self->name_, self->endpoint_.host,
+                   self->endpoint_.port);
+      if (self->on_ready) self->on_ready();
+    }
+  };
+  std::vector<std::vector<std::string>> handshake;
+  if (!endpoint_.password.empty()) handshake.push_back({"AUTH", endpoint_.password});
+  if (endpoint_.db != 0) handshake.push_back({"SELECT", std::to_string(endpoint_.db)});
+  handshake.push_back({"CLIENT", "SETNAME", "imgate-" + name_});
+  handshake_left_ = handshake.size();
+  for (auto& cmd : handshake) enqueue(cmd, done, true);
+}
+
+void RedisConnection::command(std::vector<std::string> args, RedisCallback cb) {
+  if (state_ != State::kReady || pending_.size() >= kMaxPending) {
+    if (cb) cb(false, RedisReply{});
+    return;
+  }
+  enqueue(args, std::move(cb), false);
+}
+
+void RedisConnection::enqueue(const std::vector<std::string>& args, RedisCallback cb,
+                              bool internal) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lens;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  char* formatted = nullptr;
+  int len = redisFormatCommandArgv(&formatted, static_cast<int>(args.size()), argv.data(),
+                                   lens.data());
+  if (len < 0) {
+    if (cb) cb(false, RedisReply{});
+    return;
+  }
+  out_.append(formatted, static_cast<std::size_t>(len));
+  redisFreeCommand(formatted);
+  if (!subscriber_ || internal) {
+    pending_.push_back(Pending{std::move(cb), std::chrono::steady_clock::now(), internal});
+  }
+  if (!write_in_flight_) do_write();
+}
+
+void RedisConnection::do_write() {
+  if (out_.empty() || write_in_flight_) return;
+  writing_.swap(out_);
+  out_.clear();
+  write_in_flight_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                      self->write_in_flight_ = false;
+                      self->writing_.clear();
+                      if (ec) {
+                        self->fail("write failed");
+                        return;
+                      }
+                      self->do_write();
+                    });
+}
+
+void RedisConnection::do_read() {
+  socket_.async_read_some(asio::buffer(in_),
+                          [self = shared_from_this()](const boost::system::error_code& ec,
+                                                      std::size_t n) { self->on_read(ec, n); });
+}
+
+void RedisConnection::on_read(const boost::system::error_code& ec, std::size_t n) {
+  if (state_ == State::kStopped || state_ == State::kConnecting) return;
+  if (ec) {
+    fail(ec == asio::error::eof ? "closed by server" : "read failed");
+    return;
+  }
+  if (redisReaderFeed(reader_, in_.data(), n) != REDIS_OK) {
+    fail("protocol error");
+    return;
+  }
+  for (;;) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+      fail("protocol error");
+      return;
+    }
+    if (!raw) break;
+    RedisReply reply = convert(static_cast<redisReply*>(raw));
+    freeReplyObject(raw);
+    dispatch(std::move(reply));
+    if (state_ == State::kStopped || state_ == State::kConnecting) return;  // a callback failed us
+  }
+  do_read();
+}
+
+void RedisConnection::dispatch(RedisReply reply) {
+  if (subscriber_ && (pending_.empty() || !pending_.front().internal)) {
+    if (on_message) on_message(reply);
+    return;
+  }
+  if (pending_.empty()) {
+    fail("unexpected reply");
+    return;
+  }
+  Pending p = std::move(pending_.front());
+  pending_.pop_front();
+  if (p.cb) p.cb(true, reply);
+}
+
+void RedisConnection::fail(const char* why) {
+  if (state_ == State::kStopped || state_ == State::kConnecting) return;
+  const bool was_ready = state_ == State::kReady;
+  spdlog::warn("redis {}: connection lost ({})", name_, why);
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  state_ = State::kConnecting;  // until the retry
+  auto pending = std::move(pending_);
+  pending_.clear();
+  out_.clear();
+  for (auto& p : pending) {
+    if (p.cb) p.cb(false, RedisReply{});
+  }
+  if (was_ready && on_lost) on_lost();
+  schedule_reconnect();
+}
+
+void RedisConnection::schedule_reconnect() {
+  if (state_ == State::kStopped) return;
+  state_ = State::kConnecting;
+  retry_timer_.expires_after(backoff_);
+  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+  retry_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->connect();
+  });
+}
+
+void RedisConnection::watchdog() {
+  watchdog_timer_.expires_after(std::chrono::milliseconds(500));
+  watchdog_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->state_ == State::kStopped) return;
+    if (!self->pending_.empty() &&
+        std::chrono::steady_clock::now() - self->pending_.front().sent > kCommandTimeout) {
+      self->fail("command timeout");
+    }
+    self->watchdog();
+  });
+}
+
+}  // namespace imgate

@@ -1,0 +1,110 @@
+// RedisConnection: one pipelined connection to Redis on an Asio loop, speaking
+// RESP through hiredis' command formatter and reply parser (no hiredis I/O).
+//
+// Contract: every method is called on the connection's loop. Commands are
+// written in order, several per write; replies complete callbacks in the same
+// order. While disconnected, commands fail at once (never queue up unbounded);
+// the connection reconnects by itself with exponential back-off. A command
+// without a reply after `command_timeout` breaks the connection, so a hung
+// Redis is detected as fast as a dead one.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+struct redisReader;
+
+namespace imgate {
+
+struct RedisReply {
+  enum class Type { kNil, kInteger, kString, kStatus, kError, kArray };
+  Type type = Type::kNil;
+  int64_t integer = 0;
+  std::string str;  // string, status or error text
+  std::vector<RedisReply> elements;
+
+  bool is_error() const { return type == Type::kError; }
+};
+
+// `ok` is false when the command could not run (disconnected, timeout,
+// overload); a Redis error reply comes with ok == true and type kError.
+using RedisCallback = std::function<void(bool ok, const RedisReply& reply)>;
+
+struct RedisEndpoint {
+  std::string host = "127.0.0.1";
+  uint16_t port = 6379;
+  std::string password;
+  int db = 0;
+
+  // "host:port" (upstream's redis.addr); throws std::invalid_argument.
+  static RedisEndpoint parse(const std::string& addr);
+};
+
+class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
+ public:
+  RedisConnection(boost::asio::io_context& loop, RedisEndpoint endpoint, std::string name,
+                  bool subscriber);
+  ~RedisConnection();
+
+  void start();
+  void stop();
+
+  // Queues a command; `cb` may be empty. Fails at once when disconnected or
+  // when `kMaxPending` commands are already waiting.
+  void command(std::vector<std::string> args, RedisCallback cb = {});
+
+  bool connected() const { return state_ == State::kReady; }
+
+  std::function<void()> on_ready;                    // connected, AUTH / SELECT done
+  std::function<void()> on_lost;                     // connection lost (after being ready)
+  std::function<void(const RedisReply&)> on_message; // subscriber: every pushed reply
+
+  static constexpr std::size_t kMaxPending = 100'000;
+  static constexpr auto kCommandTimeout = std::chrono::seconds(3);
+
+ private:
+  enum class State { kIdle, kConnecting, kHandshake, kReady, kStopped };
+  struct Pending {
+    RedisCallback cb;
+    std::chrono::steady_clock::time_point sent;
+    bool internal = false;  // AUTH / SELECT
+  };
+
+  void connect();
+  void on_connected(const boost::system::error_code& ec);
+  void enqueue(const std::vector<std::string>& args, RedisCallback cb, bool internal);
+  void do_write();
+  void do_read();
+  void on_read(const boost::system::error_code& ec, std::size_t n);
+  void dispatch(RedisReply reply);
+  void fail(const char* why);
+  void schedule_reconnect();
+  void watchdog();
+
+  boost::asio::io_context& loop_;
+  RedisEndpoint endpoint_;
+  std::string name_;
+  bool subscriber_;
+  State state_ = State::kIdle;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer watchdog_timer_;
+  std::chrono::milliseconds backoff_{100};
+  redisReader* reader_ = nullptr;
+  std::string out_;       // formatted commands not yet written
+  std::string writing_;   // the buffer of the write in flight
+  bool write_in_flight_ = false;
+  std::vector<char> in_;
+  std::deque<Pending> pending_;
+  std::size_t handshake_left_ = 0;
+};
+
+}  // namespace imgate
