@@ -93,7 +93,7 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
     // Runs after every logout queued before it (one connection, in order).
     cmd_->command(eval(lua::k_reap, {prefix_ + "nodes"},
                        {std::to_string(now_ms()), prefix_, std::string(kExitText),
-                        node_id_ + "-bye", node_id_}),
+                        node_id_ + "-bye", node_id_, max_room(), quiet_list()}),
                   [left](bool, const RedisReply&) { left->set_value(); });
   });
   if (done.wait_for(deadline) != std::future_status::ready) {
@@ -162,7 +162,8 @@ void RedisCluster::reap_loop() {
     if (cmd_->connected()) {
       cmd_->command(eval(lua::k_reap, {prefix_ + "nodes"},
                          {std::to_string(now_ms()), prefix_, std::string(kExitText),
-                          node_id_ + "-" + std::to_string(++exit_seq_), ""}),
+                          node_id_ + "-" + std::to_string(++exit_seq_), "", max_room(),
+                          quiet_list()}),
                     [](bool ok, const RedisReply& r) {
                       if (ok && r.integer > 0) {
                         spdlog::info("cluster: reaped a dead node, {} users left", r.integer);
@@ -171,6 +172,16 @@ void RedisCluster::reap_loop() {
     }
     reap_loop();
   });
+}
+
+std::string RedisCluster::max_room() const {
+  return std::to_string(hub_.presence_policy().max_room);
+}
+
+std::string RedisCluster::quiet_list() const {
+  std::string list = ",";
+  for (AppId app : hub_.presence_policy().quiet) list += std::to_string(app) + ",";
+  return list;
 }
 
 int64_t RedisCluster::expiry_ms() const { return now_ms() + config_.node_ttl.count(); }
@@ -207,6 +218,11 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
   const std::string cmd = online ? "enter" : "exit";
   PushMessage msg{cmd, std::to_string(hub_.next_push_seq()),
                   std::string(online ? kEnterText : kExitText), key.user};
+  const PresencePolicy& policy = hub_.presence_policy();
+  const bool quiet = std::find(policy.quiet.begin(), policy.quiet.end(), key.app) !=
+                     policy.quiet.end();
+  if (quiet && announce) Counters::bump(hub_.counters().presence_suppressed);
+  announce = announce && !quiet;
   auto local_fallback = [this, key, msg, announce] {
     if (!announce) return;
     hub_.push_room(key.app, key.user, make_push(msg.seq, msg.cmd, msg.msg, msg.from));
@@ -220,7 +236,7 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
            {user_hash(key), prefix_ + "room:" + std::to_string(key.app),
             prefix_ + "node:" + node_id_ + ":users"},
            {node_id_, member(key), key.user, room_channel(key.app),
-            payload(msg, key.app, key.user, true), announce ? "1" : "0"}),
+            payload(msg, key.app, key.user, true), announce ? "1" : "0", max_room()}),
       [local_fallback](bool ok, const RedisReply& r) {
         if (!ok || r.is_error()) {
           if (r.is_error()) spdlog::error("cluster: presence script: {}", r.str);

@@ -74,6 +74,8 @@ class RedisCluster final : public PresenceSink {
   std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user,
                       bool room) const;
   int64_t expiry_ms() const;
+  std::string max_room() const;
+  std::string quiet_list() const;
 
   const Config& config_;
   Hub& hub_;

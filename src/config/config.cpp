@@ -20,6 +20,7 @@
 #include <ostream>
 #include <string_view>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 
 #ifndef IMGATE_VERSION
@@ -152,17 +153,32 @@ Millis parse_seconds(std::string_view text) {
 std::vector<uint32_t> parse_app_ids(std::string_view text) {
   const std::string expected = "a comma-separated list of app ids (unsigned 32-bit), e.g. 101,102";
   if (trim(text).empty()) throw BadValue("the app id list must not be empty; expected " + expected);
+  constexpr uint64_t kMaxIds = 1'000'000;  // ranges make huge lists easy to type by mistake
   std::vector<uint32_t> ids;
+  std::unordered_set<uint32_t> seen;
+  const auto max = std::numeric_limits<uint32_t>::max();
   while (true) {
     const std::size_t comma = text.find(',');
-    const auto id =
-        parse_uint(text.substr(0, comma), std::numeric_limits<uint32_t>::max(), expected);
-    if (std::find(ids.begin(), ids.end(), id) == ids.end())
-      ids.push_back(static_cast<uint32_t>(id));
+    const std::string_view item = text.substr(0, comma);
+    const std::size_t dash = item.find('-');  // "1000-1999": a range, both ends included
+    const uint64_t lo = parse_uint(item.substr(0, dash), max, expected);
+    const uint64_t hi = dash == std::string_view::npos ? lo : parse_uint(item.substr(dash + 1), max, expected);
+    if (hi < lo || ids.size() + (hi - lo) >= kMaxIds) {
+      throw BadValue("app id ranges must be ascending and list at most 1000000 ids");
+    }
+    for (uint64_t id = lo; id <= hi; ++id) {
+      if (seen.insert(static_cast<uint32_t>(id)).second) ids.push_back(static_cast<uint32_t>(id));
+    }
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);
   }
   return ids;
+}
+
+// Like parse_app_ids, but an empty text is an empty list.
+std::vector<uint32_t> parse_app_ids_or_none(std::string_view text) {
+  if (trim(text).empty()) return {};
+  return parse_app_ids(text);
 }
 
 std::string parse_log_level(std::string_view text) {
@@ -295,6 +311,11 @@ constexpr OptionSpec kOptions[] = {
      bind<&Config::cors_origin, parse_text>()},
     {"imgate.msgIdTtl", "msg-id-ttl", "SECONDS", "msgID de-duplication window (upstream 12 h)",
      bind<&Config::msg_id_ttl, parse_seconds>()},
+    {"imgate.presenceMaxRoom", "presence-max-room", "N",
+     "enter/exit pushes only in rooms of at most N users (0 = every room, as upstream)",
+     bind<&Config::presence_max_room, parse_count>()},
+    {"imgate.quietAppIDs", "quiet-app-ids", "LIST", "appIDs whose rooms get no enter/exit pushes",
+     bind<&Config::quiet_app_ids, parse_app_ids_or_none>()},
     {"imgate.nodeTtl", "node-ttl", "SECONDS",
      "Cluster: a node not refreshing its registration this long is dead (users removed)",
      bind<&Config::node_ttl, parse_seconds>()},

@@ -48,6 +48,8 @@ struct Config {
   std::string cors_origin = "*";              // Access-Control-Allow-Origin of API responses
   Millis msg_id_ttl{12 * 3600 * 1000};        // msgID de-duplication window (upstream: 12 h)
   std::size_t msg_id_capacity = 200'000;      // msgIDs remembered at most (embedded mode)
+  std::size_t presence_max_room = 0;          // enter/exit only in rooms up to this size; 0 = all
+  std::vector<uint32_t> quiet_app_ids;        // rooms without enter/exit pushes
   Millis node_ttl{10'000};                    // cluster: a silent node counts as dead after this
   std::string redis_prefix = "imgate:";       // cluster: prefix of every Redis key and channel
 };

@@ -1,13 +1,10 @@
 #include "http/params.hpp"
 
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
 
 namespace imgate {
 
 namespace json = boost::json;
-namespace urls = boost::urls;
 
 namespace {
 
@@ -19,19 +16,53 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-// Adds the decoded pairs of an urlencoded string ('+' is a space in forms).
-// Parsed as the query of an origin-form target: Boost.URL 1.81's parse_query
-// reads past the end of a view that is not NUL-terminated (seen here: the
-// last value picked up bytes of the previous request in Beast's buffer).
-bool add_encoded(Params& params, std::string_view encoded, bool plus_is_space) {
-  std::string target = "/?";
-  target.append(encoded);
-  auto url = urls::parse_origin_form(target);
-  if (!url) return false;
-  urls::encoding_opts opts;
-  opts.space_as_plus = plus_is_space;
-  for (auto param : url->params(opts)) {
-    params.set(std::string(param.key), param.has_value ? std::string(param.value) : "");
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding as Go's net/url does it for gin:
+// '+' is a space, %XX a byte, and any other byte is taken as it is (upstream
+// clients send raw UTF-8 such as userID=黄帝). A malformed escape fails.
+bool form_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = hex_value(in[i + 1]);
+      const int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+// Adds the decoded pairs of an urlencoded string. Hand-written rather than
+// Boost.URL: its parsers refuse the raw UTF-8 and punctuation that upstream
+// accepts (and 1.81's parse_query read past the end of a non-terminated view).
+bool add_encoded(Params& params, std::string_view encoded) {
+  std::string key, value;
+  while (!encoded.empty()) {
+    const std::size_t amp = encoded.find('&');
+    std::string_view pair = encoded.substr(0, amp);
+    encoded = amp == std::string_view::npos ? std::string_view() : encoded.substr(amp + 1);
+    if (pair.empty()) continue;
+    const std::size_t eq = pair.find('=');
+    if (!form_decode(pair.substr(0, eq), key)) return false;
+    if (!form_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1),
+                     value)) {
+      return false;
+    }
+    params.set(key, value);
   }
   return true;
 }
@@ -62,7 +93,7 @@ std::optional<Params> Params::parse(std::string_view target, std::string_view co
                                     std::string_view body, std::string& error) {
   Params params;
   if (auto q = target.find('?'); q != std::string_view::npos) {
-    if (!add_encoded(params, target.substr(q + 1), true)) {
+    if (!add_encoded(params, target.substr(q + 1))) {
       error = "malformed query string";
       return std::nullopt;
     }
@@ -72,7 +103,7 @@ std::optional<Params> Params::parse(std::string_view target, std::string_view co
     if (!add_json(params, body, error)) return std::nullopt;
   } else if (starts_with_ci(content_type, "application/x-www-form-urlencoded") ||
              content_type.empty()) {
-    if (!add_encoded(params, body, true)) {
+    if (!add_encoded(params, body)) {
       error = "malformed form body";
       return std::nullopt;
     }

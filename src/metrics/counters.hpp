@@ -64,6 +64,7 @@ struct Counters {
   std::array<Counter, kEndReasons> closed_by_reason{};
 
   Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID
+  Counter presence_suppressed{0};  // enter / exit not pushed (PresencePolicy)
   Counter pushes{0};               // push requests accepted (msg, enter, exit)
   LatencyHistogram push_latency;   // push created -> queued on a recipient's connection
 

@@ -100,6 +100,9 @@ std::string render_prometheus(ServerContext& ctx) {
            load(c.bad_requests));
   w.simple("imgate_pushes_total", "counter", "Pushes accepted (msg, enter, exit).",
            load(c.pushes));
+  w.simple("imgate_presence_suppressed_total", "counter",
+           "enter/exit not pushed: quiet room or room above presence_max_room.",
+           load(c.presence_suppressed));
   w.simple("imgate_msgid_duplicates_total", "counter", "Pushes refused as duplicate msgID.",
            load(c.msg_id_duplicates));
   w.simple("imgate_msgid_evictions_total", "counter",

@@ -67,6 +67,7 @@ Server::Server(Config config)
     asio::post(*loops_[shard], std::move(task));
   });
   for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
+  hub_.set_presence_policy(PresencePolicy{config_.presence_max_room, config_.quiet_app_ids});
   ctx_.dedup = std::make_unique<MsgIdDedup>(config_.msg_id_ttl, config_.msg_id_capacity);
   if (!config_.redis_addr.empty()) {
     cluster_ = std::make_unique<RedisCluster>(config_, hub_);

@@ -81,6 +81,11 @@ std::vector<UserKey> Directory::users() const {
   return keys;
 }
 
+std::size_t Directory::room_size_locked(AppId app) const {
+  auto room = rooms_.find(app);
+  return room == rooms_.end() ? 0 : room->second.size();
+}
+
 std::size_t Directory::user_count() const {
   std::lock_guard lock(mu_);
   return users_.size();

@@ -53,6 +53,8 @@ class Directory {
   std::vector<std::string> user_keys() const;
   std::vector<UserKey> users() const;  // every logged-in user of this node  // "<appID>_<userID>", upstream's debug format
   std::size_t user_count() const;
+  // Users in the room; only from inside an add / remove callback (lock held).
+  std::size_t room_size_locked(AppId app) const;
   std::size_t room_count() const;
   std::size_t connection_count() const;  // logged-in connections
 

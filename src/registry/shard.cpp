@@ -231,12 +231,18 @@ bool Hub::push_user(const UserKey& key, Frame frame) {
 }
 
 void Hub::user_came(const UserKey& key) {
-  if (presence_sink_) return presence_sink_->user_online(key);
+  if (presence_sink_) return presence_sink_->user_online(key);  // decides cluster-wide
+  if (!policy_.announces(key.app, directory_.room_size_locked(key.app))) {
+    return Counters::bump(counters_.presence_suppressed);
+  }
   push_room(key.app, key.user, presence_frame("enter", key.user));
 }
 
 void Hub::user_left(const UserKey& key) {
   if (presence_sink_) return presence_sink_->user_offline(key);
+  if (!policy_.announces(key.app, directory_.room_size_locked(key.app) + 1)) {
+    return Counters::bump(counters_.presence_suppressed);
+  }
   push_room(key.app, key.user, presence_frame("exit", key.user));
 }
 

@@ -15,6 +15,7 @@
 //    carrying one shared immutable Frame.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
@@ -32,6 +33,19 @@ namespace imgate {
 struct LivenessSettings {
   std::chrono::milliseconds heartbeat_timeout{360'000};
   std::chrono::milliseconds ping_interval{30'000};
+};
+
+// When enter / exit are pushed (upstream: always). A room of N users costs N
+// pushes per enter, so N logins cost N^2: rooms above `max_room` users, and
+// the `quiet` appIDs, get none.
+struct PresencePolicy {
+  std::size_t max_room = 0;  // 0 = no limit
+  std::vector<AppId> quiet;
+
+  bool announces(AppId app, std::size_t room_size) const {
+    if (max_room != 0 && room_size > max_room) return false;
+    return std::find(quiet.begin(), quiet.end(), app) == quiet.end();
+  }
 };
 
 enum class LoginStatus { kOk, kAlreadyLoggedIn, kUnknownConnection };
@@ -129,6 +143,8 @@ class Hub {
 
   void set_poster(Poster poster) { poster_ = std::move(poster); }
   void set_presence_sink(PresenceSink* sink) { presence_sink_ = sink; }
+  void set_presence_policy(PresencePolicy policy) { policy_ = std::move(policy); }
+  const PresencePolicy& presence_policy() const { return policy_; }
 
   // A user's first / last connection on this node (under the Directory lock).
   void user_came(const UserKey& key);
@@ -162,6 +178,7 @@ class Hub {
   Counters& counters_;
   Poster poster_;
   PresenceSink* presence_sink_ = nullptr;
+  PresencePolicy policy_;
   std::atomic<uint64_t> push_seq_;
 };
 

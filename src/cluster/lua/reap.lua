@@ -4,7 +4,8 @@
 -- caller does the work, so concurrent reapers never double an exit.
 -- KEYS[1] nodes zset <prefix>nodes (score: expiry, ms since the epoch)
 -- ARGV[1] now (ms), ARGV[2] key prefix, ARGV[3] exit text, ARGV[4] seq prefix,
--- ARGV[5] a node id to remove now ("" = the expired ones)
+-- ARGV[5] a node id to remove now ("" = the expired ones),
+-- ARGV[6] largest room announced in (0 = any), ARGV[7] quiet appIDs as ",101,102,"
 -- Returns the number of exits published.
 local prefix = ARGV[2]
 local nodes
@@ -25,10 +26,15 @@ for _, node in ipairs(nodes) do
       redis.call('HDEL', hash, node)
       if redis.call('HLEN', hash) == 0 then
         redis.call('SREM', prefix .. 'room:' .. app, user)
-        exits = exits + 1
-        redis.call('PUBLISH', prefix .. 'ch:room:' .. app, cjson.encode({
-          cmd = 'exit', seq = ARGV[4] .. '-' .. exits, msg = ARGV[3], from = user,
-          except = user, app = tonumber(app)}))
+        local max = tonumber(ARGV[6])
+        local quiet = string.find(ARGV[7], ',' .. app .. ',', 1, true)
+        local size = redis.call('SCARD', prefix .. 'room:' .. app) + 1
+        if not quiet and (max == 0 or size <= max) then
+          exits = exits + 1
+          redis.call('PUBLISH', prefix .. 'ch:room:' .. app, cjson.encode({
+            cmd = 'exit', seq = ARGV[4] .. '-' .. exits, msg = ARGV[3], from = user,
+            except = user, app = tonumber(app)}))
+        end
       end
     end
     redis.call('DEL', set)
