@@ -133,15 +133,32 @@ void RedisCluster::register_node(bool republish_always) {
   cmd_->command({"ZADD", prefix_ + "nodes", std::to_string(expiry_ms()), node_id_},
                 [this, republish_always](bool ok, const RedisReply& r) {
                   if (!ok || r.is_error()) return;
-                  // 1: we were not registered (first start, Redis restarted, or we
-                  // were reaped after a stall): publish our presence again.
-                  if (republish_always || r.integer == 1) republish();
+                  // After a (re)connect: reconcile with whatever Redis still holds.
+                  // 1 on a live connection: we were reaped after a stall and the
+                  // others announced our users' exit, so announce them again.
+                  if (republish_always) {
+                    republish(false);
+                  } else if (r.integer == 1) {
+                    spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining",
+                                 node_id_);
+                    republish(true);
+                  }
                 });
 }
 
-void RedisCluster::republish() {
+void RedisCluster::republish(bool announce) {
   auto users = hub_.directory().users();
-  for (const auto& key : users) presence_script(key, true, false);
+  std::vector<std::string> args{node_id_, prefix_, std::string(kExitText),
+                                node_id_ + "-sync" + std::to_string(++exit_seq_), max_room(),
+                                quiet_list()};
+  for (const auto& key : users) args.push_back(member(key));
+  cmd_->command(eval(lua::k_sync, {prefix_ + "node:" + node_id_ + ":users"}, std::move(args)),
+                [](bool ok, const RedisReply& r) {
+                  if (ok && r.integer > 0) {
+                    spdlog::info("cluster: {} users who left meanwhile removed", r.integer);
+                  }
+                });
+  for (const auto& key : users) presence_script(key, true, announce);
   spdlog::info("cluster: node {} registered, {} users published", node_id_, users.size());
 }
 
@@ -264,6 +281,10 @@ void RedisCluster::on_message(const RedisReply& reply) {
   };
   const json::value* app_field = o.if_contains("app");
   AppId app = app_field && app_field->is_number() ? app_field->to_number<AppId>() : 0;
+  if (text("skip") == node_id_) return;  // this node already told its own clients
+  // An exit about a user still connected here (we were reaped during a
+  // stall) is wrong for our clients: the user did not leave.
+  if (text("cmd") == "exit" && hub_.directory().online(app, text("from"))) return;
   Frame frame = make_push(text("seq"), text("cmd"), text("msg"), text("from"));
   if (o.contains("except")) {
     hub_.push_room(app, text("except"), frame);

@@ -64,7 +64,7 @@ class RedisCluster final : public PresenceSink {
   void on_message(const RedisReply& reply);
   void update_health();
   void register_node(bool republish_always);
-  void republish();
+  void republish(bool announce);
   void refresh_loop();
   void reap_loop();
   void presence_script(const UserKey& key, bool online, bool announce);
