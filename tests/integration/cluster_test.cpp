@@ -906,8 +906,18 @@ TEST_F(ClusterTest, RedisBackWithItsOldDataForgetsUsersWhoLeftMeanwhile) {
   }
   EXPECT_EQ(holders(101, "eve"), std::vector<std::string>{});
   EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "eve", "old-1", "x"), kNotSent);
+  // Eve left while Redis was away: the other nodes' clients learn it now, once;
+  // B's own clients were told at the time and are not told again.
+  auto is_eve_exit = [](const json::object& m) {
+    return cmd_of(m) == "exit" && summary(m) == "exit:eve";
+  };
+  EXPECT_TRUE(read_until(*alice_a, is_eve_exit, 3s).match.has_value()) << alice_a.name;
+  EXPECT_TRUE(read_until(*frank_c, is_eve_exit, 3s).match.has_value()) << frank_c.name;
+  EXPECT_TRUE(read_until(*carol_b, is_eve_exit, 3s).match.has_value()) << carol_b.name;
   EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "frank", "old-2", "hi"), kSent);
   expect_next_frame(*frank_c, push_frame("old-2", "hi", "frank"), frank_c.name);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "carol", "old-3", "hi"), kSent);
+  expect_next_frame(*carol_b, push_frame("old-3", "hi", "carol"), carol_b.name);
 }
 
 // A node may also start while Redis is away: it serves locally and joins the
