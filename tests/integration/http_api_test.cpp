@@ -886,7 +886,8 @@ TEST_F(HttpApiTest, SystemStateHasUpstreamAndImgateFields) {
   EXPECT_LT(up1, 600.0);
   // Uptime moves forward.
   EXPECT_TRUE(eventually([&] {
-    const json::value* later = gw.state().find({"imgate", "uptimeSeconds"});
+    const State now = gw.state();  // keep it alive while `later` points into it
+    const json::value* later = now.find({"imgate", "uptimeSeconds"});
     return later != nullptr && later->to_number<double>() > up1;
   }));
 
