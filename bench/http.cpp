@@ -1,0 +1,273 @@
+#include "http.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "client.hpp"  // now_ns
+
+namespace bench {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+// Content-Length of a response head (case-insensitive), or -1.
+long content_length(std::string_view head) {
+  static constexpr std::string_view kName = "content-length:";
+  for (std::size_t pos = 0; pos < head.size();) {
+    std::size_t eol = head.find("\r\n", pos);
+    if (eol == std::string_view::npos) eol = head.size();
+    std::string_view line = head.substr(pos, eol - pos);
+    if (line.size() > kName.size()) {
+      bool match = true;
+      for (std::size_t i = 0; i < kName.size() && match; ++i) {
+        match = std::tolower(static_cast<unsigned char>(line[i])) == kName[i];
+      }
+      if (match) {
+        std::string_view v = line.substr(kName.size());
+        while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+        long n = -1;
+        std::from_chars(v.data(), v.data() + v.size(), n);
+        return n;
+      }
+    }
+    pos = eol + 2;
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> http_get(const std::string& host, uint16_t port,
+                                    const std::string& target, double timeout_s,
+                                    std::string& error) {
+  const int64_t deadline = now_ns() + static_cast<int64_t>(timeout_s * 1e9);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  auto wait = [&](short events) {
+    for (;;) {
+      const int64_t left_ms = (deadline - now_ns()) / 1'000'000;
+      if (left_ms <= 0) return false;
+      pollfd p{fd, events, 0};
+      int r = ::poll(&p, 1, static_cast<int>(left_ms));
+      if (r > 0) return true;
+      if (r < 0 && errno != EINTR) return false;
+    }
+  };
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  std::string response;
+  bool ok = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 || errno == EINPROGRESS) {
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (wait(POLLOUT) && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+      const std::string req =
+          "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n";
+      std::size_t off = 0;
+      while (off < req.size() && wait(POLLOUT)) {
+        ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+        if (n > 0)
+          off += static_cast<std::size_t>(n);
+        else if (errno != EAGAIN && errno != EINTR)
+          break;
+      }
+      char buf[65536];
+      while (off == req.size() && wait(POLLIN)) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n > 0) {
+          response.append(buf, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+          ok = true;
+          break;
+        } else if (errno != EAGAIN && errno != EINTR) {
+          break;
+        }
+      }
+    }
+  }
+  ::close(fd);
+  if (!ok) {
+    error = "GET " + target + " on port " + std::to_string(port) + " failed or timed out";
+    return std::nullopt;
+  }
+  const auto head_end = response.find("\r\n\r\n");
+  if (head_end == std::string::npos || response.compare(0, 12, "HTTP/1.1 200") != 0) {
+    error = "GET " + target + ": unexpected response " + response.substr(0, 40);
+    return std::nullopt;
+  }
+  return response.substr(head_end + 4);
+}
+
+// ---- Pusher ----------------------------------------------------------------
+
+struct Pusher::Conn {
+  explicit Conn(asio::io_context& io) : sock(io) {}
+  tcp::socket sock;
+  std::string request;
+  std::string in;
+  std::vector<char> buf = std::vector<char>(16384);
+  int64_t sent_ns = 0;
+  bool busy = false;
+};
+
+Pusher::Pusher(const Options& opts, std::string path, uint64_t count, double rate, MakeBody make)
+    : opts_(opts),
+      path_(std::move(path)),
+      count_(count),
+      rate_(rate),
+      make_(std::move(make)),
+      io_(1),
+      timer_(io_) {
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, opts.http_connections); ++i) {
+    conns_.push_back(std::make_unique<Conn>(io_));
+  }
+}
+
+Pusher::~Pusher() = default;
+
+void Pusher::connect(Conn& c) {
+  error_code ec;
+  c.sock.close(ec);
+  c.sock.connect(tcp::endpoint(asio::ip::make_address_v4(opts_.host), opts_.http_port), ec);
+  if (!ec) c.sock.set_option(tcp::no_delay(true), ec);
+  c.in.clear();
+}
+
+bool Pusher::finished() const {
+  return issued_ >= count_ && answered_ >= issued_;
+}
+
+void Pusher::schedule() {
+  const int64_t now = now_ns();
+  const double elapsed = static_cast<double>(now - start_ns_) / 1e9;
+  const uint64_t due =
+      rate_ > 0 ? std::min<uint64_t>(count_, static_cast<uint64_t>(elapsed * rate_) + 1) : count_;
+  for (auto& c : conns_) {
+    if (issued_ >= due) break;
+    if (!c->busy) issue(*c);
+  }
+  if (due > issued_) result_.max_backlog = std::max(result_.max_backlog, due - issued_);
+}
+
+void Pusher::issue(Conn& c) {
+  if (!c.sock.is_open()) {
+    connect(c);
+    ++result_.reconnects;
+  }
+  const uint64_t no = ++issued_;
+  c.sent_ns = now_ns();
+  if (result_.first_ns == 0) result_.first_ns = c.sent_ns;
+  result_.last_ns = c.sent_ns;
+  const std::string body = make_(no, c.sent_ns);
+  c.request = "POST " + path_ + " HTTP/1.1\r\nHost: " + opts_.host +
+              "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body;
+  c.busy = true;
+  ++result_.sent;
+  asio::async_write(c.sock, asio::buffer(c.request), [this, &c](const error_code& ec, std::size_t) {
+    if (ec) return on_error(c);
+    read_more(c);
+  });
+}
+
+void Pusher::read_more(Conn& c) {
+  c.sock.async_read_some(asio::buffer(c.buf), [this, &c](const error_code& ec, std::size_t n) {
+    if (ec) return on_error(c);
+    c.in.append(c.buf.data(), n);
+    const auto head_end = c.in.find("\r\n\r\n");
+    if (head_end == std::string::npos) return read_more(c);
+    const long length = content_length(std::string_view(c.in).substr(0, head_end));
+    if (length < 0) return on_error(c);
+    if (c.in.size() < head_end + 4 + static_cast<std::size_t>(length)) return read_more(c);
+    std::string_view all(c.in);
+    on_response(c, all.substr(0, head_end),
+                all.substr(head_end + 4, static_cast<std::size_t>(length)));
+  });
+}
+
+void Pusher::on_response(Conn& c, std::string_view head, std::string_view body) {
+  result_.api_latency.record(static_cast<uint64_t>(now_ns() - c.sent_ns));
+  if (!head.starts_with("HTTP/1.1 200") || body.find("\"code\":200") == std::string_view::npos) {
+    ++result_.errors;
+  } else if (body.find("\"sendResults\":true") != std::string_view::npos) {
+    ++result_.delivered_ok;
+  } else if (body.find("\"sendResults\":false") != std::string_view::npos) {
+    ++result_.not_online;
+  } else {
+    ++result_.errors;
+  }
+  c.in.clear();
+  c.busy = false;
+  ++answered_;
+  if (finished()) {
+    result_.done_ns = now_ns();
+    timer_.cancel();
+    return;
+  }
+  schedule();
+}
+
+void Pusher::on_error(Conn& c) {
+  ++result_.errors;
+  error_code ignored;
+  c.sock.close(ignored);  // reconnected by the next issue()
+  c.busy = false;
+  ++answered_;
+  if (finished()) {
+    result_.done_ns = now_ns();
+    timer_.cancel();
+  }
+}
+
+Pusher::Result Pusher::run(double deadline_s, const std::function<void()>& tick) {
+  for (auto& c : conns_) connect(*c);
+  start_ns_ = now_ns();
+  const int64_t deadline = start_ns_ + static_cast<int64_t>(deadline_s * 1e9);
+  int64_t next_tick = start_ns_ + 1'000'000'000;
+  std::function<void()> arm = [&] {
+    timer_.expires_after(std::chrono::microseconds(500));
+    timer_.async_wait([&](const error_code& ec) {
+      if (ec || finished()) return;
+      const int64_t now = now_ns();
+      if (now >= next_tick) {
+        next_tick += 1'000'000'000;
+        if (tick) tick();
+      }
+      if (now >= deadline) {
+        result_.deadline_hit = true;
+        for (auto& c : conns_) {
+          error_code ignored;
+          c->sock.close(ignored);
+        }
+        return;
+      }
+      schedule();
+      arm();
+    });
+  };
+  schedule();
+  arm();
+  io_.run();
+  if (result_.done_ns == 0) result_.done_ns = now_ns();
+  return result_;
+}
+
+}  // namespace bench

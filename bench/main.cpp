@@ -1,0 +1,129 @@
+// imgate-bench: load generator for imgate (and any gowebsocket-compatible
+// gateway). See bench/README.md.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <map>
+
+#include "modes.hpp"
+#include "options.hpp"
+
+namespace {
+
+// Every connection is a descriptor: take all the hard limit allows, and say
+// when that is fewer than the run needs.
+void raise_fd_limit(uint64_t needed) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);
+  getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < needed + 64) {
+    std::fprintf(
+        stderr,
+        "imgate-bench: RLIMIT_NOFILE is %llu (hard limit), fewer than the %llu connections "
+        "asked for: setups beyond it fail as client_fds\n",
+        static_cast<unsigned long long>(lim.rlim_cur), static_cast<unsigned long long>(needed));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench::Options o;
+  CLI::App app("imgate-bench: WebSocket load generator for imgate (hold, fanout, unicast, churn)",
+               "imgate-bench");
+  const std::map<std::string, bench::Mode> modes{{"hold", bench::Mode::kHold},
+                                                 {"fanout", bench::Mode::kFanout},
+                                                 {"unicast", bench::Mode::kUnicast},
+                                                 {"churn", bench::Mode::kChurn}};
+  app.add_option("mode", o.mode_name, "hold | fanout | unicast | churn")
+      ->required()
+      ->check(CLI::IsMember({"hold", "fanout", "unicast", "churn"}));
+  app.add_option("--host", o.host, "gateway address (IPv4)")->capture_default_str();
+  app.add_option("--ws-port", o.ws_port, "gateway WebSocket port")->capture_default_str();
+  app.add_option("--http-port", o.http_port, "gateway HTTP API port")->capture_default_str();
+  app.add_option("--ws-path", o.ws_path, "WebSocket path")->capture_default_str();
+  app.add_option("--pid", o.gateway_pid, "gateway pid, for its RSS (/proc/<pid>/status)");
+  app.add_option("--threads", o.threads, "client threads (0: one per core)")->capture_default_str();
+  app.add_option("-n,--connections", o.connections, "connections (members) to set up")
+      ->capture_default_str();
+  app.add_option("--per-source", o.per_source, "connections per source address 127.0.0.x")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 22000u));
+  app.add_flag("--kernel-ports", o.kernel_ports,
+               "let connect() choose source ports (IP_BIND_ADDRESS_NO_PORT) instead of 10000 + i % "
+               "per-source");
+  app.add_option("--first-source", o.first_source, "first source address is 127.0.0.<this>")
+      ->capture_default_str();
+  app.add_option("--inflight", o.inflight, "connection setups in flight per thread")
+      ->capture_default_str();
+  app.add_option("--connect-rate", o.connect_rate, "setups started per second (0: unlimited)")
+      ->capture_default_str();
+  app.add_option("--setup-timeout", o.setup_timeout, "seconds from connect to login reply")
+      ->capture_default_str();
+  app.add_option("--max-failures", o.max_failures,
+                 "stop setting up after this many failures (0: 1%+10)")
+      ->capture_default_str();
+  app.add_option("--app-base", o.app_base, "first appID (room)")->capture_default_str();
+  app.add_option("--apps", o.apps, "spread members over this many appIDs (hold, unicast, churn)")
+      ->capture_default_str();
+  app.add_option("--user-prefix", o.user_prefix, "userID = prefix + connection number")
+      ->capture_default_str();
+  app.add_option("--conns-per-user", o.conns_per_user,
+                 "connections per user: connection i logs in as user i / this (enter is pushed "
+                 "once per user)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
+  app.add_option("-d,--duration", o.duration,
+                 "seconds: hold time (hold), sending time (fanout, unicast), churn time (churn)")
+      ->capture_default_str();
+  app.add_option("--heartbeat", o.heartbeat_interval, "heartbeat interval of held connections (s)")
+      ->capture_default_str();
+  app.add_option("--settle-timeout", o.settle_timeout,
+                 "fanout: bound on waiting for enter pushes to stop")
+      ->capture_default_str();
+  app.add_option("--drain-timeout", o.drain_timeout,
+                 "give up on outstanding deliveries after this long without one; bound on waiting "
+                 "for the /system/state baseline")
+      ->capture_default_str();
+  app.add_option("--close-timeout", o.close_timeout, "bound on teardown (s)")
+      ->capture_default_str();
+  app.add_option("-r,--rate", o.rate,
+                 "messages per second (fanout, unicast); connections per second (churn)")
+      ->capture_default_str();
+  app.add_option("-m,--messages", o.messages, "messages to send (0: rate * duration)")
+      ->capture_default_str();
+  app.add_option("--http-connections", o.http_connections, "keep-alive HTTP connections for pushes")
+      ->capture_default_str();
+  app.add_flag("!--no-msg-id", o.msg_ids, "send pushes without msgID (no de-duplication)");
+  app.add_option("--sender", o.sender, "userID given to the push API (not a member)")
+      ->capture_default_str();
+  app.add_flag("--allow-loss", o.allow_loss, "exit 0 even when deliveries are missing");
+  app.add_option("--abrupt", o.abrupt, "churn: fraction dropped without a close frame")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--churn-inflight", o.churn_inflight, "churn: setups in flight per thread")
+      ->capture_default_str();
+  app.add_flag("--abrupt-teardown", o.abrupt_teardown, "end held connections without close frames");
+  app.add_option("--json-out", o.json_out, "also append the JSON line to this file");
+  app.add_flag("-q,--quiet", o.quiet, "no progress lines on stderr");
+  CLI11_PARSE(app, argc, argv);
+  o.mode = modes.at(o.mode_name);
+
+  std::signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit(o.mode == bench::Mode::kChurn ? 1024 : o.connections);
+  switch (o.mode) {
+    case bench::Mode::kHold:
+      return bench::run_hold(o);
+    case bench::Mode::kFanout:
+      return bench::run_fanout(o);
+    case bench::Mode::kUnicast:
+      return bench::run_unicast(o);
+    case bench::Mode::kChurn:
+      return bench::run_churn(o);
+  }
+  return 2;
+}

@@ -1,0 +1,65 @@
+// imgate-bench command line: one struct, filled by CLI11 in main.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace bench {
+
+enum class Mode { kHold, kFanout, kUnicast, kChurn };
+
+struct Options {
+  Mode mode = Mode::kHold;
+  std::string mode_name = "hold";
+
+  // Gateway.
+  std::string host = "127.0.0.1";
+  uint16_t ws_port = 8089;
+  uint16_t http_port = 8080;
+  std::string ws_path = "/acc";
+  int gateway_pid = 0;  // 0: no server-side memory figures
+
+  // Client.
+  unsigned threads = 0;         // 0: one per hardware thread
+  uint32_t connections = 1000;  // members (hold / fanout / unicast)
+  uint32_t per_source = 20000;  // connections per loopback source address (<= 22000)
+  bool kernel_ports = false;    // let connect() pick source ports (slow search) instead
+  uint32_t first_source = 2;    // 127.0.0.<first_source> is the first source address
+  uint32_t inflight = 512;      // connection setups in flight per thread
+  double connect_rate = 0;      // setups started per second; 0: as fast as possible
+  double setup_timeout = 15;    // seconds from connect to login reply
+  uint32_t max_failures = 0;    // stop setting up after this many failures; 0: 1% + 10
+
+  // Rooms and users.
+  uint32_t app_base = 101;  // appIDs app_base .. app_base + apps - 1
+  uint32_t apps = 1;        // members spread round-robin over this many rooms
+  std::string user_prefix = "b";
+  uint32_t conns_per_user = 1;  // connection i logs in as user i / conns_per_user
+
+  // Time.
+  double duration = 10;            // hold: holding time; unicast/fanout/churn: sending time
+  double heartbeat_interval = 25;  // each held connection sends heartbeat this often
+  double settle_timeout = 120;     // fanout: wait for the login (enter) traffic to stop
+  double drain_timeout = 10;       // wait for outstanding deliveries / /system/state baseline
+  double close_timeout = 30;       // teardown bound
+
+  // Messages (fanout / unicast).
+  double rate = 100;      // messages per second
+  uint64_t messages = 0;  // 0: rate * duration
+  uint32_t http_connections = 4;
+  bool msg_ids = true;  // send msgID (de-duplication on the gateway)
+  std::string sender = "bench-sender";
+  bool allow_loss = false;  // exit 0 even when deliveries are missing
+
+  // Churn.
+  double abrupt = 0.5;  // fraction of churn connections dropped without a close frame
+  uint32_t churn_inflight = 256;
+
+  // Teardown of held connections: graceful close frames, or just close sockets.
+  bool abrupt_teardown = false;
+
+  std::string json_out;  // also write the JSON line to this file
+  bool quiet = false;    // no progress lines on stderr
+};
+
+}  // namespace bench

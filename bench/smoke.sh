@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Smoke run of imgate-bench (CTest: bench.smoke): starts a real gateway on free
+# loopback ports and runs every mode at small scale. Asserts the tool's own
+# accounting only (every setup succeeds, no fan-out / unicast loss at a low
+# rate, churn leaves no residue in /system/state); no performance threshold.
+#
+#   bench/smoke.sh path/to/imgate path/to/imgate-bench
+set -euo pipefail
+
+imgate=${1:?usage: smoke.sh IMGATE IMGATE_BENCH}
+bench=${2:?usage: smoke.sh IMGATE IMGATE_BENCH}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/imgate-bench-smoke.XXXXXX")
+gw=
+
+cleanup() {
+  if [[ -n "$gw" ]] && kill -0 "$gw" 2>/dev/null; then
+    kill -TERM "$gw" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$gw" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$gw" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "bench.smoke: FAIL: $*" >&2
+  echo "--- gateway log (tail)" >&2
+  tail -n 30 "$dir/gateway.log" >&2 || true
+  exit 1
+}
+
+"$imgate" --config "" --bind 127.0.0.1 --ws-port 0 --http-port 0 --ready-file "$dir/ready.json" \
+  --threads 2 --app-ids 101,102,103,104 --log-level warn >"$dir/gateway.log" 2>&1 &
+gw=$!
+for _ in $(seq 100); do [[ -s "$dir/ready.json" ]] && break; sleep 0.1; done
+[[ -s "$dir/ready.json" ]] || fail "gateway did not become ready"
+ready=$(cat "$dir/ready.json")
+field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$ready"; }
+ws=$(field ws)
+http=$(field http)
+pid=$(field pid)
+[[ -n "$ws" && -n "$http" && -n "$pid" ]] || fail "bad ready file: $ready"
+common=(--ws-port "$ws" --http-port "$http" --pid "$pid" --threads 2 --quiet --setup-timeout 10
+        --drain-timeout 10 --close-timeout 10)
+
+# run NAME EXPECT... -- ARGS: runs one mode, requires exit 0 and each EXPECT
+# (a JSON fragment) in its JSON line.
+run() {
+  local name=$1; shift
+  local expects=()
+  while [[ $1 != -- ]]; do expects+=("$1"); shift; done
+  shift
+  local start=$SECONDS status=0
+  "$bench" "$@" "${common[@]}" >"$dir/$name.out" 2>&1 || status=$?
+  cat "$dir/$name.out"
+  [[ $status -eq 0 ]] || fail "$name exited with $status"
+  local line
+  line=$(grep '^{"mode":' "$dir/$name.out" | tail -n 1)
+  [[ -n "$line" ]] || fail "$name printed no JSON line"
+  for e in '"ok":true' "${expects[@]}"; do
+    [[ $line == *"$e"* ]] || fail "$name: JSON line lacks $e"
+  done
+  echo "bench.smoke: $name ok ($((SECONDS - start)) s)"
+}
+
+run hold '"held":300' '"failures":{}' '"residue":{"clientsLen":0,"usersLen":0,"roomsLen":0,"sessions":0}' -- \
+  hold -n 300 --apps 4 --duration 2 --heartbeat 1
+run fanout '"members":200' '"lost":0' '"extra":0' -- \
+  fanout -n 200 --rate 50 --duration 2
+run unicast '"members":300' '"lost":0' '"answered_not_online":0' -- \
+  unicast -n 300 --apps 4 --rate 200 --duration 2
+run churn '"back_to_baseline":true' '"failures":{}' -- \
+  churn --rate 150 --duration 3 --apps 4 --abrupt 0.5
+
+kill -0 "$gw" 2>/dev/null || fail "gateway died"
+echo "bench.smoke: 4 passed, 0 failed"
