@@ -11,8 +11,11 @@
 
 namespace {
 
-// Connections are file descriptors: take every one the hard limit allows.
-void raise_fd_limit() {
+// Connections are file descriptors: take every one the hard limit allows, and
+// keep WebSocket connections below it so that the HTTP API (/healthz,
+// /metrics), Redis and logs still get descriptors when the limit is reached.
+void raise_fd_limit(imgate::Config& config) {
+  constexpr rlim_t kReserve = 256;
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   if (lim.rlim_cur < lim.rlim_max) {
@@ -20,10 +23,17 @@ void raise_fd_limit() {
     lim.rlim_cur = lim.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
       spdlog::info("RLIMIT_NOFILE raised from {} to {}", before, lim.rlim_cur);
-      return;
     }
+    getrlimit(RLIMIT_NOFILE, &lim);
   }
   spdlog::info("RLIMIT_NOFILE is {}", lim.rlim_cur);
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur <= 2 * kReserve) return;
+  const auto cap = static_cast<std::size_t>(lim.rlim_cur - kReserve);
+  if (config.max_connections == 0 || config.max_connections > cap) {
+    spdlog::warn("max connections lowered from {} to {} (descriptor limit {} minus {} reserved)",
+                 config.max_connections, cap, lim.rlim_cur, kReserve);
+    config.max_connections = cap;
+  }
 }
 
 void setup_logging(const imgate::Config& config) {
@@ -50,7 +60,7 @@ int main(int argc, char** argv) {
   try {
     setup_logging(*config);
     std::signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
+    raise_fd_limit(*config);
     imgate::Server server(std::move(*config));
     int code = server.run();
     spdlog::shutdown();

@@ -42,7 +42,12 @@ void Listener::on_accept(uint32_t shard, boost::system::error_code ec, tcp::sock
   if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
   if (ec) {
     // EMFILE / ENFILE / ENOBUFS: back off briefly instead of spinning.
-    spdlog::warn("accept failed: {}", ec.message());
+    ++accept_errors_;
+    if (Clock::now() - last_warning_ >= std::chrono::seconds(1)) {  // at most one line a second
+      spdlog::warn("accept failed: {} ({} times)", ec.message(), accept_errors_);
+      last_warning_ = Clock::now();
+      accept_errors_ = 0;
+    }
     auto timer = std::make_shared<asio::steady_timer>(acceptor_.get_executor(),
                                                       std::chrono::milliseconds(50));
     timer->async_wait([self = shared_from_this(), timer](boost::system::error_code) {

@@ -30,6 +30,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
   ServerContext& ctx_;
   PortRole role_;
   uint32_t next_shard_ = 0;
+  TimePoint last_warning_{};
+  uint64_t accept_errors_ = 0;
 };
 
 }  // namespace imgate

@@ -69,6 +69,8 @@ Server::Server(Config config)
   for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
   hub_.set_presence_policy(PresencePolicy{config_.presence_max_room, config_.quiet_app_ids});
   ctx_.dedup = std::make_unique<MsgIdDedup>(config_.msg_id_ttl, config_.msg_id_capacity);
+  ctx_.sorted_app_ids = config_.app_ids;
+  std::sort(ctx_.sorted_app_ids.begin(), ctx_.sorted_app_ids.end());
   if (!config_.redis_addr.empty()) {
     cluster_ = std::make_unique<RedisCluster>(config_, hub_);
     hub_.set_presence_sink(cluster_.get());

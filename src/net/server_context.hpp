@@ -34,6 +34,7 @@ struct ServerContext {
   std::atomic<std::size_t> ws_upgraded{0};
   std::atomic<bool> stopping{false};
   uint16_t ws_port = 0;               // bound WebSocket port, set by Server
+  std::vector<AppId> sorted_app_ids;  // config.app_ids, sorted for login's lookup
   std::unique_ptr<MsgIdDedup> dedup;  // set by Server
   WebAssets web;                      // set by Server
   RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded

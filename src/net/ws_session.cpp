@@ -102,11 +102,13 @@ void WebSocketSession::on_read(beast::error_code ec, std::size_t bytes) {
   }
   if (!closing_) {
     auto text = beast::buffers_to_string(buffer_.data());
-    CommandContext cmd{shard_, id_, ctx_.config.app_ids, now};
+    CommandContext cmd{shard_, id_, ctx_.sorted_app_ids, now};
     send(make_frame(ctx_.router.handle(cmd, text, ctx_.counters)));
   }
+  // Give the read buffer back between messages: an idle connection then holds
+  // no message memory (a malloc per message is cheap next to parsing it).
   buffer_.consume(buffer_.size());
-  if (buffer_.capacity() > 16 * 1024) buffer_.shrink_to_fit();  // keep idle connections small
+  buffer_.shrink_to_fit();
   do_read();
 }
 
@@ -151,7 +153,7 @@ void WebSocketSession::handle_read_error(beast::error_code ec) {
 
 void WebSocketSession::send(const Frame& frame) {
   if (closing_) return;
-  if (queued_bytes_ + frame->size() > ctx_.config.send_queue_bytes) {
+  if (queue_.bytes() + frame->size() > ctx_.config.send_queue_bytes) {
     // Slow consumer: never wait for it. The close is posted so that the caller
     // (possibly a fan-out loop over the shard's indexes) finishes first.
     closing_ = true;
@@ -161,7 +163,6 @@ void WebSocketSession::send(const Frame& frame) {
     });
     return;
   }
-  queued_bytes_ += frame->size();
   queue_.push_back(frame);
   if (!writing_) do_write();
 }
@@ -176,14 +177,12 @@ void WebSocketSession::do_write() {
 void WebSocketSession::on_write(beast::error_code ec, std::size_t bytes) {
   writing_ = false;
   if (ec) {
-    queue_.clear();
-    queued_bytes_ = 0;
+    queue_.release();
     shard_.unlink(id_, EndReason::kNetworkError);
     return;
   }
   Counters::bump(ctx_.counters.messages_out);
   Counters::bump(ctx_.counters.bytes_out, bytes);
-  queued_bytes_ -= queue_.front()->size();
   queue_.pop_front();
   if (close_started_) return;
   if (!queue_.empty() && !closing_) {
@@ -226,11 +225,10 @@ void WebSocketSession::end(EndReason reason, uint16_t code) {
   closing_ = true;
   // Frames not yet started are dropped; the one in flight (if any) finishes or
   // is cut off by the deadline.
-  if (writing_ && queue_.size() > 1) {
-    Frame in_flight = queue_.front();
-    queue_.clear();
-    queue_.push_back(in_flight);
-    queued_bytes_ = in_flight->size();
+  if (writing_) {
+    queue_.keep_front_only();
+  } else {
+    queue_.release();
   }
   arm_close_deadline();
   if (!writing_) start_close();
@@ -239,8 +237,7 @@ void WebSocketSession::end(EndReason reason, uint16_t code) {
 void WebSocketSession::start_close() {
   if (close_started_) return;
   close_started_ = true;
-  queue_.clear();
-  queued_bytes_ = 0;
+  queue_.release();
   ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) {
     // Handshake done (or failed): nothing left to wait for. A pending read,
     // if any, completes on its own.

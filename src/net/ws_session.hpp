@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 
+#include "net/send_queue.hpp"
 #include "net/server_context.hpp"
 #include "registry/types.hpp"
 
@@ -57,8 +58,7 @@ class WebSocketSession final : public Peer, public std::enable_shared_from_this<
   ServerContext& ctx_;
   Shard& shard_;
   ConnId id_ = 0;
-  std::deque<Frame> queue_;
-  std::size_t queued_bytes_ = 0;
+  SendQueue queue_;
   std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
   boost::beast::websocket::close_reason close_reason_;
   bool registered_ = false;

@@ -57,7 +57,7 @@ Reply login(CommandContext& ctx, const json::value& data) {
     return {Code::kParameterIllegal, nullptr};
   }
   if (user.empty() || user.size() > kMaxUserIdBytes) return {Code::kUnauthorizedUserId, nullptr};
-  if (std::find(ctx.app_ids.begin(), ctx.app_ids.end(), app) == ctx.app_ids.end()) {
+  if (!std::binary_search(ctx.app_ids.begin(), ctx.app_ids.end(), app)) {
     return {Code::kUnauthorized, nullptr};
   }
   switch (ctx.shard.login(ctx.conn, app, user, ctx.now)) {

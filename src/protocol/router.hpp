@@ -19,7 +19,7 @@ namespace imgate {
 struct CommandContext {
   Shard& shard;
   ConnId conn;
-  const std::vector<AppId>& app_ids;  // configured rooms
+  const std::vector<AppId>& app_ids;  // configured rooms, sorted ascending
   TimePoint now;
 };
 

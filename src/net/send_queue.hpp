@@ -1,0 +1,57 @@
+// SendQueue: the frames waiting for one connection's writer, bounded in bytes
+// by its owner. Allocates nothing while empty (an idle connection holds no
+// queue memory; std::deque would keep ~576 bytes), and gives its storage back
+// once drained after a burst.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "registry/types.hpp"
+
+namespace imgate {
+
+class SendQueue {
+ public:
+  bool empty() const { return head_ == frames_.size(); }
+  std::size_t size() const { return frames_.size() - head_; }
+  std::size_t bytes() const { return bytes_; }
+  const Frame& front() const { return frames_[head_]; }
+
+  void push_back(Frame frame) {
+    bytes_ += frame->size();
+    frames_.push_back(std::move(frame));
+  }
+
+  void pop_front() {
+    bytes_ -= frames_[head_]->size();
+    frames_[head_].reset();
+    if (++head_ == frames_.size()) {
+      release();
+    } else if (head_ >= 64 && head_ * 2 >= frames_.size()) {
+      frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+
+  // Keeps only the front frame (the one being written), dropping the rest.
+  void keep_front_only() {
+    if (empty()) return;
+    Frame front = std::move(frames_[head_]);
+    release();
+    push_back(std::move(front));
+  }
+
+  void release() {
+    std::vector<Frame>().swap(frames_);
+    head_ = 0;
+    bytes_ = 0;
+  }
+
+ private:
+  std::vector<Frame> frames_;
+  std::size_t head_ = 0;
+  std::size_t bytes_ = 0;
+};
+
+}  // namespace imgate
