@@ -15,7 +15,7 @@ namespace {
 // keep WebSocket connections below it so that the HTTP API (/healthz,
 // /metrics), Redis and logs still get descriptors when the limit is reached.
 void raise_fd_limit(imgate::Config& config) {
-  constexpr rlim_t kReserve = 256;
+  constexpr rlim_t kReserve = 128;
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   if (lim.rlim_cur < lim.rlim_max) {
