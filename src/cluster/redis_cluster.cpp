@@ -48,7 +48,8 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
       prefix_(config.redis_prefix),
       node_id_(random_node_id()),
       refresh_timer_(loop_),
-      reap_timer_(loop_) {
+      reap_timer_(loop_),
+      reconcile_timer_(loop_) {
   RedisEndpoint ep = RedisEndpoint::parse(config.redis_addr);
   ep.password = config.redis_password;
   ep.db = config.redis_db;
@@ -90,6 +91,7 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
   post([this, left] {
     refresh_timer_.cancel();
     reap_timer_.cancel();
+    reconcile_timer_.cancel();
     // Runs after every logout queued before it (one connection, in order).
     cmd_->command(eval(lua::k_reap, {prefix_ + "nodes"},
                        {std::to_string(now_ms()), prefix_, std::string(kExitText),
@@ -148,18 +150,45 @@ void RedisCluster::register_node(bool republish_always) {
 
 void RedisCluster::republish(bool announce) {
   auto users = hub_.directory().users();
+  for (const auto& key : users) presence_script(key, true, announce);
+  spdlog::info("cluster: node {} registered, {} users published", node_id_, users.size());
+  reconcile_when_subscribed(Clock::now() + config_.node_ttl);
+}
+
+// The exits of stale users go out on the room channels, and pub/sub keeps
+// nothing: after a Redis restart the nodes resubscribe at different moments,
+// so wait until every live node is subscribed again (at most until
+// `deadline`) before reconciling.
+void RedisCluster::reconcile_when_subscribed(TimePoint deadline) {
+  const std::string channel = room_channel(config_.app_ids.front());
+  cmd_->command(
+      {"ZCOUNT", prefix_ + "nodes", std::to_string(now_ms()), "+inf"},
+      [this, deadline, channel](bool ok, const RedisReply& nodes) {
+        if (!ok || nodes.is_error()) return;  // connection lost: the next reconnect starts over
+        cmd_->command({"PUBSUB", "NUMSUB", channel}, [this, deadline, live = nodes.integer](
+                                                         bool ok2, const RedisReply& r) {
+          if (!ok2) return;
+          const int64_t subscribers = r.elements.size() == 2 ? r.elements[1].integer : 0;
+          if (subscribers >= live || Clock::now() >= deadline) return reconcile();
+          reconcile_timer_.expires_after(std::chrono::milliseconds(200));
+          reconcile_timer_.async_wait([this, deadline](const boost::system::error_code& ec) {
+            if (!ec) reconcile_when_subscribed(deadline);
+          });
+        });
+      });
+}
+
+void RedisCluster::reconcile() {
   std::vector<std::string> args{node_id_, prefix_, std::string(kExitText),
                                 node_id_ + "-sync" + std::to_string(++exit_seq_), max_room(),
                                 quiet_list()};
-  for (const auto& key : users) args.push_back(member(key));
+  for (const auto& key : hub_.directory().users()) args.push_back(member(key));
   cmd_->command(eval(lua::k_sync, {prefix_ + "node:" + node_id_ + ":users"}, std::move(args)),
                 [](bool ok, const RedisReply& r) {
                   if (ok && r.integer > 0) {
                     spdlog::info("cluster: {} users who left meanwhile removed", r.integer);
                   }
                 });
-  for (const auto& key : users) presence_script(key, true, announce);
-  spdlog::info("cluster: node {} registered, {} users published", node_id_, users.size());
 }
 
 void RedisCluster::refresh_loop() {

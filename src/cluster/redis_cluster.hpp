@@ -65,6 +65,8 @@ class RedisCluster final : public PresenceSink {
   void update_health();
   void register_node(bool republish_always);
   void republish(bool announce);
+  void reconcile_when_subscribed(TimePoint deadline);
+  void reconcile();
   void refresh_loop();
   void reap_loop();
   void presence_script(const UserKey& key, bool online, bool announce);
@@ -86,6 +88,7 @@ class RedisCluster final : public PresenceSink {
   std::shared_ptr<RedisConnection> sub_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer reap_timer_;
+  boost::asio::steady_timer reconcile_timer_;
   std::thread thread_;
   std::atomic<bool> healthy_{false};
   uint64_t exit_seq_ = 0;
