@@ -36,34 +36,8 @@ constexpr auto kNodeTtlBound = 2s + 2s;     // docs: detection within node-ttl +
 constexpr std::string_view kRedisDown = "redis unavailable";
 constexpr std::string_view kMarkerSender = "~marker";
 
-// Polls `pred` every 20 ms until it holds or `timeout` passes.
-bool eventually(const std::function<bool()>& pred, Millis timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
-  }
-}
-
 Millis since(Clock::time_point t0) {
   return std::chrono::duration_cast<Millis>(Clock::now() - t0);
-}
-
-// Percent-encodes every byte outside [A-Za-z0-9-._~].
-std::string pct(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 // ---- HTTP API -------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
+#include <cctype>
 #include <thread>
 
 extern char** environ;
@@ -331,6 +332,32 @@ void GatewayTest::TearDown() {
   } else if (!gw.terminate_requested()) {
     ADD_FAILURE() << "imgate exited unexpectedly with status " << gw.exit_status().value_or(-1);
   }
+}
+
+// Polls `pred` every 20 ms until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& pred, Millis timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
+  }
+}
+
+// Percent-encodes every byte outside [A-Za-z0-9-._~].
+std::string pct(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace imgate::test

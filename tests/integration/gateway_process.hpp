@@ -38,6 +38,12 @@ struct HttpResponse {
 // Throws std::runtime_error on connection errors and timeouts.
 HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout = 5s);
 
+// Polls `pred` every 20 ms until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& pred, Millis timeout = 5s);
+
+// Percent-encodes every byte outside [A-Za-z0-9-._~].
+std::string pct(std::string_view s);
+
 // The `data` member of a /system/state answer, with typed accessors.
 // Missing numeric members read as -1 so that a wrong shape fails comparisons.
 class State {

@@ -202,32 +202,6 @@ std::string push_frame(std::string_view msg_id, std::string_view message, std::s
          q(message) + R"(,"from":)" + q(from) + "}}}";
 }
 
-// Percent-encodes every byte outside [A-Za-z0-9-._~].
-std::string pct(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-// Polls `pred` every 20 ms until it holds or `timeout` passes.
-bool eventually(const std::function<bool()>& pred, Millis timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
-  }
-}
-
 // Prometheus text exposition as "name{labels}" -> value.
 std::map<std::string, double> parse_metrics(const std::string& text) {
   std::map<std::string, double> out;
