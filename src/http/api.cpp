@@ -386,7 +386,7 @@ constexpr RouteEntry kRoutes[] = {
 HttpResponse text_response(const HttpRequest& request, http::status status, std::string body) {
   HttpResponse res{status, request.version()};
   res.set(http::field::content_type, "text/plain; charset=utf-8");
-  res.keep_alive(request.keep_alive() && status != http::status::payload_too_large);
+  res.keep_alive(request.keep_alive());
   res.body() = std::move(body);
   res.prepare_payload();
   return res;

@@ -63,7 +63,11 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
   }
   if (ec) {
     if (ec == http::error::header_limit || ec == http::error::body_limit) {
-      write(text_response(parser_->get(), http::status::payload_too_large, "request too large"));
+      // The rest of the oversized request is still unread: answer once and close,
+      // or the next read would trip on it again (and again).
+      auto res = text_response(parser_->get(), http::status::payload_too_large, "request too large");
+      res.keep_alive(false);
+      write(std::move(res));
     }
     return;
   }

@@ -5,7 +5,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket/error.hpp>
 
 namespace imgate {
@@ -101,7 +100,8 @@ void WebSocketSession::on_read(beast::error_code ec, std::size_t bytes) {
     return;
   }
   if (!closing_) {
-    auto text = beast::buffers_to_string(buffer_.data());
+    // flat_buffer is contiguous: parse in place, no copy of the message.
+    const std::string_view text(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     CommandContext cmd{shard_, id_, ctx_.sorted_app_ids, now};
     send(make_frame(ctx_.router.handle(cmd, text, ctx_.counters)));
   }
