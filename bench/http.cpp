@@ -158,6 +158,16 @@ bool Pusher::finished() const {
 void Pusher::schedule() {
   const int64_t now = now_ns();
   const double elapsed = static_cast<double>(now - start_ns_) / 1e9;
+  if (opts_.send_for > 0 && elapsed >= opts_.send_for && issued_ < count_) {
+    // --send-for: the sending window is over; what was not sent is skipped.
+    result_.skipped = count_ - issued_;
+    count_ = issued_;
+    if (finished()) {
+      result_.done_ns = now;
+      timer_.cancel();
+    }
+    return;
+  }
   const uint64_t due =
       rate_ > 0 ? std::min<uint64_t>(count_, static_cast<uint64_t>(elapsed * rate_) + 1) : count_;
   for (auto& c : conns_) {

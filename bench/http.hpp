@@ -32,6 +32,7 @@ class Pusher {
     uint64_t errors = 0;        // transport errors, non-200, unexpected bodies
     uint64_t reconnects = 0;
     uint64_t max_backlog = 0;  // messages due but not yet sent (all connections busy)
+    uint64_t skipped = 0;      // never sent: --send-for ended the sending behind schedule
     int64_t first_ns = 0, last_ns = 0, done_ns = 0;
     bool deadline_hit = false;
     Histogram api_latency;  // request written -> response read

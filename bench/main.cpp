@@ -102,12 +102,21 @@ int main(int argc, char** argv) {
   app.add_option("--sender", o.sender, "userID given to the push API (not a member)")
       ->capture_default_str();
   app.add_flag("--allow-loss", o.allow_loss, "exit 0 even when deliveries are missing");
+  app.add_option("--send-for", o.send_for,
+                 "fanout, unicast: stop issuing pushes this many seconds after the first, even "
+                 "when the API fell behind the schedule (the rest are reported as skipped); 0: "
+                 "send every message")
+      ->capture_default_str();
   app.add_option("--abrupt", o.abrupt, "churn: fraction dropped without a close frame")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--churn-inflight", o.churn_inflight, "churn: setups in flight per thread")
       ->capture_default_str();
   app.add_flag("--abrupt-teardown", o.abrupt_teardown, "end held connections without close frames");
+  app.add_option("--rss-after-teardown", o.rss_after_teardown,
+                 "hold: sample the gateway's RSS once a second for this many seconds after the "
+                 "last connection closed (needs --pid)")
+      ->capture_default_str();
   app.add_option("--json-out", o.json_out, "also append the JSON line to this file");
   app.add_flag("-q,--quiet", o.quiet, "no progress lines on stderr");
   CLI11_PARSE(app, argc, argv);

@@ -129,6 +129,29 @@ class Run {
                   c.at("wall_seconds").to_number<double>());
     return line;
   }
+  // Adds "<prefix>gateway_cpu_us_per_<unit>" and the generator's to a cpu_json()
+  // object: CPU microseconds (user + system, /proc/<pid>/stat) per unit of work.
+  // Returns a line for the human summary.
+  static std::string per_unit(json::object& cpu, uint64_t units, const char* unit,
+                              const char* plural) {
+    const double gw = cpu.at("gateway_cpu_seconds").to_number<double>();
+    const double self = cpu.at("generator_cpu_seconds").to_number<double>();
+    const std::string suffix = std::string("_cpu_us_per_") + unit;
+    json::value gw_per = nullptr, self_per = nullptr;
+    if (units > 0 && gw >= 0) gw_per = gw * 1e6 / static_cast<double>(units);
+    if (units > 0) self_per = self * 1e6 / static_cast<double>(units);
+    cpu["gateway" + suffix] = gw_per;
+    cpu["generator" + suffix] = self_per;
+    char line[200];
+    if (gw_per.is_double()) {
+      std::snprintf(line, sizeof line,
+                    "cpu per %s: gateway %.2f us, generator %.2f us (%" PRIu64 " %s)", unit,
+                    gw_per.get_double(), self_per.get_double(), units, plural);
+    } else {
+      std::snprintf(line, sizeof line, "cpu per %s: gateway unknown (no --pid)", unit);
+    }
+    return line;
+  }
   int64_t cpu_mark_ns = 0;
   double gw_cpu_mark = 0, self_cpu_mark = 0;
 
@@ -211,14 +234,16 @@ class Run {
         {"logins_per_second", s.seconds > 0 ? static_cast<double>(s.logged_in) / s.seconds : 0}};
     if (!s.stopped.empty()) j["stopped_early"] = s.stopped;
     if (t.port_fallbacks) j["source_port_fallbacks"] = t.port_fallbacks;
-    j["cpu"] = cpu_json();
+    json::object cpu = cpu_json();
+    const std::string per_setup = per_unit(cpu, s.logged_in, "setup", "setups");
+    j["cpu"] = std::move(cpu);
     out["setup"] = std::move(j);
     std::printf("%s: %" PRIu64 " logged in (of %" PRIu64 " started) in %.2f s (%.0f/s), %" PRIu64
                 " failed%s%s\n",
                 phase, s.logged_in, t.started - before.started, s.seconds,
                 s.seconds > 0 ? static_cast<double>(s.logged_in) / s.seconds : 0.0, s.failed,
                 s.stopped.empty() ? "" : "; stopped early: ", s.stopped.c_str());
-    std::printf("  %s\n", cpu_line().c_str());
+    std::printf("  %s\n  %s\n", cpu_line().c_str(), per_setup.c_str());
     return s;
   }
 
@@ -351,8 +376,10 @@ Delivery push_and_measure(Run& run, const std::string& path, uint64_t per_ok,
   d.seconds = static_cast<double>(span_end - res.first_ns) / kNs;
   const double send_seconds = static_cast<double>(res.last_ns - res.first_ns) / kNs;
   const Histogram latency = run.client.latency();
-  run.out["cpu_while_sending"] = run.cpu_json();
+  json::object cpu_sending = run.cpu_json();
   const std::string cpu = run.cpu_line();
+  const std::string per_delivery = Run::per_unit(cpu_sending, d.received, "delivery", "deliveries");
+  run.out["cpu_while_sending"] = cpu_sending;
 
   run.out["messages"] = json::object{
       {"requested", count},
@@ -364,6 +391,8 @@ Delivery push_and_measure(Run& run, const std::string& path, uint64_t per_ok,
       {"answered_not_online", res.not_online},
       {"http_errors", res.errors},
       {"max_backlog", res.max_backlog},
+      {"skipped", res.skipped},
+      {"send_for", o.send_for},
       {"deadline_hit", res.deadline_hit},
       {"api_latency", latency_json(res.api_latency)}};
   run.out["deliveries"] =
@@ -375,18 +404,22 @@ Delivery push_and_measure(Run& run, const std::string& path, uint64_t per_ok,
                    {"malformed", t.bad_msgs},
                    {"seconds", d.seconds},
                    {"per_second", d.seconds > 0 ? static_cast<double>(d.received) / d.seconds : 0},
+                   {"gateway_cpu_us_per_delivery", cpu_sending.at("gateway_cpu_us_per_delivery")},
+                   {"generator_cpu_us_per_delivery",
+                    cpu_sending.at("generator_cpu_us_per_delivery")},
                    {"latency", latency_json(latency)}};
   std::printf("messages: %" PRIu64 " sent in %.2f s (%.0f/s, target %.0f/s), max backlog %" PRIu64
-              ", %" PRIu64 " not online, %" PRIu64 " HTTP errors; API %s\n",
+              ", %" PRIu64 " skipped, %" PRIu64 " not online, %" PRIu64 " HTTP errors; API %s\n",
               res.sent, send_seconds,
               send_seconds > 0 ? static_cast<double>(res.sent - 1) / send_seconds : 0.0, o.rate,
-              res.max_backlog, res.not_online, res.errors, latency_line(res.api_latency).c_str());
+              res.max_backlog, res.skipped, res.not_online, res.errors,
+              latency_line(res.api_latency).c_str());
   std::printf("deliveries: %" PRIu64 " of %" PRIu64 " expected (lost %" PRId64
               "), %.0f/s; reordered %" PRIu64 "\nlatency: %s\n",
               d.received, d.expected, d.lost,
               d.seconds > 0 ? static_cast<double>(d.received) / d.seconds : 0.0, t.reordered,
               latency_line(latency).c_str());
-  std::printf("%s\n", cpu.c_str());
+  std::printf("%s\n%s\n", cpu.c_str(), per_delivery.c_str());
   if (res.errors > 0 || res.deadline_hit) d.lost = std::max<int64_t>(d.lost, 1);  // not a clean run
   return d;
 }
@@ -439,6 +472,25 @@ int run_hold(const Options& o) {
   if (held_state) gateway["state_held"] = state_json(*held_state);
 
   run.teardown();
+  // Does memory go back after a mass disconnect? Sample the RSS once a second
+  // after the last connection closed (client side).
+  std::string series_line;
+  if (o.gateway_pid && o.rss_after_teardown > 0) {
+    const int64_t closed_ns = now_ns();
+    json::array series;
+    const int samples = static_cast<int>(o.rss_after_teardown);
+    for (int k = 1; k <= samples; ++k) {
+      const int64_t at = closed_ns + static_cast<int64_t>(k) * 1'000'000'000;
+      run.wait(static_cast<double>(at - now_ns()) / kNs, "released", [] { return false; });
+      const int64_t kb = proc_memory(o.gateway_pid).rss_kb;
+      series.push_back(json::object{{"s", k}, {"rss_kb", kb}});
+      if (k == 1 || k == 5 || k == samples || k % 10 == 0) {
+        series_line += (series_line.empty() ? "" : ", ") + std::to_string(kb) + " kB at " +
+                       std::to_string(k) + " s";
+      }
+    }
+    gateway["rss_after_teardown_series"] = std::move(series);
+  }
   if (auto after = await_state(run, *base, o.drain_timeout)) {
     gateway["state_after"] = state_json(*after);
     gateway["residue"] = diff_json(*after, *base);
@@ -471,6 +523,11 @@ int run_hold(const Options& o) {
     std::printf("gateway RSS: %" PRId64 " kB -> %" PRId64 " kB = %.0f bytes per connection\n",
                 gw0.rss_kb, gw1.rss_kb,
                 static_cast<double>((gw1.rss_kb - gw0.rss_kb) * 1024) / static_cast<double>(held));
+  }
+  if (!series_line.empty()) {
+    std::printf("gateway RSS after the last close: %s (idle before %" PRId64 " kB, held %" PRId64
+                " kB)\n",
+                series_line.c_str(), gw0.rss_kb, gw1.rss_kb);
   }
   if (held) {
     std::printf(

@@ -50,6 +50,7 @@ struct Options {
   bool msg_ids = true;  // send msgID (de-duplication on the gateway)
   std::string sender = "bench-sender";
   bool allow_loss = false;  // exit 0 even when deliveries are missing
+  double send_for = 0;      // stop issuing pushes this many seconds after the first; 0: send all
 
   // Churn.
   double abrupt = 0.5;  // fraction of churn connections dropped without a close frame
@@ -57,6 +58,9 @@ struct Options {
 
   // Teardown of held connections: graceful close frames, or just close sockets.
   bool abrupt_teardown = false;
+  // hold: sample the gateway's RSS once a second for this many seconds after
+  // the last held connection closed (does memory go back?); 0: no samples.
+  double rss_after_teardown = 0;
 
   std::string json_out;  // also write the JSON line to this file
   bool quiet = false;    // no progress lines on stderr

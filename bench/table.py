@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Renders bench/run's results.jsonl as the Markdown table of bench/README.md."""
+"""Renders bench/run's results.jsonl as the Markdown table of bench/README.md.
+
+   table.py results.jsonl             # one row per run
+   table.py --compare results.jsonl   # bench/run compare: old and new gateway side by side
+"""
 import json
 import sys
 
@@ -18,6 +22,8 @@ def row(r):
     m, s = r.get("mode"), r.get("setup", {})
     name = r.get("scenario", m)
     setup = f"{fmt(s.get('logged_in'))} in {fmt(s.get('seconds'))} s ({fmt(s.get('logins_per_second'))}/s)"
+    if s.get("cpu", {}).get("gateway_cpu_us_per_setup") is not None:
+        setup += f"; gateway CPU {fmt(s['cpu']['gateway_cpu_us_per_setup'])} µs/setup"
     if s.get("stopped_early"):
         setup += f", stopped: {s['stopped_early']}"
     fails = ", ".join(f"{k} {v}" for k, v in r.get("failures", {}).items()) or "0"
@@ -33,6 +39,8 @@ def row(r):
                   f"(target {fmt(msg.get('target_rate'))}); {fmt(d.get('per_second'))} deliveries/s; "
                   f"lost {fmt(d.get('lost'))}; p50/p90/p99/max {fmt(lat.get('p50_us'))}/{fmt(lat.get('p90_us'))}/"
                   f"{fmt(lat.get('p99_us'))}/{fmt(lat.get('max_us'))} µs")
+        if d.get("gateway_cpu_us_per_delivery") is not None:
+            result += f"; gateway CPU {fmt(d['gateway_cpu_us_per_delivery'])} µs/delivery"
         if m == "fanout":
             result += f"; {fmt(r.get('settle', {}).get('presence_frames'))} enter pushes while joining"
     elif m == "churn":
@@ -45,14 +53,150 @@ def row(r):
     return f"| {name} | {setup} | {fails} | {result} | {'yes' if r.get('ok') else 'no'} |"
 
 
+# ---- compare: two gateways side by side (bench/run compare) -------------------
+
+def get(r, *path):
+    for key in path:
+        if not isinstance(r, dict):
+            return None
+        r = r.get(key)
+    return r
+
+
+def series_at(r, second):
+    for sample in get(r, "gateway", "rss_after_teardown_series") or []:
+        if sample.get("s") == second:
+            return sample.get("rss_kb")
+    return None
+
+
+def num(v, digits=0):
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if digits == 0 or abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(old, new):
+    if not isinstance(old, (int, float)) or not isinstance(new, (int, float)) or isinstance(old, bool):
+        return "–"
+    if old == 0:
+        return "–" if new != 0 else "1.00×"
+    return f"{new / old:.2f}×"
+
+
+def delivery_rows():
+    return [
+        ("API messages accepted /s", lambda r: get(r, "messages", "send_rate"), 1),
+        ("messages skipped (API behind the offered rate)", lambda r: get(r, "messages", "skipped"), 0),
+        ("deliveries /s (client side)", lambda r: get(r, "deliveries", "per_second"), 0),
+        ("**gateway CPU per delivery, µs**", lambda r: get(r, "deliveries", "gateway_cpu_us_per_delivery"), 2),
+        ("generator CPU per delivery, µs", lambda r: get(r, "deliveries", "generator_cpu_us_per_delivery"), 2),
+        ("gateway / generator cores while sending",
+         lambda r: None if get(r, "cpu_while_sending") is None else
+         f"{num(get(r, 'cpu_while_sending', 'gateway_cores'), 2)} / {num(get(r, 'cpu_while_sending', 'generator_cores'), 2)}", None),
+        ("delivery latency p50 / p99, ms",
+         lambda r: None if get(r, "deliveries", "latency") is None else
+         f"{num(get(r, 'deliveries', 'latency', 'p50_us') / 1000, 1)} / {num(get(r, 'deliveries', 'latency', 'p99_us') / 1000, 1)}", None),
+        ("lost", lambda r: get(r, "deliveries", "lost"), 0),
+    ]
+
+
+# (scenario, title(old, new), rows): a row is (figure, value(run), digits); digits None: text, no ratio.
+def compare_spec():
+    setup_rows = [
+        ("connect + upgrade + login /s (client side)", lambda r: get(r, "setup", "logins_per_second"), 0),
+        ("**gateway CPU per setup, µs**", lambda r: get(r, "setup", "cpu", "gateway_cpu_us_per_setup"), 1),
+        ("generator CPU per setup, µs", lambda r: get(r, "setup", "cpu", "generator_cpu_us_per_setup"), 1),
+    ]
+    return [
+        ("hold", lambda r: f"hold: {num(r.get('held'))} idle logged-in connections, "
+                           f"{num(r.get('presence_frames'))} enter pushes", [
+            ("**gateway RSS per connection, B**", lambda r: get(r, "gateway", "bytes_per_connection"), 0),
+            ("gateway RSS idle before, kB", lambda r: get(r, "gateway", "rss_before_kb"), 0),
+            ("gateway RSS held, kB", lambda r: get(r, "gateway", "rss_held_kb"), 0),
+            ("gateway RSS 1 s after the last close, kB", lambda r: series_at(r, 1), 0),
+            ("gateway RSS 5 s after the last close, kB", lambda r: series_at(r, 5), 0),
+            ("**gateway RSS 10 s after the last close, kB**", lambda r: series_at(r, 10), 0),
+            ("  (10 s after) − idle before, kB",
+             lambda r: None if series_at(r, 10) is None or get(r, "gateway", "rss_before_kb") is None
+             else series_at(r, 10) - get(r, "gateway", "rss_before_kb"), 0),
+        ] + setup_rows),
+        ("hold-solo", lambda r: f"connect + upgrade + login, each user alone in its room: "
+                                f"{num(get(r, 'setup', 'logged_in'))} setups", setup_rows),
+        ("fanout", lambda r: f"fan-out, high rate: {num(r.get('members'))} members, "
+                             f"{num(get(r, 'messages', 'target_rate'))} msg/s offered for "
+                             f"{num(get(r, 'messages', 'send_for'))} s", delivery_rows()),
+        ("fanout-mod", lambda r: f"fan-out, moderate rate: {num(r.get('members'))} members, "
+                                 f"{num(get(r, 'messages', 'target_rate'))} msg/s offered for "
+                                 f"{num(get(r, 'messages', 'send_for'))} s", delivery_rows()),
+        ("unicast", lambda r: f"unicast: {num(get(r, 'messages', 'target_rate'))} msg/s to random members "
+                              f"of {num(r.get('members'))} held", [
+            ("messages sent /s", lambda r: get(r, "messages", "send_rate"), 0),
+            ("latency p50, µs", lambda r: get(r, "deliveries", "latency", "p50_us"), 0),
+            ("**latency p99, µs**", lambda r: get(r, "deliveries", "latency", "p99_us"), 0),
+            ("latency p99.9 / max, µs",
+             lambda r: None if get(r, "deliveries", "latency") is None else
+             f"{num(get(r, 'deliveries', 'latency', 'p999_us'))} / {num(get(r, 'deliveries', 'latency', 'max_us'))}", None),
+            ("**gateway CPU per message, µs**", lambda r: get(r, "deliveries", "gateway_cpu_us_per_delivery"), 2),
+            ("generator CPU per message, µs", lambda r: get(r, "deliveries", "generator_cpu_us_per_delivery"), 2),
+            ("lost", lambda r: get(r, "deliveries", "lost"), 0),
+        ]),
+    ]
+
+
+def compare(path):
+    runs, labels = {}, {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            side = r.get("side")
+            if side not in ("old", "new"):
+                continue
+            runs[(r.get("scenario"), side)] = r
+            labels.setdefault(side, r.get("side_label", side))
+    old_label, new_label = labels.get("old", "old"), labels.get("new", "new")
+    print(f"| figure | old: {old_label} | new: {new_label} | new/old |")
+    print("|---|---|---|---|")
+    for scenario, title, rows in compare_spec():
+        old, new = runs.get((scenario, "old")), runs.get((scenario, "new"))
+        if old is None and new is None:
+            continue
+        heading = title(new or old)
+        print(f"| ***{heading}*** | | | |")
+        for figure, value, digits in rows:
+            ov = value(old) if old else None
+            nv = value(new) if new else None
+            if digits is None:
+                print(f"| {figure} | {ov or '–'} | {nv or '–'} | |")
+            else:
+                print(f"| {figure} | {num(ov, digits)} | {num(nv, digits)} | {ratio(ov, nv)} |")
+        load = lambda r: "–" if r is None or r.get("load_average_before") is None else f"{r['load_average_before']:.2f}"
+        print(f"| load average (1 min) before the run | {load(old)} | {load(new)} | |")
+        okv = lambda r: "–" if r is None else ("yes" if r.get("ok") else "no" + (f" ({r['error']})" if r.get("error") else ""))
+        print(f"| imgate-bench accounting ok | {okv(old)} | {okv(new)} | |")
+
+
 def main():
+    if sys.argv[1] == "--compare":
+        compare(sys.argv[2])
+        return
     print("| scenario | connect + login | failures | result | accounting ok |")
     print("|---|---|---|---|---|")
     with open(sys.argv[1]) as f:
         for line in f:
             line = line.strip()
             if line:
-                print(row(json.loads(line)))
+                r = json.loads(line)
+                if r.get("side"):
+                    r["scenario"] = f"{r.get('scenario')} ({r['side']})"
+                print(row(r))
 
 
 if __name__ == "__main__":
