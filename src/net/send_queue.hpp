@@ -17,6 +17,7 @@ class SendQueue {
   std::size_t size() const { return frames_.size() - head_; }
   std::size_t bytes() const { return bytes_; }
   const Frame& front() const { return frames_[head_]; }
+  const Frame& at(std::size_t i) const { return frames_[head_ + i]; }
 
   void push_back(Frame frame) {
     bytes_ += frame->size();
@@ -34,9 +35,10 @@ class SendQueue {
     }
   }
 
-  // Keeps only the front frame (the one being written), dropping the rest.
-  void keep_front_only() {
-    if (empty()) return;
+  // Drops every frame, except the front one when `keep_front` (a frame
+  // partly written must be finished, or the stream would be corrupt).
+  void drop_unsent(bool keep_front) {
+    if (empty() || !keep_front) return release();
     Frame front = std::move(frames_[head_]);
     release();
     push_back(std::move(front));

@@ -76,6 +76,15 @@ Server::Server(Config config)
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();
   }
+  ws_settings_ = ws_settings_of(config_);
+  ws_handler_ = std::make_unique<GatewayHandler>(ctx_);
+  for (uint32_t i = 0; i < loops_.size(); ++i) {
+    auto io = std::make_unique<LoopIo>(*loops_[i], i, ws_settings_, *ws_handler_, counters_);
+    io->upgraded = &ctx_.ws_upgraded;
+    io->sessions = &ctx_.ws_sessions;
+    ctx_.loop_io.push_back(io.get());
+    loop_io_.push_back(std::move(io));
+  }
   ctx_.web = WebAssets::load(config_.web_root);
   if (!ctx_.web.find("index.html")) {
     spdlog::warn("no chat page: {}/index.html not found (--web-root)", config_.web_root);
@@ -92,6 +101,8 @@ Server::~Server() {
   ticks_.clear();
   listeners_.clear();
   guards_.clear();
+  // Connections waiting for a flush close their sockets while the loops live.
+  for (auto& io : loop_io_) io->corked.clear();
   for (auto& loop : loops_) loop.reset();
 }
 

@@ -13,6 +13,7 @@
 #include "cluster/redis_cluster.hpp"
 #include "config/config.hpp"
 #include "metrics/counters.hpp"
+#include "net/gateway_handler.hpp"
 #include "net/listener.hpp"
 #include "net/server_context.hpp"
 #include "protocol/router.hpp"
@@ -45,6 +46,9 @@ class Server {
   Hub hub_;
   Router router_;
   ServerContext ctx_;
+  WsSettings ws_settings_;
+  std::unique_ptr<GatewayHandler> ws_handler_;
+  std::vector<std::unique_ptr<LoopIo>> loop_io_;  // one per loop
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> ticks_;
   std::unique_ptr<boost::asio::signal_set> signals_;

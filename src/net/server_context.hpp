@@ -18,6 +18,7 @@
 namespace imgate {
 
 class RedisCluster;
+struct LoopIo;
 
 struct ServerContext {
   const Config& config;
@@ -38,6 +39,7 @@ struct ServerContext {
   std::unique_ptr<MsgIdDedup> dedup;  // set by Server
   WebAssets web;                      // set by Server
   RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded
+  std::vector<LoopIo*> loop_io;       // loop_io[i]: loop i's WebSocket transport state
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

@@ -38,6 +38,7 @@ inline constexpr uint16_t kUnsupportedData = 1003;  // binary frames
 inline constexpr uint16_t kInvalidPayload = 1007;   // invalid UTF-8
 inline constexpr uint16_t kPolicyViolation = 1008;  // send queue overflow (slow consumer)
 inline constexpr uint16_t kTooBig = 1009;           // message above max_message_bytes
+inline constexpr uint16_t kNoStatus = 1005;         // counted for a client close without a code (never sent)
 inline constexpr uint16_t kInternalError = 1011;
 }  // namespace close_code
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "websocket/frame.hpp"
+
 namespace imgate {
 
 using Clock = std::chrono::steady_clock;
@@ -18,12 +20,12 @@ using TimePoint = Clock::time_point;
 using ConnId = uint64_t;
 using AppId = uint32_t;
 
-// One serialised message, immutable once built and shared by every recipient.
-using Frame = std::shared_ptr<const std::string>;
+// One serialised message, framed once (WebSocket header + payload), immutable
+// and shared by every recipient.
+using Frame = ws::SharedFrame;
 
-inline Frame make_frame(std::string text) {
-  return std::make_shared<const std::string>(std::move(text));
-}
+// A text message as a frame; frame->payload() is `text`.
+inline Frame make_frame(std::string_view text) { return ws::make_text_frame(text); }
 
 // Why a connection ended. Every ending goes through Shard::unlink with one of these.
 enum class EndReason : uint8_t {

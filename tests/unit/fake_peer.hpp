@@ -34,7 +34,7 @@ struct Push {
 inline Push parse_push(const Frame& frame) {
   Push p;
   boost::json::error_code ec;
-  boost::json::value v = boost::json::parse(*frame, ec);
+  boost::json::value v = boost::json::parse(frame->payload(), ec);
   if (ec || !v.is_object()) return p;
   const auto* seq = v.as_object().if_contains("seq");
   const auto* cmd = v.as_object().if_contains("cmd");

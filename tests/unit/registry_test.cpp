@@ -337,7 +337,7 @@ TEST_F(Registry, PushUserReachesEveryConnectionOnEveryShard) {
   queues_.drain();
   for (FakePeer* p : {a0, a1, b0}) {
     ASSERT_EQ(p->frames.size(), 1u);
-    EXPECT_EQ(*p->frames[0], "to-u");
+    EXPECT_EQ(p->frames[0]->payload(), "to-u");
   }
   EXPECT_TRUE(other->frames.empty());
 

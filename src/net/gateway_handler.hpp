@@ -1,0 +1,31 @@
+// GatewayHandler: what the gateway does with a WebSocket connection. It ties
+// the transport (net/ws_connection.hpp) to the registry and the command
+// router: a connection is added to its loop's shard when it opens, its text
+// messages are commands answered on the same connection, any frame refreshes
+// its liveness, and its end unlinks it (Shard::unlink, idempotent).
+#pragma once
+
+#include "net/server_context.hpp"
+#include "net/ws_connection.hpp"
+
+namespace imgate {
+
+class GatewayHandler final : public WsHandler {
+ public:
+  explicit GatewayHandler(ServerContext& ctx) : ctx_(ctx) {}
+
+  void on_open(WsConnection& conn) override;
+  void on_message(WsConnection& conn, ws::Opcode op, std::string_view payload) override;
+  void on_activity(WsConnection& conn) override;
+  void on_end(WsConnection& conn, EndReason reason) override;
+
+ private:
+  Shard& shard_of(const WsConnection& conn) { return ctx_.hub.shard(conn.loop().index); }
+
+  ServerContext& ctx_;
+};
+
+// The transport settings the configuration asks for.
+WsSettings ws_settings_of(const Config& config);
+
+}  // namespace imgate

@@ -1,0 +1,158 @@
+// WsConnection: imgate's own WebSocket transport for one upgraded client
+// connection, owned by one event loop for its whole life. Beast reads the
+// HTTP upgrade request (net/http_session.cpp); from the 101 response on, the
+// connection's bytes are handled here.
+//
+// Reads on readiness: a connection waits until its socket is readable, then
+// reads without blocking into its loop's shared buffer (LoopIo::read_buffer)
+// and parses every complete frame there (websocket/frame_parser.hpp). It owns
+// message memory only while a frame or a fragmented message is incomplete.
+//
+// Writes are corked: send() only queues a shared, pre-framed buffer and marks
+// the connection for its loop's flush, which runs once per pass of the loop
+// (a posted task) and writes every queued frame of each marked connection in
+// one writev. A write that would block resumes on writability where it
+// stopped. The queue is bounded in bytes: overflow closes with 1008.
+//
+// Lifecycle contract:
+//  - valid from start() to its last handler; the WsHandler sees exactly one
+//    on_open() and, after it, exactly one on_end() (every ending: client
+//    close, error, EOF, protocol violation, overflow, close() by the
+//    registry, shutdown);
+//  - handlers are never re-entered: an overflow noticed inside send() (e.g.
+//    during a fan-out loop over the shard) is posted and ends the connection
+//    after the caller returns;
+//  - close: our close frame goes out after the frames already being written;
+//    the TCP side is shut down after the peer's close frame arrives (or ours
+//    answers one), and cut off after close_timeout if the peer never
+//    finishes.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "metrics/counters.hpp"
+#include "net/send_queue.hpp"
+#include "registry/types.hpp"
+#include "websocket/frame_parser.hpp"
+
+namespace imgate {
+
+class WsConnection;
+
+// What the application does with its connections (the gateway: registry and
+// command router; imgate-echo: echo). Called on the connection's loop.
+class WsHandler {
+ public:
+  virtual void on_open(WsConnection& conn) = 0;
+  // A complete text or binary message (binary only if the settings allow it).
+  virtual void on_message(WsConnection& conn, ws::Opcode op, std::string_view payload) = 0;
+  // Any frame received (data or control): the peer is alive.
+  virtual void on_activity(WsConnection& conn) = 0;
+  // The connection no longer carries application traffic (exactly once).
+  virtual void on_end(WsConnection& conn, EndReason reason) = 0;
+
+ protected:
+  ~WsHandler() = default;
+};
+
+struct WsSettings {
+  ws::ParseLimits limits;                     // max message, binary allowed
+  std::size_t send_queue_bytes = 1 << 20;     // per connection; above: close 1008
+  Clock::duration close_timeout = std::chrono::seconds(5);
+};
+
+// What one event loop shares among its connections.
+struct LoopIo {
+  static constexpr std::size_t kReadBufferSize = 64 * 1024;
+
+  LoopIo(boost::asio::io_context& io, uint32_t index, const WsSettings& settings,
+         WsHandler& handler, Counters& counters);
+
+  boost::asio::io_context& io;
+  const uint32_t index;
+  const WsSettings& settings;
+  WsHandler& handler;
+  Counters& counters;
+  // Optional gauges (null: none). `upgraded`: WsConnections alive (counted
+  // up when constructed, down when destroyed; what a shutdown waits for).
+  // `sessions`: TCP sessions counted up by the listener; a WsConnection counts
+  // its own down when destroyed.
+  std::atomic<std::size_t>* upgraded = nullptr;
+  std::atomic<std::size_t>* sessions = nullptr;
+  std::unique_ptr<char[]> read_buffer;
+  // Connections with frames waiting for this pass's flush.
+  std::vector<std::shared_ptr<WsConnection>> corked;
+  bool flush_posted = false;
+};
+
+class WsConnection final : public Peer, public std::enable_shared_from_this<WsConnection> {
+ public:
+  WsConnection(boost::asio::ip::tcp::socket socket, LoopIo& loop);
+  ~WsConnection();
+  WsConnection(const WsConnection&) = delete;
+  WsConnection& operator=(const WsConnection&) = delete;
+
+  // Queues `response` (the 101), calls on_open, parses `early` (bytes that
+  // followed the upgrade request in the HTTP reader's buffer) and starts
+  // waiting for data.
+  void start(std::string response, std::string_view early);
+
+  // Peer: called on this connection's loop.
+  void send(const Frame& frame) override;
+  void ping() override;
+  void close(uint16_t code, std::string_view reason) override;
+
+  // Application data (the gateway stores the registry's ConnId).
+  uint64_t tag = 0;
+  LoopIo& loop() const { return loop_; }
+
+  // Writes every queued frame of every corked connection of `loop`.
+  static void flush_loop(LoopIo& loop);
+
+ private:
+  class Sink;
+  enum class State : uint8_t {
+    kOpen,        // application traffic flows
+    kClosing,     // our close frame is queued / sent; waiting for the peer's
+    kDraining,    // close handshake done on our side: TCP write side shut,
+                  // reading until EOF (bounded by the close deadline)
+    kDone,        // socket closed
+  };
+
+  void wait_readable();
+  void on_readable();
+  bool parse(char* data, std::size_t size);  // false: stop reading
+  void on_peer_close(std::string_view payload);
+  void fail(EndReason reason, uint16_t code, std::string_view text);
+  void end(EndReason reason);
+  void queue_close(Frame close_frame);
+  void cork();
+  void flush();
+  void on_all_written();
+  void wait_writable();
+  void shutdown_write();
+  void finish();
+  void arm_close_deadline();
+
+  boost::asio::ip::tcp::socket socket_;
+  LoopIo& loop_;
+  SendQueue queue_;
+  ws::FrameParser parser_;
+  std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
+  uint32_t front_written_ = 0;  // bytes of queue_.front() already written
+  State state_ = State::kOpen;
+  bool ended_ = false;          // on_end() called
+  bool corked_ = false;         // in loop_.corked
+  bool write_waiting_ = false;  // waiting for writability
+  bool close_queued_ = false;   // our close frame is in the queue
+  bool close_received_ = false; // the peer's close frame arrived
+  bool input_failed_ = false;   // a protocol violation: the rest is not parsed
+};
+
+}  // namespace imgate
