@@ -10,8 +10,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "http/api.hpp"
-#include "net/ws_connection.hpp"
-#include "websocket/handshake.hpp"
+#include "net/upgrade.hpp"
 
 namespace imgate {
 
@@ -76,27 +75,13 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
   HttpRequest& request = request_;  // lives until the response is written (async API replies)
   const bool at_ws_path = role_.websocket && path_of(request.target()) == ctx_.config.ws_path;
   if (at_ws_path && beast::websocket::is_upgrade(request)) {
-    const auto version = request[http::field::sec_websocket_version];
-    const auto key = request[http::field::sec_websocket_key];
-    if (version != "13") {
-      auto res = text_response(request, http::status::upgrade_required, "Sec-WebSocket-Version: 13 required");
-      res.set(http::field::sec_websocket_version, "13");
-      write(std::move(res));
+    if (auto refusal = check_upgrade(request)) {
+      write(std::move(*refusal));
       return;
     }
-    if (!ws::is_valid_client_key(std::string_view(key.data(), key.size()))) {
-      write(text_response(request, http::status::bad_request, "invalid Sec-WebSocket-Key"));
-      return;
-    }
-    // Hand the socket over, with any bytes the client sent behind its
-    // request: the WebSocket connection counts itself from here on.
-    stream_.expires_never();
+    // Hand the socket over: the WebSocket connection counts itself from here on.
     upgraded_ = true;
-    auto ws = std::make_shared<WsConnection>(stream_.release_socket(), *ctx_.loop_io[shard_]);
-    const std::string_view early(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    ws->start(ws::switching_protocols_response(std::string_view(key.data(), key.size()),
-                                               "imgate/" IMGATE_VERSION),
-              early);
+    hand_over(stream_, buffer_, request, *ctx_.loop_io[shard_]);
     return;
   }
   if (at_ws_path) {

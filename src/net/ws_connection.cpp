@@ -223,9 +223,14 @@ void WsConnection::close(uint16_t code, std::string_view reason) {
   queue_close(ws::make_close_frame(code, reason));
 }
 
-void WsConnection::queue_close(Frame close_frame) {
-  // Frames not yet started are dropped; one partly written is finished first.
-  queue_.drop_unsent(front_written_ > 0 || (!queue_.empty() && queue_.front()->is_raw()));
+void WsConnection::queue_close(Frame close_frame, bool drop_queued) {
+  // Replies already queued go out before the close (a client that sent a
+  // valid message and then a bad frame gets both answers), except after an
+  // overflow: then frames not yet started are dropped (one partly written is
+  // finished, or the stream would be corrupt).
+  if (drop_queued) {
+    queue_.drop_unsent(front_written_ > 0 || (!queue_.empty() && queue_.front()->is_raw()));
+  }
   queue_.push_back(std::move(close_frame));
   close_queued_ = true;
   state_ = State::kClosing;
@@ -274,7 +279,8 @@ void WsConnection::send(const Frame& frame) {
       if (self->state_ == State::kDone) return;
       self->loop_.counters.count_close(close_code::kPolicyViolation);
       self->end(EndReason::kOverflow);
-      self->queue_close(ws::make_close_frame(close_code::kPolicyViolation, "send queue overflow"));
+      self->queue_close(ws::make_close_frame(close_code::kPolicyViolation, "send queue overflow"),
+                        true);
     });
     return;
   }

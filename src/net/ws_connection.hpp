@@ -131,7 +131,7 @@ class WsConnection final : public Peer, public std::enable_shared_from_this<WsCo
   void on_peer_close(std::string_view payload);
   void fail(EndReason reason, uint16_t code, std::string_view text);
   void end(EndReason reason);
-  void queue_close(Frame close_frame);
+  void queue_close(Frame close_frame, bool drop_queued = false);
   void cork();
   void flush();
   void on_all_written();

@@ -1,0 +1,45 @@
+#include "net/upgrade.hpp"
+
+#include "websocket/handshake.hpp"
+
+namespace imgate {
+
+namespace http = boost::beast::http;
+
+namespace {
+UpgradeRefusal refusal(const UpgradeRequest& request, http::status status, std::string body) {
+  UpgradeRefusal res{status, request.version()};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.keep_alive(false);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+std::string_view key_of(const UpgradeRequest& request) {
+  const auto key = request[http::field::sec_websocket_key];
+  return {key.data(), key.size()};
+}
+}  // namespace
+
+std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request) {
+  if (request[http::field::sec_websocket_version] != "13") {
+    auto res = refusal(request, http::status::upgrade_required, "Sec-WebSocket-Version: 13 required");
+    res.set(http::field::sec_websocket_version, "13");
+    return res;
+  }
+  if (!ws::is_valid_client_key(key_of(request))) {
+    return refusal(request, http::status::bad_request, "invalid Sec-WebSocket-Key");
+  }
+  return std::nullopt;
+}
+
+void hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
+               const UpgradeRequest& request, LoopIo& loop) {
+  stream.expires_never();
+  auto conn = std::make_shared<WsConnection>(stream.release_socket(), loop);
+  const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
+  conn->start(ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION), early);
+}
+
+}  // namespace imgate
