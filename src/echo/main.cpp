@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   ios[0]->run();
   for (auto& io : ios) io->stop();
   for (auto& w : workers) w.join();
-  for (auto& loop : loops) loop->corked.clear();
+  for (auto& loop : loops) loop->stop();
   ios.clear();
   return 0;
 }

@@ -102,7 +102,7 @@ Server::~Server() {
   listeners_.clear();
   guards_.clear();
   // Connections waiting for a flush close their sockets while the loops live.
-  for (auto& io : loop_io_) io->corked.clear();
+  for (auto& io : loop_io_) io->stop();
   for (auto& loop : loops_) loop.reset();
 }
 

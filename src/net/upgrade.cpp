@@ -37,7 +37,9 @@ std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request) {
 void hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
                const UpgradeRequest& request, LoopIo& loop) {
   stream.expires_never();
-  auto conn = std::make_shared<WsConnection>(stream.release_socket(), loop);
+  // The transport watches the descriptor itself (LoopIo's epoll set): Asio
+  // lets go of it and of its reactor state.
+  WsConnectionPtr conn(new WsConnection(stream.release_socket().release(), loop));
   const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
   conn->start(ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION), early);
 }

@@ -1,12 +1,15 @@
 #include "net/ws_connection.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "protocol/codes.hpp"
 
@@ -20,6 +23,8 @@ namespace {
 constexpr std::size_t kMaxIov = 64;
 // Reads per readiness wake-up before the loop serves others.
 constexpr int kReadsPerWake = 4;
+// Readiness events taken from the epoll set per wake-up of the loop.
+constexpr int kEventsPerWake = 256;
 
 const Frame& empty_pong() {
   static const Frame frame = ws::make_control_frame(ws::Opcode::kPong, {});
@@ -45,7 +50,44 @@ LoopIo::LoopIo(asio::io_context& io_context, uint32_t loop_index, const WsSettin
       settings(ws_settings),
       handler(ws_handler),
       counters(loop_counters),
-      read_buffer(new char[kReadBufferSize]) {}
+      read_buffer(new char[kReadBufferSize]),
+      epoll_fd(::epoll_create1(EPOLL_CLOEXEC)),
+      epoll_watch_(io_context) {
+  if (epoll_fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  epoll_watch_.assign(::dup(epoll_fd));  // Asio owns (and closes) its duplicate
+  watch();
+}
+
+LoopIo::~LoopIo() {
+  if (epoll_fd >= 0) ::close(epoll_fd);
+}
+
+void LoopIo::stop() {
+  while (registered) registered->abandon();
+  corked.clear();  // after: ending a connection may queue frames for others
+  boost::system::error_code ignored;
+  epoll_watch_.close(ignored);
+}
+
+void LoopIo::watch() {
+  // The epoll set is readable when any of its connections is ready.
+  epoll_watch_.async_wait(asio::posix::descriptor_base::wait_read,
+                          [this](boost::system::error_code ec) {
+                            if (ec) return;  // stopped
+                            dispatch_ready();
+                            watch();
+                          });
+}
+
+void LoopIo::dispatch_ready() {
+  epoll_event events[kEventsPerWake];
+  const int n = ::epoll_wait(epoll_fd, events, kEventsPerWake, 0);
+  // A connection finished by an earlier event of this batch stays allocated
+  // until a posted task releases it, and ignores its later events.
+  for (int i = 0; i < n; ++i) {
+    static_cast<WsConnection*>(events[i].data.ptr)->on_events(events[i].events);
+  }
+}
 
 // Hands parsed frames to the connection (a FrameSink without a vtable slot in
 // every connection).
@@ -81,14 +123,12 @@ class WsConnection::Sink final : public ws::FrameSink {
   WsConnection& c_;
 };
 
-WsConnection::WsConnection(asio::ip::tcp::socket socket, LoopIo& loop)
-    : socket_(std::move(socket)), loop_(loop) {
+WsConnection::WsConnection(int fd, LoopIo& loop) : loop_(loop), fd_(fd) {
   if (loop_.upgraded) loop_.upgraded->fetch_add(1, std::memory_order_relaxed);
-  boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
 }
 
 WsConnection::~WsConnection() {
+  if (fd_ >= 0) ::close(fd_);
   if (loop_.upgraded) loop_.upgraded->fetch_sub(1, std::memory_order_relaxed);
   if (loop_.sessions) loop_.sessions->fetch_sub(1, std::memory_order_relaxed);
 }
@@ -96,14 +136,18 @@ WsConnection::~WsConnection() {
 void WsConnection::start(std::string response, std::string_view early) {
   // The 101 goes out at once (the client waits for it before sending
   // anything); whatever the socket does not take waits at the queue's front.
-  const ssize_t n = ::send(socket_.native_handle(), response.data(), response.size(),
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+  const ssize_t n = ::send(fd_, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.ptr = this;
+  if ((n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+      ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_ADD, fd_, &ev) != 0) {
     state_ = State::kDone;  // gone before the upgrade completed: never opened
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    ::close(fd_);
+    fd_ = -1;
     return;
   }
+  link();  // the epoll set refers to us until finish()
   if (static_cast<std::size_t>(std::max<ssize_t>(n, 0)) < response.size()) {
     response.erase(0, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
     queue_.push_back(ws::WireFrame::raw(std::move(response)));
@@ -119,23 +163,29 @@ void WsConnection::start(std::string response, std::string_view early) {
     Counters::bump(loop_.counters.bytes_in, chunk);
     if (!parse(loop_.read_buffer.get(), chunk)) break;
   }
-  if (state_ != State::kDone) wait_readable();
 }
 
 // ---- reading ---------------------------------------------------------------
 
-void WsConnection::wait_readable() {
-  socket_.async_wait(asio::socket_base::wait_read,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       if (ec || self->state_ == State::kDone) return;
-                       self->on_readable();
-                     });
+void WsConnection::on_events(uint32_t events) {
+  if (state_ == State::kDone) return;
+  if ((events & EPOLLOUT) && write_waiting_) {
+    write_waiting_ = false;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = this;
+    ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_MOD, fd_, &ev);
+    flush();
+  }
+  if (state_ != State::kDone && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    on_readable();
+  }
 }
 
 void WsConnection::on_readable() {
   char* const buffer = loop_.read_buffer.get();
   for (int i = 0; i < kReadsPerWake && state_ != State::kDone; ++i) {
-    const ssize_t n = ::recv(socket_.native_handle(), buffer, LoopIo::kReadBufferSize, 0);
+    const ssize_t n = ::recv(fd_, buffer, LoopIo::kReadBufferSize, MSG_DONTWAIT);
     if (n > 0) {
       const auto size = static_cast<std::size_t>(n);
       if (state_ == State::kDraining) continue;  // after our close: discarded
@@ -162,7 +212,6 @@ void WsConnection::on_readable() {
     finish();
     return;
   }
-  if (state_ != State::kDone) wait_readable();
 }
 
 bool WsConnection::parse(char* data, std::size_t size) {
@@ -240,9 +289,9 @@ void WsConnection::queue_close(Frame close_frame, bool drop_queued) {
 
 void WsConnection::arm_close_deadline() {
   if (close_deadline_) return;
-  close_deadline_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  close_deadline_ = std::make_unique<asio::steady_timer>(loop_.io);
   close_deadline_->expires_after(loop_.settings.close_timeout);
-  close_deadline_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+  close_deadline_->async_wait([self = WsConnectionPtr(this)](boost::system::error_code ec) {
     if (ec || self->state_ == State::kDone) return;
     spdlog::debug("connection {:x}: close handshake timed out", self->tag);
     self->finish();  // the peer never finished: cut it off
@@ -251,8 +300,7 @@ void WsConnection::arm_close_deadline() {
 
 void WsConnection::shutdown_write() {
   if (state_ == State::kDone) return;
-  boost::system::error_code ignored;
-  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  ::shutdown(fd_, SHUT_WR);
   state_ = State::kDraining;
 }
 
@@ -262,8 +310,49 @@ void WsConnection::finish() {
   state_ = State::kDone;
   queue_.release();
   if (close_deadline_) close_deadline_->cancel();
-  boost::system::error_code ignored;
-  socket_.close(ignored);  // pending waits complete with operation_aborted
+  ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_DEL, fd_, nullptr);
+  ::close(fd_);
+  fd_ = -1;
+  if (registered_) {
+    // The epoll set's reference is released by a posted task: the caller (and
+    // later events of the current epoll batch) may still use this object.
+    WsConnectionPtr self(this, false);  // adopts that reference
+    unlink_from_loop();
+    asio::post(loop_.io, [self = std::move(self)] {});
+  }
+}
+
+void WsConnection::abandon() {
+  WsConnectionPtr self(this);  // keeps us alive through this call
+  end(EndReason::kShutdown);
+  state_ = State::kDone;
+  queue_.release();
+  if (close_deadline_) close_deadline_->cancel();
+  if (fd_ >= 0) {
+    ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_DEL, fd_, nullptr);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (registered_) {
+    unlink_from_loop();
+    intrusive_ptr_release(this);  // the epoll set's reference; `self` still holds one
+  }
+}
+
+void WsConnection::link() {
+  intrusive_ptr_add_ref(this);
+  registered_ = true;
+  next_ = loop_.registered;
+  if (next_) next_->prev_ = this;
+  loop_.registered = this;
+}
+
+void WsConnection::unlink_from_loop() {
+  registered_ = false;
+  if (prev_) prev_->next_ = next_;
+  if (next_) next_->prev_ = prev_;
+  if (loop_.registered == this) loop_.registered = next_;
+  prev_ = next_ = nullptr;
 }
 
 // ---- writing ---------------------------------------------------------------
@@ -275,7 +364,7 @@ void WsConnection::send(const Frame& frame) {
     // caller (possibly a fan-out loop over the shard's indexes) finishes first.
     Counters::bump(loop_.counters.send_queue_overflows);
     state_ = State::kClosing;  // nothing more is queued
-    asio::post(loop_.io, [self = shared_from_this()] {
+    asio::post(loop_.io, [self = WsConnectionPtr(this)] {
       if (self->state_ == State::kDone) return;
       self->loop_.counters.count_close(close_code::kPolicyViolation);
       self->end(EndReason::kOverflow);
@@ -296,7 +385,7 @@ void WsConnection::ping() {
 void WsConnection::cork() {
   if (corked_ || write_waiting_ || state_ == State::kDone) return;
   corked_ = true;
-  loop_.corked.push_back(shared_from_this());
+  loop_.corked.emplace_back(this);
   if (!loop_.flush_posted) {
     loop_.flush_posted = true;
     asio::post(loop_.io, [&loop = loop_] { flush_loop(loop); });
@@ -305,7 +394,7 @@ void WsConnection::cork() {
 
 void WsConnection::flush_loop(LoopIo& loop) {
   loop.flush_posted = false;
-  std::vector<std::shared_ptr<WsConnection>> batch;
+  std::vector<WsConnectionPtr> batch;
   batch.swap(loop.corked);  // connections corked while flushing go to the next pass
   for (auto& conn : batch) conn->flush();
   batch.clear();
@@ -328,7 +417,7 @@ void WsConnection::flush() {
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = count;
-    const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return wait_writable();
@@ -358,12 +447,10 @@ void WsConnection::flush() {
 
 void WsConnection::wait_writable() {
   write_waiting_ = true;
-  socket_.async_wait(asio::socket_base::wait_write,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       self->write_waiting_ = false;
-                       if (ec || self->state_ == State::kDone) return;
-                       self->flush();
-                     });
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLOUT;
+  ev.data.ptr = this;
+  ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_MOD, fd_, &ev);
 }
 
 void WsConnection::on_all_written() {

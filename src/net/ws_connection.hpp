@@ -3,10 +3,13 @@
 // HTTP upgrade request (net/http_session.cpp); from the 101 response on, the
 // connection's bytes are handled here.
 //
-// Reads on readiness: a connection waits until its socket is readable, then
-// reads without blocking into its loop's shared buffer (LoopIo::read_buffer)
-// and parses every complete frame there (websocket/frame_parser.hpp). It owns
-// message memory only while a frame or a fragmented message is incomplete.
+// Reads on readiness: each loop has its own epoll set (LoopIo::epoll_fd),
+// itself watched by the loop's io_context. A connection is a descriptor in
+// that set: no Asio socket, no pending operation, no reactor state per
+// connection. When it is readable, it reads without blocking into its loop's
+// shared buffer (LoopIo::read_buffer) and parses every complete frame there
+// (websocket/frame_parser.hpp). It owns message memory only while a frame or
+// a fragmented message is incomplete.
 //
 // Writes are corked: send() only queues a shared, pre-framed buffer and marks
 // the connection for its loop's flush, which runs once per pass of the loop
@@ -29,8 +32,9 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <atomic>
 #include <memory>
 #include <string_view>
@@ -44,6 +48,12 @@
 namespace imgate {
 
 class WsConnection;
+void intrusive_ptr_add_ref(WsConnection* conn);
+void intrusive_ptr_release(WsConnection* conn);
+// References to a connection: held by the loop's epoll set while the
+// connection is registered, and by posted tasks / timers. Counted without
+// atomics (a connection is only ever touched on its own loop).
+using WsConnectionPtr = boost::intrusive_ptr<WsConnection>;
 
 // What the application does with its connections (the gateway: registry and
 // command router; imgate-echo: echo). Called on the connection's loop.
@@ -71,8 +81,17 @@ struct WsSettings {
 struct LoopIo {
   static constexpr std::size_t kReadBufferSize = 64 * 1024;
 
+  // Creates the loop's epoll set and starts watching it (throws
+  // std::system_error if epoll is unavailable).
   LoopIo(boost::asio::io_context& io, uint32_t index, const WsSettings& settings,
          WsHandler& handler, Counters& counters);
+  ~LoopIo();
+  LoopIo(const LoopIo&) = delete;
+  LoopIo& operator=(const LoopIo&) = delete;
+
+  // Drops the connections waiting for a flush and stops watching the epoll
+  // set; call before the io_context is destroyed.
+  void stop();
 
   boost::asio::io_context& io;
   const uint32_t index;
@@ -87,13 +106,24 @@ struct LoopIo {
   std::atomic<std::size_t>* sessions = nullptr;
   std::unique_ptr<char[]> read_buffer;
   // Connections with frames waiting for this pass's flush.
-  std::vector<std::shared_ptr<WsConnection>> corked;
+  std::vector<WsConnectionPtr> corked;
   bool flush_posted = false;
+  int epoll_fd = -1;
+  // Every registered connection (intrusive list), so that stop() can end
+  // the ones a shutdown deadline cut off.
+  WsConnection* registered = nullptr;
+
+ private:
+  void watch();
+  void dispatch_ready();
+  boost::asio::posix::stream_descriptor epoll_watch_;
 };
 
-class WsConnection final : public Peer, public std::enable_shared_from_this<WsConnection> {
+class WsConnection final : public Peer {
  public:
-  WsConnection(boost::asio::ip::tcp::socket socket, LoopIo& loop);
+  // Takes ownership of `fd`, a connected TCP socket; create with
+  // WsConnectionPtr(new WsConnection(...)).
+  WsConnection(int fd, LoopIo& loop);
   ~WsConnection();
   WsConnection(const WsConnection&) = delete;
   WsConnection& operator=(const WsConnection&) = delete;
@@ -114,6 +144,11 @@ class WsConnection final : public Peer, public std::enable_shared_from_this<WsCo
 
   // Writes every queued frame of every corked connection of `loop`.
   static void flush_loop(LoopIo& loop);
+  // epoll reported `events` for this connection.
+  void on_events(uint32_t events);
+  // Closes the descriptor at once, without a close handshake (the loop is
+  // being torn down).
+  void abandon();
 
  private:
   class Sink;
@@ -125,7 +160,6 @@ class WsConnection final : public Peer, public std::enable_shared_from_this<WsCo
     kDone,        // socket closed
   };
 
-  void wait_readable();
   void on_readable();
   bool parse(char* data, std::size_t size);  // false: stop reading
   void on_peer_close(std::string_view payload);
@@ -139,13 +173,22 @@ class WsConnection final : public Peer, public std::enable_shared_from_this<WsCo
   void shutdown_write();
   void finish();
   void arm_close_deadline();
+  void link();
+  void unlink_from_loop();
+  friend void intrusive_ptr_add_ref(WsConnection* conn) { ++conn->refs_; }
+  friend void intrusive_ptr_release(WsConnection* conn) {
+    if (--conn->refs_ == 0) delete conn;
+  }
 
-  boost::asio::ip::tcp::socket socket_;
   LoopIo& loop_;
+  WsConnection* prev_ = nullptr;  // LoopIo::registered list
+  WsConnection* next_ = nullptr;
   SendQueue queue_;
   ws::FrameParser parser_;
   std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
   uint32_t front_written_ = 0;  // bytes of queue_.front() already written
+  int fd_;
+  uint32_t refs_ = 0;
   State state_ = State::kOpen;
   bool ended_ = false;          // on_end() called
   bool corked_ = false;         // in loop_.corked
@@ -153,6 +196,7 @@ class WsConnection final : public Peer, public std::enable_shared_from_this<WsCo
   bool close_queued_ = false;   // our close frame is in the queue
   bool close_received_ = false; // the peer's close frame arrived
   bool input_failed_ = false;   // a protocol violation: the rest is not parsed
+  bool registered_ = false;     // in the epoll set and LoopIo::registered (holds a reference)
 };
 
 }  // namespace imgate
