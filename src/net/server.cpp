@@ -97,6 +97,7 @@ Server::~Server() {
   // which still need ctx_ (declared later, so destroyed after this body).
   signals_.reset();
   drain_timer_.reset();
+  memory_timer_.reset();
   if (cluster_) cluster_->stop(std::chrono::seconds(1));  // no-op after run()
   ticks_.clear();
   listeners_.clear();
@@ -152,12 +153,23 @@ void Server::start_tick(uint32_t shard) {
   });
 }
 
+void Server::start_memory_check() {
+  memory_timer_->expires_after(std::chrono::seconds(1));
+  memory_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec || ctx_.stopping.load()) return;
+    memory_trim_.check(ctx_.ws_sessions.load(std::memory_order_relaxed));
+    start_memory_check();
+  });
+}
+
 int Server::run() {
   listen();
   for (uint32_t i = 0; i < loops_.size(); ++i) {
     ticks_.push_back(std::make_unique<asio::steady_timer>(*loops_[i]));
     start_tick(i);
   }
+  memory_timer_ = std::make_unique<asio::steady_timer>(*loops_[0]);
+  start_memory_check();
   signals_->async_wait([this](boost::system::error_code ec, int signo) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", signo);

@@ -15,6 +15,7 @@
 #include "metrics/counters.hpp"
 #include "net/gateway_handler.hpp"
 #include "net/listener.hpp"
+#include "net/memory_trim.hpp"
 #include "net/server_context.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
@@ -34,6 +35,7 @@ class Server {
   void listen();
   void write_ready_file() const;
   void start_tick(uint32_t shard);
+  void start_memory_check();
   void begin_shutdown();
   void await_drain(TimePoint deadline);
   void stop_loops();
@@ -53,6 +55,8 @@ class Server {
   std::vector<std::unique_ptr<boost::asio::steady_timer>> ticks_;
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  std::unique_ptr<boost::asio::steady_timer> memory_timer_;
+  MemoryTrim memory_trim_;
   std::unique_ptr<RedisCluster> cluster_;
   TimePoint shutdown_deadline_{};
   uint16_t ws_port_ = 0;
