@@ -44,7 +44,7 @@ Shard::Shard(Hub& hub, uint32_t index, TimePoint start)
 
 ConnId Shard::add(Peer& peer, TimePoint now) {
   ConnId id = (static_cast<ConnId>(index_) << kSeqBits) | ++next_seq_;
-  conns_.emplace(id, Conn{&peer, {}, false, now});
+  conns_.emplace(id, Conn{&peer, nullptr, nullptr, now});
   size_.fetch_add(1, std::memory_order_relaxed);
   const auto& live = hub_.liveness();
   wheel_.schedule(id, now + std::min(live.ping_interval, live.heartbeat_timeout));
@@ -55,19 +55,17 @@ LoginStatus Shard::login(ConnId id, AppId app, std::string_view user, TimePoint 
   auto it = conns_.find(id);
   if (it == conns_.end()) return LoginStatus::kUnknownConnection;
   Conn& conn = it->second;
-  if (conn.logged_in) return LoginStatus::kAlreadyLoggedIn;
-  conn.key = UserKey{app, std::string(user)};
-  conn.logged_in = true;
+  if (conn.key) return LoginStatus::kAlreadyLoggedIn;
   conn.last_seen = now;
-  index_login(conn);
+  index_login(conn, app, user);
   Counters::bump(hub_.counters().logins);
-  hub_.directory().add(conn.key, id, index_, [&] { hub_.user_came(conn.key); });
+  hub_.directory().add(*conn.key, id, index_, [&] { hub_.user_came(*conn.key); });
   return LoginStatus::kOk;
 }
 
 bool Shard::heartbeat(ConnId id, TimePoint now) {
   auto it = conns_.find(id);
-  if (it == conns_.end() || !it->second.logged_in) return false;
+  if (it == conns_.end() || !it->second.key) return false;
   it->second.last_seen = now;
   return true;
 }
@@ -79,24 +77,26 @@ void Shard::touch(ConnId id, TimePoint now) {
 
 bool Shard::logged_in(ConnId id) const {
   auto it = conns_.find(id);
-  return it != conns_.end() && it->second.logged_in;
+  return it != conns_.end() && it->second.key;
 }
 
 bool Shard::unlink(ConnId id, EndReason reason) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return false;
   Conn& conn = it->second;
-  if (conn.logged_in) {
-    unindex_login(conn);
-    hub_.directory().remove(conn.key, id, [&] { hub_.user_left(conn.key); });
-  }
+  const AppId app = conn.key ? conn.key->app : 0;
+  const std::string_view user = conn.key ? std::string_view(conn.key->user) : std::string_view();
   if (reason == EndReason::kTimeout) {
     Counters::bump(hub_.counters().heartbeat_timeouts);
-    spdlog::info("connection {:x} ({}_{}) closed: {}", id, conn.key.app, conn.key.user,
-                 to_string(reason));
+    spdlog::info("connection {:x} ({}_{}) closed: {}", id, app, user, to_string(reason));
   } else {
-    spdlog::debug("connection {:x} ({}_{}) unlinked: {}", id, conn.key.app, conn.key.user,
-                  to_string(reason));
+    spdlog::debug("connection {:x} ({}_{}) unlinked: {}", id, app, user, to_string(reason));
+  }
+  if (conn.key) {
+    // The directory first: the key lives in user_conns_, which unindexing may
+    // erase. Its callbacks only post, so the order is not observable.
+    hub_.directory().remove(*conn.key, id, [&] { hub_.user_left(*conn.key); });
+    unindex_login(conn);
   }
   conns_.erase(it);
   size_.fetch_sub(1, std::memory_order_relaxed);
@@ -105,20 +105,27 @@ bool Shard::unlink(ConnId id, EndReason reason) {
   return true;
 }
 
-void Shard::index_login(Conn& conn) {
-  room_members_[conn.key.app].insert(&conn);
-  user_conns_[conn.key].push_back(&conn);
+void Shard::index_login(Conn& conn, AppId app, std::string_view user) {
+  auto entry = user_conns_.try_emplace(UserKey{app, std::string(user)}, nullptr).first;
+  conn.key = &entry->first;
+  conn.next_of_user = entry->second;
+  entry->second = &conn;
+  room_members_[app].insert(&conn);
 }
 
 void Shard::unindex_login(Conn& conn) {
-  if (auto room = room_members_.find(conn.key.app); room != room_members_.end()) {
+  if (auto room = room_members_.find(conn.key->app); room != room_members_.end()) {
     room->second.erase(&conn);
     if (room->second.empty()) room_members_.erase(room);
   }
-  if (auto user = user_conns_.find(conn.key); user != user_conns_.end()) {
-    std::erase(user->second, &conn);
-    if (user->second.empty()) user_conns_.erase(user);
+  if (auto user = user_conns_.find(*conn.key); user != user_conns_.end()) {
+    Conn** link = &user->second;
+    while (*link && *link != &conn) link = &(*link)->next_of_user;
+    if (*link) *link = conn.next_of_user;
+    if (!user->second) user_conns_.erase(user);  // conn.key dangles from here on
   }
+  conn.key = nullptr;
+  conn.next_of_user = nullptr;
 }
 
 void Shard::tick(TimePoint now) {
@@ -160,7 +167,7 @@ std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const F
   if (room == room_members_.end()) return 0;
   std::size_t sent = 0;
   for (Conn* conn : room->second) {
-    if (conn->key.user == except_user) continue;
+    if (conn->key->user == except_user) continue;
     conn->peer->send(frame);
     ++sent;
   }
@@ -170,8 +177,9 @@ std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const F
 std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame) {
   auto user = user_conns_.find(key);
   if (user == user_conns_.end()) return 0;
-  for (Conn* conn : user->second) conn->peer->send(frame);
-  return user->second.size();
+  std::size_t sent = 0;
+  for (Conn* conn = user->second; conn; conn = conn->next_of_user, ++sent) conn->peer->send(frame);
+  return sent;
 }
 
 std::vector<ConnId> Shard::ids() const {

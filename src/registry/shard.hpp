@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -112,23 +113,27 @@ class Shard {
   std::size_t wheel_entries() const { return wheel_.size(); }
 
  private:
+  // Memory per connection matters (a million per node is the goal): a
+  // connection's user key lives once, in its user_conns_ entry; the room
+  // index is a flat set; a user's connections on this shard are a list
+  // threaded through Conn.
   struct Conn {
     Peer* peer = nullptr;
-    UserKey key;  // app 0 and empty user until login
-    bool logged_in = false;
+    const UserKey* key = nullptr;  // the user_conns_ entry's key; null until login
+    Conn* next_of_user = nullptr;  // next connection of the same user on this shard
     TimePoint last_seen;
   };
 
   void check_liveness(ConnId id, TimePoint now);
-  void index_login(Conn& conn);
+  void index_login(Conn& conn, AppId app, std::string_view user);
   void unindex_login(Conn& conn);
 
   Hub& hub_;
   const uint32_t index_;
   uint64_t next_seq_ = 0;
   std::unordered_map<ConnId, Conn> conns_;
-  std::unordered_map<AppId, std::unordered_set<Conn*>> room_members_;
-  std::unordered_map<UserKey, std::vector<Conn*>, UserKeyHash> user_conns_;
+  std::unordered_map<AppId, boost::unordered_flat_set<Conn*>> room_members_;
+  std::unordered_map<UserKey, Conn*, UserKeyHash> user_conns_;  // first of the user's list
   TimingWheel wheel_;
   std::atomic<std::size_t> size_{0};
 };
