@@ -8,10 +8,12 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -21,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace imgate::test {
 
@@ -135,6 +138,39 @@ class RawConnection {
     return result;
   }
 
+  // Sends `bytes` in pieces of `piece` bytes, each its own TCP segment
+  // (TCP_NODELAY), pausing `pause` between pieces so that the server sees
+  // them in separate reads. False on error.
+  bool send_in_pieces(std::string_view bytes, std::size_t piece, Millis pause) {
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    while (!bytes.empty()) {
+      const std::size_t n = std::min(piece, bytes.size());
+      if (!send_all(bytes.substr(0, n))) return false;
+      bytes.remove_prefix(n);
+      if (!bytes.empty()) std::this_thread::sleep_for(pause);  // let the server read this piece
+    }
+    return true;
+  }
+
+  // How the server ended the stream: an orderly FIN, a reset (or another
+  // receive error), or still open at the deadline.
+  enum class End { kEof, kReset, kTimeout };
+  // Receives until the stream ends; bytes received meanwhile stay buffered
+  // (see buffered()).
+  End wait_end(Millis timeout = Millis(3000)) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const int r = receive_some(left(deadline));
+      if (r == 0) return error_ == 0 ? End::kEof : End::kReset;
+      if (r < 0) return End::kTimeout;
+    }
+  }
+  // Received bytes not yet returned as frames.
+  std::size_t buffered() const { return rx_.size(); }
+  // errno of the receive error that ended the stream (0: none, or an orderly end).
+  int receive_error() const { return error_; }
+
   // Next frame, or nullopt on timeout or end of stream.
   std::optional<RawFrame> read_frame(Millis timeout = Millis(2000)) {
     const auto deadline = Clock::now() + timeout;
@@ -209,7 +245,10 @@ class RawConnection {
       }
       if (n == 0) return 0;
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return 0;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        error_ = errno;
+        return 0;
+      }
       if (!wait(POLLIN, left(deadline))) return -1;
     }
   }
@@ -244,6 +283,7 @@ class RawConnection {
   }
 
   int fd_ = -1;
+  int error_ = 0;
   std::string rx_;
 };
 
