@@ -324,6 +324,11 @@ constexpr OptionSpec kOptions[] = {
     {"imgate.msgIdCapacity", "msg-id-capacity", "N",
      "msgIDs remembered at most; the oldest is forgotten early when full",
      bind<&Config::msg_id_capacity, parse_count>()},
+    {"imgate.tlsCert", "tls-cert", "FILE",
+     "PEM certificate chain: serve wss:// and https:// (with --tls-key; SIGHUP reloads)",
+     bind<&Config::tls_cert, parse_text>()},
+    {"imgate.tlsKey", "tls-key", "FILE", "PEM private key of --tls-cert",
+     bind<&Config::tls_key, parse_text>()},
 };
 // clang-format on
 
@@ -581,6 +586,9 @@ void validate(const Config& cfg) {
             std::end(kLogLevels),
         "imgate.logLevel",
         "must be one of trace, debug, info, warn, error, critical, off" + got(cfg.log_level));
+  check(cfg.tls_cert.empty() == cfg.tls_key.empty(),
+        cfg.tls_cert.empty() ? "imgate.tlsCert" : "imgate.tlsKey",
+        "must be set too: TLS needs both a certificate and a key");
 }
 
 std::optional<Config> load_config(int argc, const char* const* argv, std::ostream& out) {

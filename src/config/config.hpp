@@ -52,6 +52,8 @@ struct Config {
   std::vector<uint32_t> quiet_app_ids;        // rooms without enter/exit pushes
   Millis node_ttl{10'000};                    // cluster: a silent node counts as dead after this
   std::string redis_prefix = "imgate:";       // cluster: prefix of every Redis key and channel
+  std::string tls_cert;                       // PEM certificate chain; set with tls_key: wss / https
+  std::string tls_key;                        // PEM private key of tls_cert
 };
 
 struct ConfigError : std::runtime_error {
