@@ -4,6 +4,7 @@
 // login. Not part of the gateway; a test and development tool.
 //
 //   imgate-echo --port 9001 [--bind 127.0.0.1] [--threads 1]
+//               [--tls-cert FILE --tls-key FILE]   (wss://, same TLS path as imgate)
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -15,10 +16,13 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <csignal>
 #include <iostream>
 #include <memory>
 #include <thread>
+#include <type_traits>
 
+#include "net/tls.hpp"
 #include "net/upgrade.hpp"
 
 namespace {
@@ -39,20 +43,45 @@ class EchoHandler final : public WsHandler {
   void on_end(WsConnection&, EndReason) override {}
 };
 
-// Reads the upgrade request (Beast), then hands the socket to the transport.
-class UpgradeSession : public std::enable_shared_from_this<UpgradeSession> {
+// Reads the upgrade request (Beast; after the TLS handshake with TLS), then
+// hands the socket to the transport.
+template <bool kTls>
+class UpgradeSession : public std::enable_shared_from_this<UpgradeSession<kTls>> {
+  using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
+
  public:
   UpgradeSession(tcp::socket socket, LoopIo& loop) : stream_(std::move(socket)), loop_(loop) {}
+  UpgradeSession(tcp::socket socket, LoopIo& loop, TlsContextPtr context)
+      : context_(std::move(context)), stream_(std::move(socket), *context_), loop_(loop) {}
 
   void run() {
-    stream_.expires_after(std::chrono::seconds(10));
+    tcp_layer().expires_after(std::chrono::seconds(10));
+    if constexpr (kTls) {
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (!ec) self->read();
+                              });
+    } else {
+      read();
+    }
+  }
+
+ private:
+  beast::tcp_stream& tcp_layer() {
+    if constexpr (kTls) {
+      return stream_.next_layer();
+    } else {
+      return stream_;
+    }
+  }
+
+  void read() {
     http::async_read(stream_, buffer_, request_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                        if (!ec) self->on_request();
                      });
   }
 
- private:
   void on_request() {
     if (!beast::websocket::is_upgrade(request_)) {
       return refuse(UpgradeRefusal{http::status::bad_request, request_.version()});
@@ -65,13 +94,15 @@ class UpgradeSession : public std::enable_shared_from_this<UpgradeSession> {
     auto res = std::make_shared<UpgradeRefusal>(std::move(response));
     res->keep_alive(false);
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    });
+    http::async_write(stream_, *res,
+                      [self = this->shared_from_this(), res](beast::error_code, std::size_t) {
+                        beast::error_code ignored;
+                        self->tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ignored);
+                      });
   }
 
-  beast::tcp_stream stream_;
+  TlsContextPtr context_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   UpgradeRequest request_;
   LoopIo& loop_;
@@ -79,8 +110,9 @@ class UpgradeSession : public std::enable_shared_from_this<UpgradeSession> {
 
 class Acceptor : public std::enable_shared_from_this<Acceptor> {
  public:
-  Acceptor(asio::io_context& io, const tcp::endpoint& endpoint, std::vector<LoopIo*> loops)
-      : acceptor_(io, endpoint), loops_(std::move(loops)) {}
+  Acceptor(asio::io_context& io, const tcp::endpoint& endpoint, std::vector<LoopIo*> loops,
+           TlsContext* tls)
+      : acceptor_(io, endpoint), loops_(std::move(loops)), tls_(tls) {}
 
   void accept() {
     LoopIo& loop = *loops_[next_++ % loops_.size()];
@@ -89,7 +121,12 @@ class Acceptor : public std::enable_shared_from_this<Acceptor> {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         socket.set_option(tcp::no_delay(true), ec);
-        std::make_shared<UpgradeSession>(std::move(socket), loop)->run();
+        if (self->tls_) {
+          std::make_shared<UpgradeSession<true>>(std::move(socket), loop, self->tls_->current())
+              ->run();
+        } else {
+          std::make_shared<UpgradeSession<false>>(std::move(socket), loop)->run();
+        }
       }
       self->accept();
     });
@@ -100,6 +137,7 @@ class Acceptor : public std::enable_shared_from_this<Acceptor> {
  private:
   tcp::acceptor acceptor_;
   std::vector<LoopIo*> loops_;
+  TlsContext* tls_;
   std::size_t next_ = 0;
 };
 
@@ -115,7 +153,23 @@ int main(int argc, char** argv) {
   app.add_option("--port", port, "port to listen on (0: any free port, printed)");
   app.add_option("--threads", threads, "event loops")->check(CLI::Range(1, 64));
   app.add_option("--max-message", max_message, "largest message echoed, bytes");
+  std::string tls_cert;
+  std::string tls_key;
+  auto* cert_opt = app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve wss://");
+  auto* key_opt = app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  cert_opt->needs(key_opt);
+  key_opt->needs(cert_opt);
   CLI11_PARSE(app, argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<TlsContext> tls;
+  if (!tls_cert.empty()) {
+    try {
+      tls = std::make_unique<TlsContext>(tls_cert, tls_key);
+    } catch (const std::exception& e) {
+      std::cerr << "imgate-echo: " << e.what() << std::endl;
+      return 1;
+    }
+  }
 
   WsSettings settings;
   settings.limits.max_message = max_message;
@@ -132,9 +186,10 @@ int main(int argc, char** argv) {
     loop_ptrs.push_back(loops.back().get());
   }
   auto acceptor = std::make_shared<Acceptor>(
-      *ios[0], tcp::endpoint(asio::ip::make_address(bind), port), loop_ptrs);
+      *ios[0], tcp::endpoint(asio::ip::make_address(bind), port), loop_ptrs, tls.get());
   acceptor->accept();
-  std::cout << "imgate-echo listening on " << bind << ":" << acceptor->port() << std::endl;
+  std::cout << "imgate-echo listening on " << bind << ":" << acceptor->port()
+            << (tls ? " (wss)" : "") << std::endl;
 
   asio::signal_set signals(*ios[0], SIGINT, SIGTERM);
   signals.async_wait([&](beast::error_code, int) {

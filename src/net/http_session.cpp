@@ -5,11 +5,20 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <memory>
+#include <optional>
 
 #include "http/api.hpp"
+#include "net/tls.hpp"
 #include "net/upgrade.hpp"
 
 namespace imgate {
@@ -23,101 +32,172 @@ constexpr std::size_t kHeaderLimit = 8 * 1024;   // generous for any sane client
 constexpr std::size_t kBodyLimit = 64 * 1024;    // API bodies are small JSON / forms
 constexpr auto kRequestTimeout = std::chrono::seconds(30);  // keep-alive idle + request
 
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
 std::string_view path_of(beast::string_view target) {
   std::string_view t(target.data(), target.size());
   return t.substr(0, t.find('?'));
 }
-}  // namespace
 
-HttpSession::HttpSession(asio::ip::tcp::socket socket, ServerContext& ctx, uint32_t shard,
-                         PortRole role)
-    : stream_(std::move(socket)), ctx_(ctx), shard_(shard), role_(role) {}
+beast::tcp_stream& tcp_of(PlainStream& stream) { return stream; }
+beast::tcp_stream& tcp_of(TlsStream& stream) { return stream.next_layer(); }
 
-HttpSession::~HttpSession() {
-  if (role_.websocket && !upgraded_) {
-    // Never became a WebSocket: timeout, bad or missing request, 400 / 404.
-    Counters::bump(ctx_.counters.handshake_failures);
-    ctx_.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
-  }
-}
+// The session's stream: plain, or TLS with its own reference to the context
+// it was made with (a reload swaps the server's context, not this one).
+struct PlainHolder {
+  PlainHolder(asio::ip::tcp::socket socket, ServerContext&) : stream(std::move(socket)) {}
+  PlainStream stream;
+};
+struct TlsHolder {
+  TlsHolder(asio::ip::tcp::socket socket, ServerContext& ctx)
+      : context(ctx.tls->current()), stream(std::move(socket), *context) {}
+  TlsContextPtr context;
+  TlsStream stream;
+};
 
-void HttpSession::run() {
-  asio::dispatch(stream_.get_executor(),
-                 beast::bind_front_handler(&HttpSession::do_read, shared_from_this()));
-}
+template <class Holder>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
+ public:
+  HttpSession(asio::ip::tcp::socket socket, ServerContext& ctx, uint32_t shard, PortRole role)
+      : holder_(std::move(socket), ctx), ctx_(ctx), shard_(shard), role_(role) {}
 
-void HttpSession::do_read() {
-  parser_.emplace();
-  parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(kBodyLimit);
-  stream_.expires_after(role_.api ? std::chrono::milliseconds(kRequestTimeout)
-                                  : ctx_.config.handshake_timeout);
-  http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
-}
-
-void HttpSession::on_read(beast::error_code ec, std::size_t) {
-  if (ec == http::error::end_of_stream) {
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    return;
-  }
-  if (ec) {
-    if (ec == http::error::header_limit || ec == http::error::body_limit) {
-      // The rest of the oversized request is still unread: answer once and close,
-      // or the next read would trip on it again (and again).
-      auto res = text_response(parser_->get(), http::status::payload_too_large, "request too large");
-      res.keep_alive(false);
-      write(std::move(res));
+  ~HttpSession() {
+    if (role_.websocket && !upgraded_) {
+      // Never became a WebSocket: timeout, bad or missing request, 400 / 404,
+      // failed TLS handshake.
+      Counters::bump(ctx_.counters.handshake_failures);
+      ctx_.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
     }
-    return;
   }
-  request_ = parser_->release();
-  HttpRequest& request = request_;  // lives until the response is written (async API replies)
-  const bool at_ws_path = role_.websocket && path_of(request.target()) == ctx_.config.ws_path;
-  if (at_ws_path && beast::websocket::is_upgrade(request)) {
-    if (auto refusal = check_upgrade(request)) {
-      write(std::move(*refusal));
+
+  void run() {
+    asio::dispatch(stream().get_executor(), [self = this->shared_from_this()] { self->begin(); });
+  }
+
+ private:
+  using Request = http::request<http::string_body>;
+  using Response = http::response<http::string_body>;
+  using Self = HttpSession<Holder>;
+  static constexpr bool kTls = std::is_same_v<Holder, TlsHolder>;
+
+  auto& stream() { return holder_.stream; }
+  beast::tcp_stream& tcp() { return tcp_of(holder_.stream); }
+
+  void begin() {
+    if constexpr (kTls) {
+      tcp().expires_after(ctx_.config.handshake_timeout);
+      stream().async_handshake(asio::ssl::stream_base::server,
+                               [self = this->shared_from_this()](beast::error_code ec) {
+                                 if (ec) {
+                                   spdlog::debug("TLS handshake failed: {}", ec.message());
+                                   return;
+                                 }
+                                 self->do_read();
+                               });
+    } else {
+      do_read();
+    }
+  }
+
+  void do_read() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(kBodyLimit);
+    tcp().expires_after(role_.api ? std::chrono::milliseconds(kRequestTimeout)
+                                  : ctx_.config.handshake_timeout);
+    http::async_read(stream(), buffer_, *parser_,
+                     beast::bind_front_handler(&Self::on_read, this->shared_from_this()));
+  }
+
+  // The peer gets no more from us: TCP half-close (plain), close_notify (TLS,
+  // best effort within the close timeout).
+  void shutdown_send() {
+    if constexpr (kTls) {
+      tcp().expires_after(ctx_.config.close_timeout);
+      stream().async_shutdown([self = this->shared_from_this()](beast::error_code) {});
+    } else {
+      beast::error_code ignored;
+      tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    }
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::end_of_stream) return shutdown_send();
+    if (ec) {
+      if (ec == http::error::header_limit || ec == http::error::body_limit) {
+        // The rest of the oversized request is still unread: answer once and close,
+        // or the next read would trip on it again (and again).
+        auto res = text_response(parser_->get(), http::status::payload_too_large, "request too large");
+        res.keep_alive(false);
+        write(std::move(res));
+      }
       return;
     }
-    // Hand the socket over: the WebSocket connection counts itself from here on.
-    upgraded_ = true;
-    hand_over(stream_, buffer_, request, *ctx_.loop_io[shard_]);
-    return;
+    request_ = parser_->release();
+    HttpRequest& request = request_;  // lives until the response is written (async API replies)
+    const bool at_ws_path = role_.websocket && path_of(request.target()) == ctx_.config.ws_path;
+    if (at_ws_path && beast::websocket::is_upgrade(request)) {
+      if (auto refusal = check_upgrade(request)) {
+        write(std::move(*refusal));
+        return;
+      }
+      // Hand the socket over: the WebSocket connection counts itself from here on.
+      upgraded_ = hand_over(stream(), buffer_, request, *ctx_.loop_io[shard_]);
+      return;
+    }
+    if (at_ws_path) {
+      write(text_response(request, http::status::bad_request, "Bad Request"));
+      return;
+    }
+    if (!role_.api) {
+      write(text_response(request, http::status::not_found, "404 page not found"));
+      return;
+    }
+    serve_api(request, ctx_, [self = this->shared_from_this()](HttpResponse response) {
+      asio::dispatch(self->stream().get_executor(),
+                     [self, response = std::move(response)]() mutable {
+                       self->write(std::move(response));
+                     });
+    });
   }
-  if (at_ws_path) {
-    write(text_response(request, http::status::bad_request, "Bad Request"));
-    return;
-  }
-  if (!role_.api) {
-    write(text_response(request, http::status::not_found, "404 page not found"));
-    return;
-  }
-  serve_api(request, ctx_, [self = shared_from_this()](HttpResponse response) {
-    asio::dispatch(self->stream_.get_executor(),
-                   [self, response = std::move(response)]() mutable {
-                     self->write(std::move(response));
-                   });
-  });
-}
 
-void HttpSession::write(Response response) {
-  auto shared = std::make_shared<Response>(std::move(response));
-  bool keep_alive = shared->keep_alive() && role_.api;
-  shared->keep_alive(keep_alive);
-  http::async_write(stream_, *shared,
-                    [self = shared_from_this(), shared, keep_alive](beast::error_code ec,
-                                                                    std::size_t bytes) {
-                      self->on_write(keep_alive, ec, bytes);
-                    });
-}
-
-void HttpSession::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
-  if (ec) return;
-  if (!keep_alive) {
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    return;
+  void write(Response response) {
+    auto shared = std::make_shared<Response>(std::move(response));
+    bool keep_alive = shared->keep_alive() && role_.api;
+    shared->keep_alive(keep_alive);
+    http::async_write(stream(), *shared,
+                      [self = this->shared_from_this(), shared, keep_alive](beast::error_code ec,
+                                                                            std::size_t bytes) {
+                        self->on_write(keep_alive, ec, bytes);
+                      });
   }
-  do_read();
+
+  void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+    if (ec) return;
+    if (!keep_alive) return shutdown_send();
+    do_read();
+  }
+
+  Holder holder_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Request request_;
+  ServerContext& ctx_;
+  uint32_t shard_;
+  PortRole role_;
+  bool upgraded_ = false;
+};
+
+}  // namespace
+
+void start_http_session(asio::ip::tcp::socket socket, ServerContext& ctx, uint32_t shard,
+                        PortRole role) {
+  if (ctx.tls) {
+    std::make_shared<HttpSession<TlsHolder>>(std::move(socket), ctx, shard, role)->run();
+  } else {
+    std::make_shared<HttpSession<PlainHolder>>(std::move(socket), ctx, shard, role)->run();
+  }
 }
 
 }  // namespace imgate

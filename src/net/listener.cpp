@@ -68,7 +68,7 @@ void Listener::on_accept(uint32_t shard, boost::system::error_code ec, tcp::sock
     }
   }
   socket.set_option(tcp::no_delay(true), ec);
-  std::make_shared<HttpSession>(std::move(socket), ctx_, shard, role_)->run();
+  start_http_session(std::move(socket), ctx_, shard, role_);
   do_accept();
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <iterator>
 #include <vector>
 
 #include "registry/types.hpp"
@@ -42,6 +43,17 @@ class SendQueue {
     Frame front = std::move(frames_[head_]);
     release();
     push_back(std::move(front));
+  }
+
+  // Keeps only the first `keep` frames (TLS: the frames of a record that is
+  // already encrypted and must be finished).
+  void keep_first(std::size_t keep) {
+    if (keep >= size()) return;
+    if (keep == 0) return release();
+    std::vector<Frame> kept(std::make_move_iterator(frames_.begin() + static_cast<std::ptrdiff_t>(head_)),
+                            std::make_move_iterator(frames_.begin() + static_cast<std::ptrdiff_t>(head_ + keep)));
+    release();
+    for (Frame& f : kept) push_back(std::move(f));
   }
 
   void release() {

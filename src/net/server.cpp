@@ -85,6 +85,11 @@ Server::Server(Config config)
     ctx_.loop_io.push_back(io.get());
     loop_io_.push_back(std::move(io));
   }
+  if (!config_.tls_cert.empty()) {
+    tls_ = std::make_unique<TlsContext>(config_.tls_cert, config_.tls_key);  // throws: not started
+    ctx_.tls = tls_.get();
+    reload_signal_ = std::make_unique<asio::signal_set>(*loops_[0], SIGHUP);
+  }
   ctx_.web = WebAssets::load(config_.web_root);
   if (!ctx_.web.find("index.html")) {
     spdlog::warn("no chat page: {}/index.html not found (--web-root)", config_.web_root);
@@ -96,6 +101,7 @@ Server::~Server() {
   // destroys its pending handlers and with them the sessions they hold,
   // which still need ctx_ (declared later, so destroyed after this body).
   signals_.reset();
+  reload_signal_.reset();
   drain_timer_.reset();
   memory_timer_.reset();
   if (cluster_) cluster_->stop(std::chrono::seconds(1));  // no-op after run()
@@ -123,9 +129,9 @@ void Server::listen() {
     http_port_ = api->port();
   }
   for (auto& l : listeners_) l->start();
-  spdlog::info("imgate {} listening: websocket {}:{}{}, http {}:{}, {} threads", IMGATE_VERSION,
-               config_.bind_address, ws_port_, config_.ws_path, config_.bind_address, http_port_,
-               loops_.size());
+  spdlog::info("imgate {} listening: websocket {}://{}:{}{}, http{} {}:{}, {} threads", IMGATE_VERSION,
+               tls_ ? "wss" : "ws", config_.bind_address, ws_port_, config_.ws_path,
+               tls_ ? "s" : "", config_.bind_address, http_port_, loops_.size());
 }
 
 void Server::write_ready_file() const {
@@ -153,6 +159,15 @@ void Server::start_tick(uint32_t shard) {
   });
 }
 
+void Server::wait_reload() {
+  reload_signal_->async_wait([this](boost::system::error_code ec, int) {
+    if (ec || ctx_.stopping.load()) return;
+    spdlog::info("SIGHUP: reloading the TLS certificate and key");
+    tls_->reload();  // logs; a bad file keeps the previous context
+    wait_reload();
+  });
+}
+
 void Server::start_memory_check() {
   memory_timer_->expires_after(std::chrono::seconds(1));
   memory_timer_->async_wait([this](boost::system::error_code ec) {
@@ -175,6 +190,7 @@ int Server::run() {
     spdlog::info("signal {}: shutting down", signo);
     begin_shutdown();
   });
+  if (reload_signal_) wait_reload();
   if (cluster_) cluster_->start();
   write_ready_file();
 
@@ -196,6 +212,7 @@ int Server::run() {
 
 void Server::begin_shutdown() {
   if (ctx_.stopping.exchange(true)) return;
+  if (reload_signal_) reload_signal_->cancel();
   for (auto& l : listeners_) l->stop();
   for (uint32_t i = 0; i < loops_.size(); ++i) {
     asio::post(*loops_[i], [this, i] {

@@ -17,6 +17,7 @@
 #include "net/listener.hpp"
 #include "net/memory_trim.hpp"
 #include "net/server_context.hpp"
+#include "net/tls.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
 
@@ -36,6 +37,7 @@ class Server {
   void write_ready_file() const;
   void start_tick(uint32_t shard);
   void start_memory_check();
+  void wait_reload();
   void begin_shutdown();
   void await_drain(TimePoint deadline);
   void stop_loops();
@@ -54,6 +56,8 @@ class Server {
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> ticks_;
   std::unique_ptr<boost::asio::signal_set> signals_;
+  std::unique_ptr<TlsContext> tls_;                       // --tls-cert / --tls-key
+  std::unique_ptr<boost::asio::signal_set> reload_signal_;  // SIGHUP: reload TLS files
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
   std::unique_ptr<boost::asio::steady_timer> memory_timer_;
   MemoryTrim memory_trim_;

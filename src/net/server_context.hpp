@@ -18,6 +18,7 @@
 namespace imgate {
 
 class RedisCluster;
+class TlsContext;
 struct LoopIo;
 
 struct ServerContext {
@@ -40,6 +41,7 @@ struct ServerContext {
   WebAssets web;                      // set by Server
   RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded
   std::vector<LoopIo*> loop_io;       // loop_io[i]: loop i's WebSocket transport state
+  TlsContext* tls = nullptr;          // set: both ports speak TLS (--tls-cert / --tls-key)
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

@@ -1,5 +1,9 @@
 #include "net/upgrade.hpp"
 
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 #include "websocket/handshake.hpp"
 
 namespace imgate {
@@ -34,7 +38,7 @@ std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request) {
   return std::nullopt;
 }
 
-void hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
+bool hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
                const UpgradeRequest& request, LoopIo& loop) {
   stream.expires_never();
   // The transport watches the descriptor itself (LoopIo's epoll set): Asio
@@ -42,6 +46,35 @@ void hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer
   WsConnectionPtr conn(new WsConnection(stream.release_socket().release(), loop));
   const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
   conn->start(ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION), early);
+  return true;
+}
+
+bool hand_over(boost::beast::ssl_stream<boost::beast::tcp_stream>& stream,
+               const boost::beast::flat_buffer& buffer, const UpgradeRequest& request,
+               LoopIo& loop) {
+  SSL* ssl = stream.native_handle();
+  // Asio's engine talks to OpenSSL through a memory BIO pair; what it holds
+  // (decrypted but unread, or received but not yet decrypted) would be lost.
+  // A client sends no frame before the 101, so this is only a misbehaving one.
+  if (::SSL_pending(ssl) != 0 || ::BIO_ctrl_pending(::SSL_get_rbio(ssl)) != 0) {
+    spdlog::debug("wss upgrade refused: data buffered in the TLS layer before the 101");
+    return false;
+  }
+  stream.next_layer().expires_never();
+  ::SSL_up_ref(ssl);  // ours now; the Asio stream drops its reference when destroyed
+  const int fd = stream.next_layer().release_socket().release();
+  // The SSL object reads and writes the (non-blocking) socket itself; the
+  // BIO pair is freed.
+  if (::SSL_set_fd(ssl, fd) != 1) {
+    spdlog::warn("wss upgrade: SSL_set_fd failed");
+    ::SSL_free(ssl);
+    ::close(fd);
+    return false;
+  }
+  WsConnectionPtr conn(new WsConnection(fd, loop, ssl));
+  const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
+  conn->start(ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION), early);
+  return true;
 }
 
 }  // namespace imgate

@@ -8,6 +8,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <optional>
 #include <string>
 
@@ -23,8 +24,17 @@ using UpgradeRefusal = boost::beast::http::response<boost::beast::http::string_b
 std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request);
 
 // Sends the 101 and starts a WsConnection on `loop` with the stream's socket;
-// `buffer` holds what the HTTP reader read past the request.
-void hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
+// `buffer` holds what the HTTP reader read past the request. Returns true
+// (the connection counts itself from here on).
+bool hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
                const UpgradeRequest& request, LoopIo& loop);
+
+// The same over TLS: the connection takes the stream's SSL object (its own
+// reference) and talks to the socket through it directly. Returns false, and
+// leaves the stream to be closed by its owner, when the TLS layer holds bytes
+// the transport cannot take over (a client that sent data before the 101).
+bool hand_over(boost::beast::ssl_stream<boost::beast::tcp_stream>& stream,
+               const boost::beast::flat_buffer& buffer, const UpgradeRequest& request,
+               LoopIo& loop);
 
 }  // namespace imgate

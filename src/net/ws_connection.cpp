@@ -1,5 +1,7 @@
 #include "net/ws_connection.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -8,6 +10,7 @@
 
 #include <boost/asio/post.hpp>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <system_error>
 
@@ -123,11 +126,27 @@ class WsConnection::Sink final : public ws::FrameSink {
   WsConnection& c_;
 };
 
-WsConnection::WsConnection(int fd, LoopIo& loop) : loop_(loop), fd_(fd) {
+// A wss connection's TLS state (null for plain connections).
+struct WsConnection::TlsState {
+  explicit TlsState(SSL* s) : ssl(s) {}
+  ~TlsState() { ::SSL_free(ssl); }
+  SSL* ssl;
+  // Length of an SSL_write that would block: its record is encrypted and
+  // half sent, the retry must offer the same bytes (at least this many).
+  std::size_t write_pending = 0;
+  bool read_wants_write = false;  // SSL_read needs writability (e.g. a KeyUpdate answer)
+  bool write_wants_read = false;  // SSL_write needs readability
+  bool broken = false;            // a fatal TLS or socket error: no close_notify
+  bool shut = false;              // close_notify sent
+};
+
+WsConnection::WsConnection(int fd, LoopIo& loop, SSL* ssl) : loop_(loop), fd_(fd) {
+  if (ssl) tls_ = new TlsState(ssl);
   if (loop_.upgraded) loop_.upgraded->fetch_add(1, std::memory_order_relaxed);
 }
 
 WsConnection::~WsConnection() {
+  delete tls_;
   if (fd_ >= 0) ::close(fd_);
   if (loop_.upgraded) loop_.upgraded->fetch_sub(1, std::memory_order_relaxed);
   if (loop_.sessions) loop_.sessions->fetch_sub(1, std::memory_order_relaxed);
@@ -136,7 +155,9 @@ WsConnection::~WsConnection() {
 void WsConnection::start(std::string response, std::string_view early) {
   // The 101 goes out at once (the client waits for it before sending
   // anything); whatever the socket does not take waits at the queue's front.
-  const ssize_t n = ::send(fd_, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // Over TLS it waits for the loop's flush (SSL_write).
+  const ssize_t n =
+      tls_ ? 0 : ::send(fd_, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.ptr = this;
@@ -175,7 +196,10 @@ void WsConnection::on_events(uint32_t events) {
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = this;
     ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_MOD, fd_, &ev);
+    const bool read_again = tls_ && tls_->read_wants_write;
+    if (read_again) tls_->read_wants_write = false;
     flush();
+    if (read_again && state_ != State::kDone) on_readable();
   }
   if (state_ != State::kDone && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
     on_readable();
@@ -183,9 +207,14 @@ void WsConnection::on_events(uint32_t events) {
 }
 
 void WsConnection::on_readable() {
+  if (tls_ && tls_->write_wants_read) {
+    tls_->write_wants_read = false;
+    flush();
+    if (state_ == State::kDone) return;
+  }
   char* const buffer = loop_.read_buffer.get();
   for (int i = 0; i < kReadsPerWake && state_ != State::kDone; ++i) {
-    const ssize_t n = ::recv(fd_, buffer, LoopIo::kReadBufferSize, MSG_DONTWAIT);
+    const ssize_t n = read_some(buffer, LoopIo::kReadBufferSize);
     if (n > 0) {
       const auto size = static_cast<std::size_t>(n);
       if (state_ == State::kDraining) continue;  // after our close: discarded
@@ -197,7 +226,7 @@ void WsConnection::on_readable() {
       if (size < LoopIo::kReadBufferSize) break;  // the socket is drained
       continue;
     }
-    if (n == 0) {  // EOF
+    if (n == kEof) {
       if (state_ == State::kOpen) {
         spdlog::debug("connection {:x}: closed without a close frame", tag);
         end(EndReason::kNetworkError);
@@ -205,13 +234,156 @@ void WsConnection::on_readable() {
       finish();
       return;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-    spdlog::debug("connection {:x}: read error: {}", tag, std::strerror(errno));
-    end(EndReason::kNetworkError);
+    if (n == kWouldRead || n == kWouldWrite) break;
+    end(EndReason::kNetworkError);  // kIoError, logged by read_some
     finish();
     return;
   }
+  // TLS: a record read only in part is in OpenSSL's buffer, where epoll does
+  // not see it.
+  if (tls_ && state_ != State::kDone && ::SSL_has_pending(tls_->ssl)) {
+    asio::post(loop_.io, [self = WsConnectionPtr(this)] {
+      if (self->state_ != State::kDone) self->on_readable();
+    });
+  }
+}
+
+ssize_t WsConnection::read_some(char* buffer, std::size_t size) {
+  if (tls_) return tls_read(buffer, size);
+  while (true) {
+    const ssize_t n = ::recv(fd_, buffer, size, MSG_DONTWAIT);
+    if (n > 0) return n;
+    if (n == 0) return kEof;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return kWouldRead;
+    spdlog::debug("connection {:x}: read error: {}", tag, std::strerror(errno));
+    return kIoError;
+  }
+}
+
+ssize_t WsConnection::write_some(const iovec* iov, std::size_t count, std::size_t& offered) {
+  if (tls_) return tls_write(iov, count, offered);
+  while (true) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = count;
+    const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return kWouldWrite;
+    spdlog::debug("connection {:x}: write error: {}", tag, std::strerror(errno));
+    return kIoError;
+  }
+}
+
+// ---- TLS -------------------------------------------------------------------
+
+namespace {
+// The reason of a failed SSL call, for the debug log (empties the error queue).
+std::string tls_error_text(int ssl_error) {
+  if (ssl_error == SSL_ERROR_SYSCALL && ::ERR_peek_error() == 0) {
+    return errno ? std::strerror(errno) : "unexpected EOF";
+  }
+  char buf[256] = "TLS error";
+  if (const unsigned long e = ::ERR_get_error()) ::ERR_error_string_n(e, buf, sizeof buf);
+  ::ERR_clear_error();
+  return buf;
+}
+}  // namespace
+
+ssize_t WsConnection::tls_read(char* buffer, std::size_t size) {
+  // Fills the buffer as far as the socket allows, so that a result below
+  // `size` means drained, as with recv().
+  std::size_t filled = 0;
+  while (filled < size) {
+    ::ERR_clear_error();
+    const int n = ::SSL_read(tls_->ssl, buffer + filled,
+                             static_cast<int>(std::min<std::size_t>(size - filled, INT_MAX)));
+    if (n > 0) {
+      filled += static_cast<std::size_t>(n);
+      continue;
+    }
+    const int err = ::SSL_get_error(tls_->ssl, n);
+    if (err == SSL_ERROR_WANT_WRITE) {
+      tls_->read_wants_write = true;  // retried once writable
+      wait_writable();
+    }
+    // Data first; a condition after it shows again on the next call.
+    if (filled > 0) return static_cast<ssize_t>(filled);
+    switch (err) {
+      case SSL_ERROR_WANT_READ:
+        return kWouldRead;
+      case SSL_ERROR_WANT_WRITE:
+        return kWouldWrite;
+      case SSL_ERROR_ZERO_RETURN:  // close_notify (or EOF: SSL_OP_IGNORE_UNEXPECTED_EOF)
+        return kEof;
+      default:
+        if (err == SSL_ERROR_SYSCALL && ::ERR_peek_error() == 0 && errno == 0) {
+          tls_->broken = true;
+          return kEof;
+        }
+        tls_->broken = true;
+        spdlog::debug("connection {:x}: TLS read error: {}", tag, tls_error_text(err));
+        return kIoError;
+    }
+  }
+  return static_cast<ssize_t>(filled);
+}
+
+ssize_t WsConnection::tls_write(const iovec* iov, std::size_t count, std::size_t& offered) {
+  // One SSL_write per chunk: the front frame alone when it is big (or alone),
+  // else the queued frames gathered into the loop's write buffer. A retry
+  // after a blocked write rebuilds the chunk from the same queue position;
+  // the queue only grew meanwhile, so it offers the same bytes and at least
+  // as many (what OpenSSL requires).
+  const char* data;
+  std::size_t len;
+  if (count == 1 || iov[0].iov_len >= LoopIo::kTlsWriteBufferSize) {
+    data = static_cast<const char*>(iov[0].iov_base);
+    len = iov[0].iov_len;
+  } else {
+    if (!loop_.tls_write_buffer) loop_.tls_write_buffer.reset(new char[LoopIo::kTlsWriteBufferSize]);
+    char* out = loop_.tls_write_buffer.get();
+    len = 0;
+    for (std::size_t i = 0; i < count && len < LoopIo::kTlsWriteBufferSize; ++i) {
+      const std::size_t take = std::min(iov[i].iov_len, LoopIo::kTlsWriteBufferSize - len);
+      std::memcpy(out + len, iov[i].iov_base, take);
+      len += take;
+    }
+    data = out;
+  }
+  offered = len;
+  std::size_t done = 0;
+  while (done < len) {
+    ::ERR_clear_error();
+    const int n = ::SSL_write(tls_->ssl, data + done,
+                              static_cast<int>(std::min<std::size_t>(len - done, INT_MAX)));
+    if (n > 0) {  // one record or more (SSL_MODE_ENABLE_PARTIAL_WRITE)
+      done += static_cast<std::size_t>(n);
+      tls_->write_pending = 0;
+      continue;
+    }
+    const int err = ::SSL_get_error(tls_->ssl, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      tls_->write_pending = len - done;
+      if (err == SSL_ERROR_WANT_READ) tls_->write_wants_read = true;
+      if (done > 0) return static_cast<ssize_t>(done);
+      return err == SSL_ERROR_WANT_WRITE ? kWouldWrite : kWouldRead;
+    }
+    tls_->broken = true;
+    spdlog::debug("connection {:x}: TLS write error: {}", tag, tls_error_text(err));
+    return kIoError;
+  }
+  return static_cast<ssize_t>(done);
+}
+
+void WsConnection::tls_shutdown() {
+  // close_notify, best effort: never waited for.
+  if (!tls_ || tls_->broken || tls_->shut) return;
+  tls_->shut = true;
+  ::ERR_clear_error();
+  ::SSL_shutdown(tls_->ssl);
+  ::ERR_clear_error();
 }
 
 bool WsConnection::parse(char* data, std::size_t size) {
@@ -278,7 +450,16 @@ void WsConnection::queue_close(Frame close_frame, bool drop_queued) {
   // overflow: then frames not yet started are dropped (one partly written is
   // finished, or the stream would be corrupt).
   if (drop_queued) {
-    queue_.drop_unsent(front_written_ > 0 || (!queue_.empty() && queue_.front()->is_raw()));
+    if (tls_ && tls_->write_pending > 0) {
+      // Keep the frames of the record OpenSSL has encrypted and half sent.
+      std::size_t keep = 0;
+      for (std::size_t covered = 0; keep < queue_.size() && covered < tls_->write_pending; ++keep) {
+        covered += queue_.at(keep)->size() - (keep == 0 ? front_written_ : 0);
+      }
+      queue_.keep_first(std::max<std::size_t>(keep, 1));
+    } else {
+      queue_.drop_unsent(front_written_ > 0 || (!queue_.empty() && queue_.front()->is_raw()));
+    }
   }
   queue_.push_back(std::move(close_frame));
   close_queued_ = true;
@@ -300,6 +481,7 @@ void WsConnection::arm_close_deadline() {
 
 void WsConnection::shutdown_write() {
   if (state_ == State::kDone) return;
+  tls_shutdown();
   ::shutdown(fd_, SHUT_WR);
   state_ = State::kDraining;
 }
@@ -310,6 +492,7 @@ void WsConnection::finish() {
   state_ = State::kDone;
   queue_.release();
   if (close_deadline_) close_deadline_->cancel();
+  tls_shutdown();
   ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_DEL, fd_, nullptr);
   ::close(fd_);
   fd_ = -1;
@@ -414,15 +597,11 @@ void WsConnection::flush() {
       iov[count++] = iovec{const_cast<char*>(bytes.data()), bytes.size()};
       wanted += bytes.size();
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
-    const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = write_some(iov, count, wanted);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return wait_writable();
-      spdlog::debug("connection {:x}: write error: {}", tag, std::strerror(errno));
-      end(EndReason::kNetworkError);
+      if (n == kWouldWrite) return wait_writable();
+      if (n == kWouldRead) return;  // TLS: on_readable() resumes
+      end(EndReason::kNetworkError);  // kIoError, logged by write_some
       return finish();
     }
     auto left = static_cast<std::size_t>(n);

@@ -29,12 +29,22 @@
 //    the TCP side is shut down after the peer's close frame arrives (or ours
 //    answers one), and cut off after close_timeout if the peer never
 //    finishes.
+//
+// TLS (wss): a connection made with an SSL object (handed over from the HTTP
+// phase, net/upgrade.cpp) reads and writes through it, on the same readiness
+// events: read_some() / write_some() are the only places that differ. Reads
+// decrypt into the loop's read buffer; writes gather the queued frames into
+// the loop's write buffer (up to 64 KiB) for one SSL_write, and a write that
+// would block is retried with the same bytes. Its TLS state lives in a
+// separate allocation, so a plain connection pays one null pointer for it.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/smart_ptr/intrusive_ptr.hpp>
+#include <sys/types.h>
+#include <sys/uio.h>
 #include <atomic>
 #include <memory>
 #include <string_view>
@@ -44,6 +54,8 @@
 #include "net/send_queue.hpp"
 #include "registry/types.hpp"
 #include "websocket/frame_parser.hpp"
+
+struct ssl_st;  // OpenSSL's SSL
 
 namespace imgate {
 
@@ -80,6 +92,8 @@ struct WsSettings {
 // What one event loop shares among its connections.
 struct LoopIo {
   static constexpr std::size_t kReadBufferSize = 64 * 1024;
+  // TLS only: frames are gathered here for one SSL_write.
+  static constexpr std::size_t kTlsWriteBufferSize = 64 * 1024;
 
   // Creates the loop's epoll set and starts watching it (throws
   // std::system_error if epoll is unavailable).
@@ -105,6 +119,7 @@ struct LoopIo {
   std::atomic<std::size_t>* upgraded = nullptr;
   std::atomic<std::size_t>* sessions = nullptr;
   std::unique_ptr<char[]> read_buffer;
+  std::unique_ptr<char[]> tls_write_buffer;  // allocated by the loop's first TLS write
   // Connections with frames waiting for this pass's flush.
   std::vector<WsConnectionPtr> corked;
   bool flush_posted = false;
@@ -121,9 +136,10 @@ struct LoopIo {
 
 class WsConnection final : public Peer {
  public:
-  // Takes ownership of `fd`, a connected TCP socket; create with
+  // Takes ownership of `fd`, a connected TCP socket, and of one reference to
+  // `ssl` (TLS, set to talk to `fd`), if given; create with
   // WsConnectionPtr(new WsConnection(...)).
-  WsConnection(int fd, LoopIo& loop);
+  WsConnection(int fd, LoopIo& loop, ssl_st* ssl = nullptr);
   ~WsConnection();
   WsConnection(const WsConnection&) = delete;
   WsConnection& operator=(const WsConnection&) = delete;
@@ -161,6 +177,16 @@ class WsConnection final : public Peer {
   };
 
   void on_readable();
+  // The transport's I/O, plain or TLS: bytes moved (> 0), or one of these.
+  enum : ssize_t { kWouldRead = -1, kWouldWrite = -2, kEof = -3, kIoError = -4 };
+  ssize_t read_some(char* buffer, std::size_t size);
+  // Writes from the `count` buffers of `iov` (`offered` bytes in all); TLS
+  // may offer fewer and lowers `offered` to what it offered. Less than
+  // `offered` written: the socket is full.
+  ssize_t write_some(const iovec* iov, std::size_t count, std::size_t& offered);
+  ssize_t tls_read(char* buffer, std::size_t size);
+  ssize_t tls_write(const iovec* iov, std::size_t count, std::size_t& offered);
+  void tls_shutdown();
   bool parse(char* data, std::size_t size);  // false: stop reading
   void on_peer_close(std::string_view payload);
   void fail(EndReason reason, uint16_t code, std::string_view text);
@@ -186,6 +212,8 @@ class WsConnection final : public Peer {
   SendQueue queue_;
   ws::FrameParser parser_;
   std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
+  struct TlsState;
+  TlsState* tls_ = nullptr;     // wss only; owned
   uint32_t front_written_ = 0;  // bytes of queue_.front() already written
   int fd_;
   uint32_t refs_ = 0;
