@@ -1,4 +1,5 @@
 #include "gateway_process.hpp"
+#include "tls_client.hpp"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -175,6 +176,7 @@ void Gateway::start(const Flags& overrides, Millis ready_timeout) {
       flags[name] = value;
     }
   }
+  tls_ = flags.count("--tls-cert") > 0;
   std::vector<std::string> args{IMGATE_BINARY};
   for (const auto& [name, value] : flags) {
     args.push_back(name);
@@ -252,8 +254,8 @@ bool Gateway::running() {
 }
 
 State Gateway::state(bool debug) const {
-  const HttpResponse res =
-      http_get(http_port_, debug ? "/system/state?isDebug=true" : "/system/state");
+  const char* target = debug ? "/system/state?isDebug=true" : "/system/state";
+  const HttpResponse res = tls_ ? https_request(http_port_, "GET", target) : http_get(http_port_, target);
   if (res.status != 200) {
     throw std::runtime_error("/system/state answered " + std::to_string(res.status) + ": " +
                              res.body);

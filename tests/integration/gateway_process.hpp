@@ -98,6 +98,8 @@ class Gateway {
 
   uint16_t ws_port() const { return ws_port_; }
   uint16_t http_port() const { return http_port_; }
+  // Started with --tls-cert: state() and wait_*() use HTTPS.
+  bool tls() const { return tls_; }
   pid_t pid() const { return pid_; }
   const std::string& dir() const { return dir_; }
 
@@ -145,6 +147,7 @@ class Gateway {
   bool terminate_requested_ = false;
   uint16_t ws_port_ = 0;
   uint16_t http_port_ = 0;
+  bool tls_ = false;
 };
 
 // Base fixture: owns a Gateway and, after every test that left the gateway
