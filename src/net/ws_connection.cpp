@@ -55,9 +55,9 @@ LoopIo::LoopIo(asio::io_context& io_context, uint32_t loop_index, const WsSettin
       counters(loop_counters),
       read_buffer(new char[kReadBufferSize]),
       epoll_fd(::epoll_create1(EPOLL_CLOEXEC)),
-      epoll_watch_(io_context) {
+      epoll_watch_(std::make_unique<asio::posix::stream_descriptor>(io_context)) {
   if (epoll_fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-  epoll_watch_.assign(::dup(epoll_fd));  // Asio owns (and closes) its duplicate
+  epoll_watch_->assign(::dup(epoll_fd));  // Asio owns (and closes) its duplicate
   watch();
 }
 
@@ -68,13 +68,13 @@ LoopIo::~LoopIo() {
 void LoopIo::stop() {
   while (registered) registered->abandon();
   corked.clear();  // after: ending a connection may queue frames for others
-  boost::system::error_code ignored;
-  epoll_watch_.close(ignored);
+  // Gone before the io_context: its service must outlive it.
+  epoll_watch_.reset();
 }
 
 void LoopIo::watch() {
   // The epoll set is readable when any of its connections is ready.
-  epoll_watch_.async_wait(asio::posix::descriptor_base::wait_read,
+  epoll_watch_->async_wait(asio::posix::descriptor_base::wait_read,
                           [this](boost::system::error_code ec) {
                             if (ec) return;  // stopped
                             dispatch_ready();

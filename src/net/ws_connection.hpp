@@ -103,8 +103,9 @@ struct LoopIo {
   LoopIo(const LoopIo&) = delete;
   LoopIo& operator=(const LoopIo&) = delete;
 
-  // Drops the connections waiting for a flush and stops watching the epoll
-  // set; call before the io_context is destroyed.
+  // Ends the registered connections, drops the ones waiting for a flush and
+  // stops watching the epoll set; must be called before the io_context is
+  // destroyed (and is, by Server and imgate-echo).
   void stop();
 
   boost::asio::io_context& io;
@@ -131,7 +132,7 @@ struct LoopIo {
  private:
   void watch();
   void dispatch_ready();
-  boost::asio::posix::stream_descriptor epoll_watch_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> epoll_watch_;  // null after stop()
 };
 
 class WsConnection final : public Peer {
