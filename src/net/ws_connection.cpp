@@ -506,7 +506,10 @@ void WsConnection::finish() {
 }
 
 void WsConnection::abandon() {
-  WsConnectionPtr self(this);  // keeps us alive through this call
+  if (!registered_) return;  // only registered connections are on the loop's list
+  // Adopts the epoll set's reference: released (possibly deleting us) on return.
+  WsConnectionPtr self(this, false);
+  unlink_from_loop();
   end(EndReason::kShutdown);
   state_ = State::kDone;
   queue_.release();
@@ -515,10 +518,6 @@ void WsConnection::abandon() {
     ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_DEL, fd_, nullptr);
     ::close(fd_);
     fd_ = -1;
-  }
-  if (registered_) {
-    unlink_from_loop();
-    intrusive_ptr_release(this);  // the epoll set's reference; `self` still holds one
   }
 }
 
