@@ -286,6 +286,9 @@ constexpr OptionSpec kOptions[] = {
     {"imgate.handshakeTimeout", "handshake-timeout", "SECONDS",
      "Limit from TCP accept to completed WebSocket upgrade",
      bind<&Config::handshake_timeout, parse_seconds>()},
+    {"imgate.flushInterval", "flush-interval", "SECONDS",
+     "Corked WebSocket writes leave after this delay (0: at the end of the loop pass)",
+     bind<&Config::flush_interval, parse_seconds>()},
     {"imgate.closeTimeout", "close-timeout", "SECONDS",
      "Limit for a close handshake or stuck write before a hard close",
      bind<&Config::close_timeout, parse_seconds>()},
@@ -577,6 +580,8 @@ void validate(const Config& cfg) {
   check_positive(cfg.ping_interval, "imgate.pingInterval");
   check_positive(cfg.handshake_timeout, "imgate.handshakeTimeout");
   check_positive(cfg.close_timeout, "imgate.closeTimeout");
+  check(cfg.flush_interval <= Millis(1000), "imgate.flushInterval",
+        "must be at most 1 second" + got(std::to_string(cfg.flush_interval.count()) + " ms"));
   check_positive(cfg.shutdown_timeout, "imgate.shutdownTimeout");
   check(cfg.send_queue_bytes >= kMinSendQueueBytes, "imgate.sendQueueBytes",
         "must be at least 1024" + got(to_text(cfg.send_queue_bytes)));

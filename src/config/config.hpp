@@ -37,6 +37,7 @@ struct Config {
   Millis heartbeat_timeout{360'000};          // idle time after which a connection is closed
   Millis ping_interval{30'000};               // server WebSocket ping to idle connections
   Millis handshake_timeout{10'000};           // TCP accept -> WebSocket upgrade complete
+  Millis flush_interval{0};                   // corked writes wait this long (0: end of the loop pass)
   Millis close_timeout{5'000};                // close handshake / stuck write before hard close
   Millis shutdown_timeout{10'000};            // SIGTERM -> exit, at the latest
   std::size_t send_queue_bytes = 1 << 20;     // per-connection queued bytes before overflow close

@@ -242,6 +242,7 @@ json::object counters_json(const Counters& c) {
       {"rejectedConnections", get(c.rejected_connections)},
       {"messagesIn", get(c.messages_in)},
       {"messagesOut", get(c.messages_out)},
+      {"wsWrites", get(c.ws_writes)},
       {"bytesIn", get(c.bytes_in)},
       {"bytesOut", get(c.bytes_out)},
       {"badRequests", get(c.bad_requests)},

@@ -52,6 +52,7 @@ struct Counters {
   Counter messages_out{0};
   Counter bytes_in{0};
   Counter bytes_out{0};
+  Counter ws_writes{0};            // write system calls (sendmsg / SSL_write) of the transport
   Counter bad_requests{0};         // answered 1001 / 1010
 
   // Close codes 1000..1015 sent or received, indexed by code - 1000; the last

@@ -96,6 +96,9 @@ std::string render_prometheus(ServerContext& ctx) {
   w.simple("imgate_bytes_in_total", "counter", "WebSocket payload bytes received.",
            load(c.bytes_in));
   w.simple("imgate_bytes_out_total", "counter", "WebSocket bytes written.", load(c.bytes_out));
+  w.simple("imgate_ws_writes_total", "counter",
+           "Write system calls of the WebSocket transport (each carries every frame queued).",
+           load(c.ws_writes));
   w.simple("imgate_bad_requests_total", "counter", "Client requests answered 1001 or 1010.",
            load(c.bad_requests));
   w.simple("imgate_pushes_total", "counter", "Pushes accepted (msg, enter, exit).",

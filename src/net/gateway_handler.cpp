@@ -35,6 +35,7 @@ WsSettings ws_settings_of(const Config& config) {
   s.limits.binary_allowed = false;
   s.send_queue_bytes = config.send_queue_bytes;
   s.close_timeout = config.close_timeout;
+  s.flush_interval = config.flush_interval;
   return s;
 }
 

@@ -68,7 +68,8 @@ LoopIo::~LoopIo() {
 void LoopIo::stop() {
   while (registered) registered->abandon();
   corked.clear();  // after: ending a connection may queue frames for others
-  // Gone before the io_context: its service must outlive it.
+  // Gone before the io_context: their services must outlive them.
+  flush_timer.reset();
   epoll_watch_.reset();
 }
 
@@ -568,10 +569,17 @@ void WsConnection::cork() {
   if (corked_ || write_waiting_ || state_ == State::kDone) return;
   corked_ = true;
   loop_.corked.emplace_back(this);
-  if (!loop_.flush_posted) {
-    loop_.flush_posted = true;
+  if (loop_.flush_posted) return;
+  loop_.flush_posted = true;
+  if (loop_.settings.flush_interval <= Clock::duration::zero()) {
     asio::post(loop_.io, [&loop = loop_] { flush_loop(loop); });
+    return;
   }
+  if (!loop_.flush_timer) loop_.flush_timer = std::make_unique<asio::steady_timer>(loop_.io);
+  loop_.flush_timer->expires_after(loop_.settings.flush_interval);
+  loop_.flush_timer->async_wait([&loop = loop_](boost::system::error_code ec) {
+    if (!ec) flush_loop(loop);
+  });
 }
 
 void WsConnection::flush_loop(LoopIo& loop) {
@@ -597,6 +605,7 @@ void WsConnection::flush() {
       wanted += bytes.size();
     }
     const ssize_t n = write_some(iov, count, wanted);
+    Counters::bump(loop_.counters.ws_writes);
     if (n < 0) {
       if (n == kWouldWrite) return wait_writable();
       if (n == kWouldRead) return;  // TLS: on_readable() resumes

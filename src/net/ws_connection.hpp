@@ -87,6 +87,10 @@ struct WsSettings {
   ws::ParseLimits limits;                     // max message, binary allowed
   std::size_t send_queue_bytes = 1 << 20;     // per connection; above: close 1008
   Clock::duration close_timeout = std::chrono::seconds(5);
+  // 0: corked frames leave at the end of the loop's current pass (a posted
+  // task). Above 0: they wait this long, so that a connection receiving many
+  // pushes gets several per write (fewer system calls, more latency).
+  Clock::duration flush_interval{0};
 };
 
 // What one event loop shares among its connections.
@@ -123,7 +127,8 @@ struct LoopIo {
   std::unique_ptr<char[]> tls_write_buffer;  // allocated by the loop's first TLS write
   // Connections with frames waiting for this pass's flush.
   std::vector<WsConnectionPtr> corked;
-  bool flush_posted = false;
+  bool flush_posted = false;  // a flush is posted or its timer armed
+  std::unique_ptr<boost::asio::steady_timer> flush_timer;  // flush_interval > 0 only
   int epoll_fd = -1;
   // Every registered connection (intrusive list), so that stop() can end
   // the ones a shutdown deadline cut off.

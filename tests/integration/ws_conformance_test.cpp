@@ -509,4 +509,28 @@ TEST_F(WsConformanceLivenessTest, AnyClientFrameRefreshesLiveness) {
 }
 
 }  // namespace
+// --flush-interval: frames corked for a connection wait for the interval and
+// leave together, in one write system call (counted as wsWrites).
+class WsFlushIntervalTest : public GatewayTest {};
+
+TEST_F(WsFlushIntervalTest, PushesWithinTheIntervalLeaveInOneWriteAfterIt) {
+  gw.start({{"--flush-interval", "1"}});
+  WsClient client;
+  client.connect(gw.ws_port());
+  ASSERT_EQ(client.login(101, "u"), 200);
+  const int64_t writes_before = gw.state().counter("wsWrites");
+  const auto sent = std::chrono::steady_clock::now();
+  for (const char* id : {"f-1", "f-2"}) {
+    const auto res = http_get(gw.http_port(), std::string("/user/sendMessage?appID=101&userID=u&msgID=") +
+                                                  id + "&message=" + id);
+    ASSERT_EQ(res.status, 200u) << res.body;
+  }
+  const auto first = client.next_push("msg", 5s);
+  const auto second = client.next_push("msg", 5s);
+  const auto waited = std::chrono::steady_clock::now() - sent;
+  ASSERT_TRUE(first && second);
+  EXPECT_GE(waited, 800ms) << "the pushes did not wait for the interval";
+  EXPECT_EQ(gw.state().counter("wsWrites") - writes_before, 1) << "both pushes in one write";
+}
+
 }  // namespace imgate::test
