@@ -4,6 +4,8 @@
 // wherever it comes from. Precedence (lowest to highest): Config's defaults, YAML, env, flags.
 #include "config/config.hpp"
 
+#include "security/access.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
@@ -193,6 +195,50 @@ std::string parse_text(std::string_view text) {
   return std::string(text);
 }
 
+bool parse_bool(std::string_view text) {
+  const std::string value = lower(trim(text));
+  if (value == "true" || value == "1" || value == "yes" || value == "on") return true;
+  if (value == "false" || value == "0" || value == "no" || value == "off") return false;
+  throw BadValue("expected true or false");
+}
+
+// Items separated by commas (or newlines: repeated flags are joined that way),
+// trimmed; empty items are skipped, so "" is an empty list.
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> items;
+  while (true) {
+    const std::size_t end = text.find_first_of(",\n");
+    const std::string_view item = trim(text.substr(0, end));
+    if (!item.empty()) items.emplace_back(item);
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return items;
+}
+
+// An API key: visible ASCII without spaces (in a list, commas separate keys).
+void check_api_key(std::string_view key) {
+  for (const char c : key) {
+    if (c <= ' ' || c >= 127) throw BadValue("an API key must be visible ASCII without spaces");
+  }
+}
+
+std::vector<std::string> parse_api_keys(std::string_view text) {
+  std::vector<std::string> keys = split_list(text);
+  for (const std::string& key : keys) check_api_key(key);
+  return keys;
+}
+
+std::vector<std::string> parse_origins(std::string_view text) {
+  std::vector<std::string> origins = split_list(text);
+  for (const std::string& origin : origins) {
+    if (const std::string error = origin_pattern_error(origin); !error.empty()) {
+      throw BadValue("\"" + origin + "\": " + error);
+    }
+  }
+  return origins;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Field values -> text, for --help defaults.
 
@@ -215,6 +261,16 @@ std::string to_text(Millis ms) {
   return out;
 }
 
+std::string to_text(bool v) {
+  return v ? "true" : "false";
+}
+
+std::string to_text(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ",") + item;
+  return out;
+}
+
 std::string to_text(const std::vector<uint32_t>& ids) {
   std::string out;
   for (const uint32_t id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
@@ -228,7 +284,9 @@ std::string to_text(const std::vector<uint32_t>& ids) {
 struct Binding {
   void (*set)(Config&, std::string_view);
   std::string (*show)(const Config&);
-  bool is_list;  // YAML accepts a sequence (joined with commas) as well as a scalar
+  bool is_list;     // YAML accepts a sequence (joined with commas) as well as a scalar
+  bool repeatable;  // the flag may be given several times; the values join into one list
+  bool is_switch;   // boolean: the flag alone means true (--protect-metrics)
 };
 
 template <auto Field, auto Parse>
@@ -236,7 +294,9 @@ constexpr Binding bind() {
   using FieldType = std::remove_cvref_t<decltype(std::declval<Config&>().*Field)>;
   return {[](Config& c, std::string_view v) { c.*Field = Parse(v); },
           [](const Config& c) { return to_text(c.*Field); },
-          std::is_same_v<FieldType, std::vector<uint32_t>>};
+          std::is_same_v<FieldType, std::vector<uint32_t>> ||
+              std::is_same_v<FieldType, std::vector<std::string>>,
+          std::is_same_v<FieldType, std::vector<std::string>>, std::is_same_v<FieldType, bool>};
 }
 
 struct OptionSpec {
@@ -332,6 +392,17 @@ constexpr OptionSpec kOptions[] = {
      bind<&Config::tls_cert, parse_text>()},
     {"imgate.tlsKey", "tls-key", "FILE", "PEM private key of --tls-cert",
      bind<&Config::tls_key, parse_text>()},
+    {"imgate.apiKeys", "api-key", "KEY",
+     "API key required by /user/* (Bearer or X-API-Key); repeatable, or comma-separated",
+     bind<&Config::api_keys, parse_api_keys>()},
+    {"imgate.apiKeyFile", "api-key-file", "FILE", "File of API keys, one a line (# comments)",
+     bind<&Config::api_key_file, parse_text>()},
+    {"imgate.protectMetrics", "protect-metrics", "BOOL",
+     "With API keys: /system/state and /metrics need a key too",
+     bind<&Config::protect_metrics, parse_bool>()},
+    {"imgate.allowedOrigins", "allowed-origins", "LIST",
+     "WebSocket upgrades only from these Origins (exact or https://*.example.com); empty = any",
+     bind<&Config::allowed_origins, parse_origins>()},
 };
 // clang-format on
 
@@ -472,13 +543,20 @@ void register_flags(CLI::App& app, std::vector<std::string>& raw, std::string& c
                                  std::string("YAML config file; default ") + kDefaultConfigPath +
                                      " if it exists; \"\" = none\nenv " + kConfigEnv)
                       ->type_name("PATH"));
+  for (CLI::Option* flag : flags) flag->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   for (std::size_t i = 0; i < std::size(kOptions); ++i) {
     const OptionSpec& opt = kOptions[i];
-    flags.push_back(app.add_option(std::string("--") + opt.flag, raw[i], option_help(opt))
-                        ->type_name(opt.value)
-                        ->default_str(opt.field.show(defaults)));
+    CLI::Option* flag = app.add_option(std::string("--") + opt.flag, raw[i], option_help(opt))
+                            ->type_name(opt.value);
+    // A switch shows no default: CLI11 would hand it in as the value of a bare flag.
+    if (!opt.field.is_switch) flag->default_str(opt.field.show(defaults));
+    // Repeated list flags join (with newlines, which the list parsers split on); others:
+    // the last one wins.
+    flag->multi_option_policy(opt.field.repeatable ? CLI::MultiOptionPolicy::Join
+                                                   : CLI::MultiOptionPolicy::TakeLast);
+    if (opt.field.is_switch) flag->expected(0, 1);
+    flags.push_back(flag);
   }
-  for (CLI::Option* flag : flags) flag->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.set_version_flag("--version", std::string("imgate ") + IMGATE_VERSION);
   app.footer(
       "Precedence, lowest to highest: built-in defaults, YAML file, IMGATE_* environment\n"
@@ -512,7 +590,11 @@ std::optional<CommandLine> parse_command_line(int argc, const char* const* argv,
   CommandLine cl;
   if (flags[0]->count() > 0) cl.config_path = config_raw;
   for (std::size_t i = 0; i < raw.size(); ++i) {
-    if (flags[i + 1]->count() > 0) cl.values[i] = raw[i];
+    if (flags[i + 1]->count() > 0) {
+      // A switch given without a value (--protect-metrics) means true.
+      const bool bare = kOptions[i].field.is_switch && trim(raw[i]).empty();
+      cl.values[i] = bare ? std::string("true") : raw[i];
+    }
   }
   return cl;
 }
@@ -591,9 +673,38 @@ void validate(const Config& cfg) {
             std::end(kLogLevels),
         "imgate.logLevel",
         "must be one of trace, debug, info, warn, error, critical, off" + got(cfg.log_level));
+  check(!cfg.protect_metrics || !cfg.api_keys.empty(), "imgate.protectMetrics",
+        "needs an API key (--api-key or --api-key-file)");
   check(cfg.tls_cert.empty() == cfg.tls_key.empty(),
         cfg.tls_cert.empty() ? "imgate.tlsCert" : "imgate.tlsKey",
         "must be set too: TLS needs both a certificate and a key");
+}
+
+void load_api_key_file(Config& cfg) {
+  if (cfg.api_key_file.empty()) return;
+  const std::string& path = cfg.api_key_file;
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open() || std::filesystem::is_directory(path)) {
+    throw ConfigError("config: cannot read API key file \"" + path + "\" (--api-key-file)");
+  }
+  std::size_t found = 0;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string_view key = trim(line);
+    if (key.empty() || key.front() == '#') continue;
+    try {
+      check_api_key(key);
+    } catch (const BadValue& e) {
+      throw ConfigError("config: API key file \"" + path + "\" line " + std::to_string(number) +
+                        ": " + e.what());
+    }
+    cfg.api_keys.emplace_back(key);
+    ++found;
+  }
+  if (in.bad()) throw ConfigError("config: cannot read API key file \"" + path + "\"");
+  if (found == 0) {
+    throw ConfigError("config: API key file \"" + path + "\" holds no key (--api-key-file)");
+  }
 }
 
 std::optional<Config> load_config(int argc, const char* const* argv, std::ostream& out) {
@@ -603,6 +714,7 @@ std::optional<Config> load_config(int argc, const char* const* argv, std::ostrea
   apply_config_file(cfg, *cl);
   apply_env(cfg);
   apply_flags(cfg, *cl);
+  load_api_key_file(cfg);
   validate(cfg);
   return cfg;
 }

@@ -55,6 +55,11 @@ struct Config {
   std::string redis_prefix = "imgate:";       // cluster: prefix of every Redis key and channel
   std::string tls_cert;                       // PEM certificate chain; set with tls_key: wss / https
   std::string tls_key;                        // PEM private key of tls_cert
+  // Access control (docs/security.md). Empty api_keys: the HTTP API is open (upstream).
+  std::vector<std::string> api_keys;          // /user/* needs one of these (Bearer or X-API-Key)
+  std::string api_key_file;                   // one key a line; its keys join api_keys at load
+  bool protect_metrics = false;               // /system/state and /metrics need a key too
+  std::vector<std::string> allowed_origins;   // upgrade Origin allow-list; empty = any origin
 };
 
 struct ConfigError : std::runtime_error {
@@ -69,6 +74,11 @@ std::optional<Config> load_config(int argc, const char* const* argv, std::ostrea
 
 // Parses YAML text into `cfg` (used by load_config and by tests).
 void apply_yaml(Config& cfg, const std::string& yaml_text);
+
+// Reads cfg.api_key_file (one key a line; blank lines and # comments skipped) and
+// appends its keys to cfg.api_keys. Throws ConfigError when it cannot be read or
+// holds no key. load_config calls it; a no-op when api_key_file is empty.
+void load_api_key_file(Config& cfg);
 
 // Checks cross-field constraints; throws ConfigError.
 void validate(const Config& cfg);

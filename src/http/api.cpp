@@ -14,6 +14,7 @@
 #include "metrics/prometheus.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/envelope.hpp"
+#include "security/access.hpp"
 
 namespace imgate {
 
@@ -240,6 +241,8 @@ json::object counters_json(const Counters& c) {
       {"sendQueueOverflows", get(c.send_queue_overflows)},
       {"handshakeFailures", get(c.handshake_failures)},
       {"rejectedConnections", get(c.rejected_connections)},
+      {"originRejections", get(c.origin_rejections)},
+      {"apiKeyRejections", get(c.api_key_rejections)},
       {"messagesIn", get(c.messages_in)},
       {"messagesOut", get(c.messages_out)},
       {"wsWrites", get(c.ws_writes)},
@@ -382,6 +385,52 @@ constexpr RouteEntry kRoutes[] = {
     {"/home/index", HttpRoute::kHomeIndex, home_index},
 };
 
+// Routes that need an API key when keys are configured: every /user/* path, and with
+// --protect-metrics /system/state and /metrics. /healthz, /home/index and /web/* stay open.
+bool needs_api_key(const Config& config, std::string_view path) {
+  if (config.api_keys.empty()) return false;
+  if (path.starts_with("/user/")) return true;
+  return config.protect_metrics && (path == "/system/state" || path == "/metrics");
+}
+
+// 401 in the upstream error shape: {"code":1003,"msg":..,"data":{"error":..}}, with
+// WWW-Authenticate: Bearer; the connection is closed after it.
+void unauthorized(Call& call, std::string_view error) {
+  Counters::bump(call.ctx.counters.api_key_rejections);
+  json::object body;
+  body["code"] = static_cast<uint32_t>(Code::kUnauthorized);
+  body["msg"] = code_message(Code::kUnauthorized);
+  body["data"] = json::object{{"error", error}};
+  HttpResponse res{http::status::unauthorized, call.req.version()};
+  res.set(http::field::content_type, "application/json; charset=utf-8");
+  res.set(http::field::www_authenticate, "Bearer");
+  set_cors(call.ctx, res);
+  res.keep_alive(false);
+  res.body() = json::serialize(body);
+  res.prepare_payload();
+  call.send(std::move(res));
+}
+
+// False (after answering 401) when the request lacks a valid key.
+bool authorized(Call& call) {
+  const auto header = [&](http::field f) {
+    const auto v = call.req[f];
+    return std::string_view(v.data(), v.size());
+  };
+  const auto x_api_key = call.req["X-API-Key"];
+  const std::string_view key = presented_api_key(
+      header(http::field::authorization), std::string_view(x_api_key.data(), x_api_key.size()));
+  if (key.empty()) {
+    unauthorized(call, "API key required: send Authorization: Bearer <key> or X-API-Key: <key>");
+    return false;
+  }
+  if (!api_key_matches(key, call.ctx.config.api_keys)) {
+    unauthorized(call, "invalid API key");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 HttpResponse text_response(const HttpRequest& request, http::status status, std::string body) {
@@ -407,6 +456,15 @@ void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
     bool degraded = ctx.cluster && !ctx.cluster->healthy();
     return call.send(text_response(req, http::status::ok,
                                    degraded ? "degraded: redis unavailable\n" : "ok\n"));
+  }
+  // A CORS preflight carries no credentials (browsers never send them on it) and
+  // returns no data: it stays open; the real request then needs the key.
+  if (req.method() != http::verb::options && needs_api_key(ctx.config, path)) {
+    if (path == "/metrics") call.route = HttpRoute::kMetrics;
+    for (const auto& r : kRoutes) {
+      if (r.path == path) call.route = r.id;
+    }
+    if (!authorized(call)) return;
   }
   if (path == "/metrics") {
     call.route = HttpRoute::kMetrics;

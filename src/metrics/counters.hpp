@@ -48,6 +48,8 @@ struct Counters {
   Counter send_queue_overflows{0};
   Counter handshake_failures{0};   // TCP sessions that never became WebSocket
   Counter rejected_connections{0}; // refused by max_connections
+  Counter origin_rejections{0};    // upgrades refused (403): Origin not in allowed_origins
+  Counter api_key_rejections{0};   // HTTP requests refused (401): missing or wrong API key
   Counter messages_in{0};
   Counter messages_out{0};
   Counter bytes_in{0};

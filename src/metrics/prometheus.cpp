@@ -77,6 +77,12 @@ std::string render_prometheus(ServerContext& ctx) {
   }
   w.simple("imgate_connections_rejected_total", "counter", "Connections refused by max_connections.",
            load(c.rejected_connections));
+  w.simple("imgate_origin_rejections_total", "counter",
+           "WebSocket upgrades refused (403) because their Origin is not allowed.",
+           load(c.origin_rejections));
+  w.simple("imgate_api_key_rejections_total", "counter",
+           "HTTP requests refused (401) for a missing or wrong API key.",
+           load(c.api_key_rejections));
   w.simple("imgate_handshake_failures_total", "counter", "TCP sessions that never upgraded.",
            load(c.handshake_failures));
   w.simple("imgate_heartbeat_timeouts_total", "counter", "Connections closed for idleness.",

@@ -10,16 +10,19 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "http/api.hpp"
 #include "net/tls.hpp"
 #include "net/upgrade.hpp"
+#include "security/access.hpp"
 
 namespace imgate {
 
@@ -38,6 +41,36 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 std::string_view path_of(beast::string_view target) {
   std::string_view t(target.data(), target.size());
   return t.substr(0, t.find('?'));
+}
+
+// The answer to a request the parser refused (nullopt: nothing to answer, e.g. a
+// timeout or a peer that went away mid-request).
+std::optional<std::pair<http::status, const char*>> parse_error_answer(beast::error_code ec) {
+  if (ec == http::error::header_limit) {
+    return std::pair{http::status::request_header_fields_too_large, "request header too large"};
+  }
+  if (ec == http::error::body_limit) return std::pair{http::status::payload_too_large, "request too large"};
+  if (ec == http::error::bad_method || ec == http::error::bad_target ||
+      ec == http::error::bad_version || ec == http::error::bad_field ||
+      ec == http::error::bad_value || ec == http::error::bad_line_ending ||
+      ec == http::error::bad_content_length || ec == http::error::multiple_content_length ||
+      ec == http::error::bad_transfer_encoding || ec == http::error::bad_chunk ||
+      ec == http::error::bad_chunk_extension || ec == http::error::bad_obs_fold ||
+      ec == http::error::unexpected_body) {
+    return std::pair{http::status::bad_request, "malformed request"};
+  }
+  return std::nullopt;
+}
+
+// True when the request names a transfer coding other than chunked (the only one the
+// parser decodes): RFC 9112 §6.1, answered 501.
+bool unsupported_transfer_coding(const http::request<http::string_body>& request) {
+  const auto it = request.find(http::field::transfer_encoding);
+  if (it == request.end()) return false;
+  for (const auto& coding : http::token_list{it->value()}) {
+    if (!beast::iequals(coding, "chunked")) return true;
+  }
+  return false;
 }
 
 beast::tcp_stream& tcp_of(PlainStream& stream) { return stream; }
@@ -125,19 +158,32 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   void on_read(beast::error_code ec, std::size_t) {
     if (ec == http::error::end_of_stream) return shutdown_send();
     if (ec) {
-      if (ec == http::error::header_limit || ec == http::error::body_limit) {
-        // The rest of the oversized request is still unread: answer once and close,
-        // or the next read would trip on it again (and again).
-        auto res = text_response(parser_->get(), http::status::payload_too_large, "request too large");
-        res.keep_alive(false);
-        write(std::move(res));
+      // The rest of a refused request is unread (or unparseable): answer once and
+      // close, or the next read would trip on it again (and again).
+      if (const auto answer = parse_error_answer(ec)) {
+        spdlog::debug("HTTP request refused ({}): {}", static_cast<unsigned>(answer->first),
+                      ec.message());
+        write(error_response(answer->first, answer->second));
       }
       return;
     }
     request_ = parser_->release();
     HttpRequest& request = request_;  // lives until the response is written (async API replies)
+    if (unsupported_transfer_coding(request)) {
+      write(error_response(http::status::not_implemented, "unsupported transfer coding"));
+      return;
+    }
     const bool at_ws_path = role_.websocket && path_of(request.target()) == ctx_.config.ws_path;
     if (at_ws_path && beast::websocket::is_upgrade(request)) {
+      if (const auto origin = request[http::field::origin];
+          request.count(http::field::origin) != 0 &&
+          !origin_allowed(std::string_view(origin.data(), origin.size()),
+                          ctx_.config.allowed_origins)) {
+        Counters::bump(ctx_.counters.origin_rejections);
+        spdlog::debug("WebSocket upgrade refused: Origin {} not allowed", std::string(origin));
+        write(error_response(http::status::forbidden, "origin not allowed"));
+        return;
+      }
       if (auto refusal = check_upgrade(request)) {
         write(std::move(*refusal));
         return;
@@ -162,9 +208,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
     });
   }
 
+  // A plain-text error the session itself answers (not the API): always closes.
+  static Response error_response(http::status status, const char* text) {
+    Response res{status, 11};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = std::string(text) + "\n";
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+  }
+
   void write(Response response) {
     auto shared = std::make_shared<Response>(std::move(response));
-    bool keep_alive = shared->keep_alive() && role_.api;
+    // Refusals close (400, 401, 403, 413, 431, 501, ...); 404 and API answers keep
+    // the connection as upstream does.
+    const unsigned status = shared->result_int();
+    const bool refusal = status >= 400 && status != 404;
+    bool keep_alive = shared->keep_alive() && role_.api && !refusal;
     shared->keep_alive(keep_alive);
     http::async_write(stream(), *shared,
                       [self = this->shared_from_this(), shared, keep_alive](beast::error_code ec,

@@ -717,12 +717,12 @@ TEST_F(HttpApiTest, BodyOver64KiBIsRefusedWith413AndTheServerGoesOn) {
   expect_next_frame(*alice, push_frame("big2", "small", "alice"), "alice");
 }
 
-TEST_F(HttpApiTest, HeaderOver8KiBIsRefusedWith413) {
+TEST_F(HttpApiTest, HeaderOver8KiBIsRefusedWith431) {
   HttpConn conn(port());
   Request req = make(http::verb::get, "/user/list?appID=101");
   req.set("X-Padding", std::string(9 * 1024, 'p'));
   const Response res = conn.send(std::move(req));
-  EXPECT_EQ(res.result_int(), 413u) << res.body();
+  EXPECT_EQ(res.result_int(), 431u) << res.body();
   EXPECT_EQ(get(port(), "/user/list?appID=101").result_int(), 200u);
 }
 
@@ -741,7 +741,8 @@ TEST_F(HttpApiTest, After413TheServerAnswersOnceAndCloses) {
   for (const std::string* request : {&oversized_body, &oversized_header}) {
     SCOPED_TRACE(request == &oversized_body ? "body over 64 KiB" : "header over 8 KiB");
     const RawExchange ex = raw_exchange(port(), *request);
-    EXPECT_EQ(ex.head.rfind("HTTP/1.1 413", 0), 0u) << ex.head.substr(0, 200);
+    const std::string status = request == &oversized_body ? "HTTP/1.1 413" : "HTTP/1.1 431";
+    EXPECT_EQ(ex.head.rfind(status, 0), 0u) << ex.head.substr(0, 200);
     EXPECT_EQ(count_of(ex.head, "HTTP/1.1 "), 1u)
         << "responses after the 413; " << ex.total << " bytes received";
     EXPECT_TRUE(ex.closed) << "connection still open after the 413; " << ex.total

@@ -611,6 +611,40 @@ TEST_F(ConfigTest, ZeroArgcIsTreatedAsNoArguments) {
   EXPECT_TRUE(load_config(0, argv, out).has_value());
 }
 
+// --api-key is repeatable; env and YAML take comma-separated lists; the key file adds keys.
+TEST_F(ConfigTest, ApiKeysFromFlagsEnvYamlAndFile) {
+  using Keys = std::vector<std::string>;
+  EXPECT_TRUE(Load({})->api_keys.empty());
+  EXPECT_FALSE(Load({})->protect_metrics);
+  EXPECT_EQ(Load({"--api-key", "k1", "--api-key", "k2,k3"})->api_keys, (Keys{"k1", "k2", "k3"}));
+  const std::string file = WriteFile("keys.txt", "# comment\n\n  f1  \nf2\n");
+  EXPECT_EQ(Load({"--api-key", "k1", "--api-key-file", file})->api_keys, (Keys{"k1", "f1", "f2"}));
+  EXPECT_TRUE(Load({"--api-key", "k1", "--protect-metrics"})->protect_metrics);
+  EXPECT_FALSE(Load({"--api-key", "k1", "--protect-metrics=false"})->protect_metrics);
+  Config cfg;
+  apply_yaml(cfg, "imgate:\n  apiKeys: [y1, y2]\n  protectMetrics: true\n");
+  EXPECT_EQ(cfg.api_keys, (Keys{"y1", "y2"}));
+  EXPECT_TRUE(cfg.protect_metrics);
+  ExpectLoadError({"--api-key", "has space"}, {"--api-key", "visible ASCII"});
+  ExpectLoadError({"--api-key-file", WriteFile("empty.txt", "# none\n")}, {"holds no key"});
+  ExpectLoadError({"--api-key-file", "missing.txt"}, {"cannot read"});
+  ExpectLoadError({"--protect-metrics"}, {"--protect-metrics", "needs an API key"});
+  SetEnv("IMGATE_API_KEY", "e1, e2");
+  EXPECT_EQ(Load({})->api_keys, (Keys{"e1", "e2"}));
+}
+
+TEST_F(ConfigTest, AllowedOriginsAreValidated) {
+  using List = std::vector<std::string>;
+  EXPECT_TRUE(Load({})->allowed_origins.empty());
+  EXPECT_EQ(Load({"--allowed-origins", "https://a.example.com, https://*.example.org:8443"})
+                ->allowed_origins,
+            (List{"https://a.example.com", "https://*.example.org:8443"}));
+  for (const char* bad : {"example.com", "https://*.com", "https://a.*.example.com",
+                          "https://a.example.com/path", "https://a..example.com", "null"}) {
+    ExpectLoadError({"--allowed-origins", bad}, {"--allowed-origins"});
+  }
+}
+
 // docs/configuration.md must document every flag and env variable that --help lists.
 TEST_F(ConfigTest, DocsMentionEveryFlagAndEnvVariable) {
   std::ifstream in(kDocsPath);
