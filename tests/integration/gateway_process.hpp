@@ -38,6 +38,10 @@ struct HttpResponse {
 // Throws std::runtime_error on connection errors and timeouts.
 HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout = 5s);
 
+// A non-blocking TCP socket connected to 127.0.0.1:port (the caller closes
+// it). Throws std::runtime_error when the connection is refused.
+int connect_loopback_nonblocking(uint16_t port);
+
 // Polls `pred` every 20 ms until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& pred, Millis timeout = 5s);
 
