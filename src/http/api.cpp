@@ -233,6 +233,8 @@ json::object counters_json(const Counters& c) {
       closes[i + 1 == Counters::kCloseSlots ? "other" : std::to_string(1000 + i)] = n;
     }
   }
+  json::object limits;
+  for (std::size_t i = 0; i < kLimits; ++i) limits[kLimitStateNames[i]] = get(c.limit_closes[i]);
   return json::object{
       {"connectionsOpened", get(c.connections_opened)},
       {"connectionsClosed", get(c.connections_closed)},
@@ -250,6 +252,7 @@ json::object counters_json(const Counters& c) {
       {"bytesOut", get(c.bytes_out)},
       {"badRequests", get(c.bad_requests)},
       {"closesByCode", std::move(closes)},
+      {"limitCloses", std::move(limits)},
   };
 }
 

@@ -36,6 +36,16 @@ enum class HttpRoute : uint8_t {
   kUserList, kUserOnline, kSendMessage, kSendMessageAll, kSystemState, kHomeIndex, kStatic,
   kMetrics, kHealthz, kOther, kCount
 };
+// Per-client limits (docs/security.md): each crossing closes the connection with 1008 and
+// is counted in Counters::limit_closes[limit].
+enum class Limit : uint8_t { kIpConnections, kIpUpgradeRate, kMessageRate, kFailedLogins, kCount };
+inline constexpr std::size_t kLimits = static_cast<std::size_t>(Limit::kCount);
+// Label values in /metrics (imgate_limit_closes_total{limit=..}) and keys in /system/state.
+inline constexpr std::array<const char*, kLimits> kLimitMetricNames{
+    "ip_connections", "ip_upgrade_rate", "message_rate", "failed_logins"};
+inline constexpr std::array<const char*, kLimits> kLimitStateNames{
+    "ipConnections", "ipUpgradeRate", "messageRate", "failedLogins"};
+
 inline constexpr std::array<uint16_t, 7> kHttpStatuses{200, 204, 400, 404, 413, 503, 0};  // 0: other
 
 struct Counters {
@@ -56,6 +66,7 @@ struct Counters {
   Counter bytes_out{0};
   Counter ws_writes{0};            // write system calls (sendmsg / SSL_write) of the transport
   Counter bad_requests{0};         // answered 1001 / 1010
+  std::array<Counter, kLimits> limit_closes{};  // connections closed (1008) by a per-client limit
 
   // Close codes 1000..1015 sent or received, indexed by code - 1000; the last
   // slot counts any other code.
@@ -86,6 +97,8 @@ struct Counters {
     std::size_t slot = (code >= 1000 && code < 1000 + kCloseSlots - 1) ? code - 1000 : kCloseSlots - 1;
     closes_by_code[slot].fetch_add(1, std::memory_order_relaxed);
   }
+
+  void count_limit(Limit limit) { bump(limit_closes[static_cast<std::size_t>(limit)]); }
 
   static void bump(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 };

@@ -83,6 +83,12 @@ std::string render_prometheus(ServerContext& ctx) {
   w.simple("imgate_api_key_rejections_total", "counter",
            "HTTP requests refused (401) for a missing or wrong API key.",
            load(c.api_key_rejections));
+  w.header("imgate_limit_closes_total", "counter",
+           "Connections closed (1008) for crossing a per-client limit, by limit.");
+  for (std::size_t i = 0; i < kLimits; ++i) {
+    w.value("imgate_limit_closes_total", fmt::format("limit=\"{}\"", kLimitMetricNames[i]),
+            load(c.limit_closes[i]));
+  }
   w.simple("imgate_handshake_failures_total", "counter", "TCP sessions that never upgraded.",
            load(c.handshake_failures));
   w.simple("imgate_heartbeat_timeouts_total", "counter", "Connections closed for idleness.",
