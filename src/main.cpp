@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
     int code = server.run();
     spdlog::shutdown();
     return code;
+  } catch (const imgate::ConfigError& e) {  // e.g. an unusable --auth-public-key
+    spdlog::critical("imgate: {}", e.what());
+    spdlog::shutdown();
+    return 2;
   } catch (const std::exception& e) {
     spdlog::critical("imgate: {}", e.what());
     spdlog::shutdown();

@@ -403,6 +403,20 @@ constexpr OptionSpec kOptions[] = {
     {"imgate.allowedOrigins", "allowed-origins", "LIST",
      "WebSocket upgrades only from these Origins (exact or https://*.example.com); empty = any",
      bind<&Config::allowed_origins, parse_origins>()},
+    {"imgate.authHmacSecret", "auth-hmac-secret", "SECRET",
+     "Login needs a JWT signed with this HMAC secret (HS256/384/512; at least 32 bytes)",
+     bind<&Config::auth_hmac_secret, parse_text>()},
+    {"imgate.authHmacSecretFile", "auth-hmac-secret-file", "FILE",
+     "File holding the HMAC secret of login tokens (instead of --auth-hmac-secret)",
+     bind<&Config::auth_hmac_secret_file, parse_text>()},
+    {"imgate.authPublicKey", "auth-public-key", "FILE",
+     "Login needs a JWT signed by this PEM public key's owner (RSA: RS256, EC P-256: ES256)",
+     bind<&Config::auth_public_key, parse_text>()},
+    {"imgate.authLeeway", "auth-leeway", "SECONDS", "Clock skew allowed on a token's exp and nbf",
+     bind<&Config::auth_leeway, parse_seconds>()},
+    {"imgate.maxFailedLogins", "max-failed-logins", "N",
+     "Close a connection (1008) after N refused login / refresh commands (0 = no limit)",
+     bind<&Config::max_failed_logins, parse_count>()},
 };
 // clang-format on
 
@@ -678,6 +692,12 @@ void validate(const Config& cfg) {
   check(cfg.tls_cert.empty() == cfg.tls_key.empty(),
         cfg.tls_cert.empty() ? "imgate.tlsCert" : "imgate.tlsKey",
         "must be set too: TLS needs both a certificate and a key");
+  check(cfg.auth_hmac_secret.empty() || cfg.auth_hmac_secret_file.empty(), "imgate.authHmacSecret",
+        "and imgate.authHmacSecretFile are exclusive: give the secret one way");
+  check(cfg.auth_leeway <= Millis(3'600'000), "imgate.authLeeway",
+        "must be at most 3600 seconds" + got(to_text(cfg.auth_leeway)));
+  check(cfg.max_failed_logins <= 1000, "imgate.maxFailedLogins",
+        "must be at most 1000" + got(to_text(cfg.max_failed_logins)));
 }
 
 void load_api_key_file(Config& cfg) {

@@ -60,6 +60,12 @@ struct Config {
   std::string api_key_file;                   // one key a line; its keys join api_keys at load
   bool protect_metrics = false;               // /system/state and /metrics need a key too
   std::vector<std::string> allowed_origins;   // upgrade Origin allow-list; empty = any origin
+  // Login tokens (docs/security.md). All empty: login is not authenticated (upstream).
+  std::string auth_hmac_secret;               // HS256/384/512 secret (at least 32 bytes)
+  std::string auth_hmac_secret_file;          // file holding the secret (trailing newline dropped)
+  std::string auth_public_key;                // PEM file: RSA (RS256) or EC P-256 (ES256) public key
+  Millis auth_leeway{30'000};                 // clock skew allowed on exp / nbf
+  std::size_t max_failed_logins = 5;          // failed login / refresh commands before close 1008; 0 = no limit
 };
 
 struct ConfigError : std::runtime_error {

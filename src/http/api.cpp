@@ -12,6 +12,7 @@
 #include "cluster/redis_cluster.hpp"
 #include "http/params.hpp"
 #include "metrics/prometheus.hpp"
+#include "net/delivery.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/envelope.hpp"
 #include "security/access.hpp"
@@ -139,14 +140,6 @@ void user_online(Call& call) {
   });
 }
 
-// A validated push request of either send endpoint.
-struct PushRequest {
-  uint32_t app = 0;
-  std::string user;  // recipient (sendMessage) or sender (sendMessageAll)
-  PushMessage msg;
-  bool dedup = true;  // false when no msgID was given
-};
-
 bool parse_push(Call& call, PushRequest& push) {
   if (!require_app(call, push.app) || !require_text(call, "userID", push.user) ||
       !require_text(call, "message", push.msg.msg)) {
@@ -162,63 +155,13 @@ bool parse_push(Call& call, PushRequest& push) {
   return true;
 }
 
-void reply_duplicate(Call& call) {
-  Counters::bump(call.ctx.counters.msg_id_duplicates);
-  call.json_reply(Code::kOk, json::object{});  // upstream: 200 with empty data, nothing sent
-}
-
-Frame frame_of(const PushMessage& m) { return make_push(m.seq, m.cmd, m.msg, m.from); }
-
-// Delivers on this node only (embedded mode, or cluster mode without Redis).
-bool deliver_locally(ServerContext& ctx, const PushRequest& push, bool to_room) {
-  if (to_room) {
-    ctx.hub.push_room(push.app, push.user, frame_of(push.msg));
-    return true;
-  }
-  return ctx.hub.push_user(UserKey{push.app, push.user}, frame_of(push.msg));
-}
-
-// Cluster mode: route through Redis; without Redis, deliver here and say so.
-void deliver_cluster(std::shared_ptr<Call> c, PushRequest push, bool to_room) {
-  auto degraded = [c, push, to_room] {
-    bool sent = deliver_locally(c->ctx, push, to_room) && !to_room;
-    c->json_reply(Code::kOk, json::object{{"sendResults", sent},
-                                           {"sendResultsErr", std::string(kRedisDown) +
-                                                                  ": delivered on this node only"}});
-  };
-  RedisCluster& cluster = *c->ctx.cluster;
-  if (to_room) {
-    cluster.send_room(push.app, push.user, push.msg, [c, degraded](bool ok) {
-      if (!ok) return degraded();
-      c->json_reply(Code::kOk, json::object{{"sendResults", true}});
-    });
-  } else {
-    cluster.send_user(UserKey{push.app, push.user}, push.msg, [c, degraded](bool ok, bool sent) {
-      if (!ok) return degraded();
-      c->json_reply(Code::kOk, json::object{{"sendResults", sent}});
-    });
-  }
-}
-
 void send_push(Call& call, bool to_room) {
   PushRequest push;
+  push.to_room = to_room;
   if (!parse_push(call, push)) return;
   ServerContext& ctx = call.ctx;
-  if (!ctx.cluster) {
-    if (push.dedup && !ctx.dedup->first_seen(push.msg.seq, Clock::now())) {
-      return reply_duplicate(call);
-    }
-    bool sent = deliver_locally(ctx, push, to_room);
-    return call.json_reply(Code::kOk, json::object{{"sendResults", sent}});
-  }
-  auto c = later(call);
-  if (!push.dedup) return deliver_cluster(c, std::move(push), to_room);
-  std::string id = push.msg.seq;
-  ctx.cluster->first_msg_id(id, [c, push = std::move(push), to_room](bool ok, bool first) {
-    // Without Redis, the node's own memory de-duplicates (degraded).
-    if (!ok) first = c->ctx.dedup->first_seen(push.msg.seq, Clock::now());
-    if (!first) return reply_duplicate(*c);
-    deliver_cluster(c, push, to_room);
+  deliver_push(ctx, std::move(push), [c = later(call)](Code code, json::value data) {
+    c->json_reply(code, std::move(data));
   });
 }
 
@@ -245,6 +188,8 @@ json::object counters_json(const Counters& c) {
       {"rejectedConnections", get(c.rejected_connections)},
       {"originRejections", get(c.origin_rejections)},
       {"apiKeyRejections", get(c.api_key_rejections)},
+      {"tokenRejections", get(c.token_rejections)},
+      {"tokenRefreshes", get(c.token_refreshes)},
       {"messagesIn", get(c.messages_in)},
       {"messagesOut", get(c.messages_out)},
       {"wsWrites", get(c.ws_writes)},

@@ -60,6 +60,8 @@ struct Counters {
   Counter rejected_connections{0}; // refused by max_connections
   Counter origin_rejections{0};    // upgrades refused (403): Origin not in allowed_origins
   Counter api_key_rejections{0};   // HTTP requests refused (401): missing or wrong API key
+  Counter token_rejections{0};     // login / refresh refused (1003) for a bad or missing token
+  Counter token_refreshes{0};      // refresh commands accepted
   Counter messages_in{0};
   Counter messages_out{0};
   Counter bytes_in{0};
@@ -74,7 +76,7 @@ struct Counters {
   std::array<Counter, kCloseSlots> closes_by_code{};
 
   // Unlinks by EndReason (index = enum value).
-  static constexpr std::size_t kEndReasons = 6;
+  static constexpr std::size_t kEndReasons = 8;
   std::array<Counter, kEndReasons> closed_by_reason{};
 
   Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID

@@ -83,6 +83,11 @@ std::string render_prometheus(ServerContext& ctx) {
   w.simple("imgate_api_key_rejections_total", "counter",
            "HTTP requests refused (401) for a missing or wrong API key.",
            load(c.api_key_rejections));
+  w.simple("imgate_token_rejections_total", "counter",
+           "login / refresh commands refused (1003) for a missing or invalid token.",
+           load(c.token_rejections));
+  w.simple("imgate_token_refreshes_total", "counter", "refresh commands accepted.",
+           load(c.token_refreshes));
   w.header("imgate_limit_closes_total", "counter",
            "Connections closed (1008) for crossing a per-client limit, by limit.");
   for (std::size_t i = 0; i < kLimits; ++i) {

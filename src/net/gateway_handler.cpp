@@ -1,5 +1,8 @@
 #include "net/gateway_handler.hpp"
 
+#include <boost/asio/post.hpp>
+
+#include "net/delivery.hpp"
 #include "protocol/codes.hpp"
 
 namespace imgate {
@@ -17,8 +20,46 @@ void GatewayHandler::on_open(WsConnection& conn) {
 
 void GatewayHandler::on_message(WsConnection& conn, ws::Opcode, std::string_view payload) {
   // Binary messages never get here (ParseLimits::binary_allowed is false: 1003).
-  CommandContext cmd{shard_of(conn), conn.tag, ctx_.sorted_app_ids, Clock::now()};
-  conn.send(make_frame(ctx_.router.handle(cmd, payload, ctx_.counters)));
+  Shard& shard = shard_of(conn);
+  CommandContext cmd{shard, conn.tag, ctx_.sorted_app_ids, Clock::now()};
+  cmd.services = this;
+  if (ctx_.tokens) cmd.max_failed_logins = ctx_.config.max_failed_logins;
+  const std::string reply = ctx_.router.handle(cmd, payload, ctx_.counters);
+  if (!reply.empty()) conn.send(make_frame(reply));
+  if (cmd.close_code != 0) {  // asked for by the handler: after its reply
+    shard.unlink(conn.tag, cmd.end_reason);
+    conn.close(cmd.close_code, cmd.close_reason);
+  }
+}
+
+int64_t GatewayHandler::unix_now() const {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void GatewayHandler::publish_room(AppId app, std::string from, std::string msg_id,
+                                  std::string message, std::function<void(Reply)> done) {
+  PushRequest push;
+  push.app = app;
+  push.to_room = true;
+  push.user = from;
+  push.msg.cmd = "msg";
+  push.msg.from = std::move(from);
+  push.msg.msg = std::move(message);
+  push.dedup = !msg_id.empty();
+  push.msg.seq = push.dedup ? std::move(msg_id) : std::to_string(ctx_.hub.next_push_seq());
+  deliver_push(ctx_, std::move(push), [done = std::move(done)](Code code, boost::json::value data) {
+    done(Reply{code, std::move(data)});
+  });
+}
+
+void GatewayHandler::send_later(ConnId conn, std::string text) {
+  const uint32_t index = Shard::index_of(conn);
+  if (index >= ctx_.loops.size()) return;
+  boost::asio::post(*ctx_.loops[index], [this, index, conn, text = std::move(text)] {
+    ctx_.hub.shard(index).send_to(conn, make_frame(text));
+  });
 }
 
 void GatewayHandler::on_activity(WsConnection& conn) {

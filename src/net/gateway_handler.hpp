@@ -10,7 +10,7 @@
 
 namespace imgate {
 
-class GatewayHandler final : public WsHandler {
+class GatewayHandler final : public WsHandler, public CommandServices {
  public:
   explicit GatewayHandler(ServerContext& ctx) : ctx_(ctx) {}
 
@@ -18,6 +18,13 @@ class GatewayHandler final : public WsHandler {
   void on_message(WsConnection& conn, ws::Opcode op, std::string_view payload) override;
   void on_activity(WsConnection& conn) override;
   void on_end(WsConnection& conn, EndReason reason) override;
+
+  // CommandServices
+  const TokenVerifier* tokens() const override { return ctx_.tokens; }
+  int64_t unix_now() const override;
+  void publish_room(AppId app, std::string from, std::string msg_id, std::string message,
+                    std::function<void(Reply)> done) override;
+  void send_later(ConnId conn, std::string text) override;
 
  private:
   Shard& shard_of(const WsConnection& conn) { return ctx_.hub.shard(conn.loop().index); }

@@ -76,6 +76,13 @@ Server::Server(Config config)
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();
   }
+  tokens_ = TokenVerifier::from_config(config_);  // throws ConfigError: not started
+  ctx_.tokens = tokens_.get();
+  if (tokens_) {
+    spdlog::info("login needs a signed token ({}{}{})", tokens_->has_hmac() ? "HMAC" : "",
+                 tokens_->has_hmac() && tokens_->has_public_key() ? ", " : "",
+                 tokens_->has_public_key() ? "public key" : "");
+  }
   ws_settings_ = ws_settings_of(config_);
   ws_handler_ = std::make_unique<GatewayHandler>(ctx_);
   for (uint32_t i = 0; i < loops_.size(); ++i) {

@@ -20,6 +20,7 @@
 #include "net/tls.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
+#include "security/token.hpp"
 
 namespace imgate {
 
@@ -56,6 +57,7 @@ class Server {
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> ticks_;
   std::unique_ptr<boost::asio::signal_set> signals_;
+  std::unique_ptr<TokenVerifier> tokens_;                 // --auth-*: login tokens
   std::unique_ptr<TlsContext> tls_;                       // --tls-cert / --tls-key
   std::unique_ptr<boost::asio::signal_set> reload_signal_;  // SIGHUP: reload TLS files
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;

@@ -19,6 +19,7 @@ namespace imgate {
 
 class RedisCluster;
 class TlsContext;
+class TokenVerifier;
 struct LoopIo;
 
 struct ServerContext {
@@ -42,6 +43,7 @@ struct ServerContext {
   RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded
   std::vector<LoopIo*> loop_io;       // loop_io[i]: loop i's WebSocket transport state
   TlsContext* tls = nullptr;          // set: both ports speak TLS (--tls-cert / --tls-key)
+  const TokenVerifier* tokens = nullptr;  // set: login needs a signed token (--auth-*)
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

@@ -1,11 +1,13 @@
 // The gowebsocket client commands (spec §2), with upstream's validation order:
 // data must be an object (or null / absent), field types must match, then
-// userID (non-empty, < 20 bytes), then appID (configured), then "already
-// logged in".
+// userID (non-empty, < 20 bytes), then appID (configured), then (token mode)
+// the token, then "already logged in". imgate's own commands: refresh and
+// publish (docs/security.md).
 #include <boost/json.hpp>
 #include <algorithm>
 
 #include "protocol/router.hpp"
+#include "security/token.hpp"
 
 namespace imgate {
 
@@ -47,25 +49,129 @@ bool uint32_field(const json::object* obj, std::string_view name, uint32_t& out)
 
 constexpr std::size_t kMaxUserIdBytes = 19;  // upstream: len(userID) >= 20 is refused
 
+const TokenVerifier* tokens_of(const CommandContext& ctx) {
+  return ctx.services ? ctx.services->tokens() : nullptr;
+}
+
+// Token mode: a refused login or refresh counts against the connection; at
+// max_failed_logins it is closed (1008) once the reply is out.
+Reply refused(CommandContext& ctx, Code code, std::string_view error) {
+  if (ctx.max_failed_logins != 0 &&
+      ctx.shard.count_failed_login(ctx.conn) >= ctx.max_failed_logins) {
+    if (ctx.counters) ctx.counters->count_limit(Limit::kFailedLogins);
+    ctx.close_code = close_code::kPolicyViolation;
+    ctx.close_reason = "too many failed logins";
+    ctx.end_reason = EndReason::kPolicy;
+  }
+  if (error.empty()) return {code, nullptr};
+  return {code, json::object{{"error", error}}};
+}
+
+Reply token_refused(CommandContext& ctx, std::string_view error) {
+  if (ctx.counters) Counters::bump(ctx.counters->token_rejections);
+  return refused(ctx, Code::kUnauthorized, error);
+}
+
+// The token's deadline on the steady clock: exp + leeway, as far from now as
+// it is on the wall clock (capped at ten years).
+TimePoint token_deadline(const CommandContext& ctx, const TokenVerifier& tokens, int64_t exp) {
+  constexpr int64_t kMaxAhead = int64_t{10} * 365 * 24 * 3600;
+  const int64_t ahead = std::clamp<int64_t>(
+      exp > INT64_MAX - tokens.leeway().count() ? kMaxAhead
+                                                : exp + tokens.leeway().count() - ctx.services->unix_now(),
+      0, kMaxAhead);
+  return ctx.now + std::chrono::seconds(ahead);
+}
+
+// Checks a token for (app, user); "" when it may log in.
+std::string check_token(const CommandContext& ctx, const TokenVerifier& tokens,
+                        std::string_view token, AppId app, std::string_view user,
+                        TokenClaims& claims) {
+  if (std::string error = tokens.verify(token, ctx.services->unix_now(), claims); !error.empty()) {
+    return error;
+  }
+  if (claims.sub != user) return "token sub does not match userID";
+  if (!claims.allows_app(app)) return "appID not granted by the token";
+  return {};
+}
+
 Reply login(CommandContext& ctx, const json::value& data) {
   bool ok = false;
   const json::object* obj = data_object(data, ok);
   std::string token, user;
   uint32_t app = 0;
+  const TokenVerifier* tokens = tokens_of(ctx);
+  const auto fail = [&](Code code) { return tokens ? refused(ctx, code, {}) : Reply{code, nullptr}; };
   if (!ok || !string_field(obj, "serviceToken", token) || !string_field(obj, "userID", user) ||
       !uint32_field(obj, "appID", app)) {
-    return {Code::kParameterIllegal, nullptr};
+    return fail(Code::kParameterIllegal);
   }
-  if (user.empty() || user.size() > kMaxUserIdBytes) return {Code::kUnauthorizedUserId, nullptr};
+  if (user.empty() || user.size() > kMaxUserIdBytes) return fail(Code::kUnauthorizedUserId);
   if (!std::binary_search(ctx.app_ids.begin(), ctx.app_ids.end(), app)) {
-    return {Code::kUnauthorized, nullptr};
+    return fail(Code::kUnauthorized);
+  }
+  TokenClaims claims;
+  if (tokens) {
+    if (ctx.shard.logged_in(ctx.conn)) return {Code::kOperationFailure, nullptr};
+    if (std::string error = check_token(ctx, *tokens, token, app, user, claims); !error.empty()) {
+      return token_refused(ctx, error);
+    }
   }
   switch (ctx.shard.login(ctx.conn, app, user, ctx.now)) {
-    case LoginStatus::kOk: return {Code::kOk, nullptr};
+    case LoginStatus::kOk:
+      if (!tokens) return {Code::kOk, nullptr};
+      ctx.shard.set_token_deadline(ctx.conn, token_deadline(ctx, *tokens, claims.exp));
+      return {Code::kOk, json::object{{"exp", claims.exp}}};
     case LoginStatus::kAlreadyLoggedIn: return {Code::kOperationFailure, nullptr};
     case LoginStatus::kUnknownConnection: break;
   }
   return {Code::kServerError, nullptr};
+}
+
+// {"serviceToken": "<newer token>"}: moves the connection's token deadline.
+// Same sub as the login, and the token must allow the connection's appID.
+Reply refresh(CommandContext& ctx, const json::value& data) {
+  const TokenVerifier* tokens = tokens_of(ctx);
+  if (!tokens) return {Code::kRoutingNotExist, nullptr};  // not a command without tokens
+  bool ok = false;
+  const json::object* obj = data_object(data, ok);
+  std::string token;
+  if (!ok || !string_field(obj, "serviceToken", token)) {
+    return refused(ctx, Code::kParameterIllegal, {});
+  }
+  const UserKey* key = ctx.shard.user_of(ctx.conn);
+  if (!key) return {Code::kNotLoggedIn, nullptr};
+  TokenClaims claims;
+  if (std::string error = check_token(ctx, *tokens, token, key->app, key->user, claims);
+      !error.empty()) {
+    return token_refused(ctx, error);
+  }
+  ctx.shard.set_token_deadline(ctx.conn, token_deadline(ctx, *tokens, claims.exp));
+  if (ctx.counters) Counters::bump(ctx.counters->token_refreshes);
+  return {Code::kOk, json::object{{"exp", claims.exp}}};
+}
+
+// {"message": "<text>", "msgID": "<optional id>"}: a msg push to the
+// connection's own room, as POST /user/sendMessageAll with its appID and
+// userID would send it. Answered once the push is routed.
+Reply publish(CommandContext& ctx, const json::value& data) {
+  bool ok = false;
+  const json::object* obj = data_object(data, ok);
+  std::string message, msg_id;
+  if (!ok || !string_field(obj, "message", message) || !string_field(obj, "msgID", msg_id) ||
+      message.empty()) {
+    return {Code::kParameterIllegal, json::object{{"error", "message (a non-empty string) is required"}}};
+  }
+  const UserKey* key = ctx.shard.user_of(ctx.conn);
+  if (!key) return {Code::kNotLoggedIn, nullptr};
+  if (!ctx.services) return {Code::kServerError, nullptr};
+  CommandServices* services = ctx.services;
+  services->publish_room(key->app, key->user, std::move(msg_id), std::move(message),
+                         [services, conn = ctx.conn, seq = std::string(ctx.seq),
+                          cmd = std::string(ctx.cmd)](Reply reply) {
+                           services->send_later(conn, make_response(seq, cmd, reply.code, reply.data));
+                         });
+  return Reply::answered_later();
 }
 
 Reply heartbeat(CommandContext& ctx, const json::value& data) {
@@ -86,6 +192,8 @@ Router make_default_router() {
   router.add("login", login);
   router.add("heartbeat", heartbeat);
   router.add("ping", ping);
+  router.add("refresh", refresh);
+  router.add("publish", publish);
   return router;
 }
 

@@ -19,6 +19,9 @@ std::string Router::handle(CommandContext& ctx, std::string_view text, Counters&
     Counters::bump(counters.bad_requests);
     return make_response(request.seq, request.cmd, Code::kRoutingNotExist);
   }
+  ctx.seq = request.seq;
+  ctx.cmd = request.cmd;
+  ctx.counters = &counters;
   Reply reply;
   try {
     reply = it->second(ctx, request.data);
@@ -30,6 +33,7 @@ std::string Router::handle(CommandContext& ctx, std::string_view text, Counters&
     spdlog::error("cmd {} failed: unknown exception", request.cmd);
     reply = Reply{Code::kServerError, nullptr};
   }
+  if (reply.later) return {};
   return make_response(request.seq, request.cmd, reply.code, reply.data);
 }
 

@@ -15,17 +15,55 @@
 
 namespace imgate {
 
+class TokenVerifier;
+
+struct Reply {
+  Code code = Code::kOk;
+  boost::json::value data;  // null unless the command returns something
+  bool later = false;       // the handler answers later (CommandServices::send_later)
+
+  static Reply answered_later() { return Reply{Code::kOk, nullptr, true}; }
+};
+
+// What commands need beyond their shard; implemented by the gateway
+// (net/gateway_handler.cpp), faked by tests. Called on the connection's thread.
+class CommandServices {
+ public:
+  // Verifies login tokens; null when login is not authenticated (upstream).
+  virtual const TokenVerifier* tokens() const = 0;
+  // Wall-clock time in unix seconds (token exp / nbf are wall-clock).
+  virtual int64_t unix_now() const = 0;
+  // Pushes `message` (cmd "msg", from `from`) to room `app` except `from`'s own
+  // connections, exactly as POST /user/sendMessageAll does (msgID
+  // de-duplication when `msg_id` is not empty); `done` gets the reply, on any thread.
+  virtual void publish_room(AppId app, std::string from, std::string msg_id, std::string message,
+                            std::function<void(Reply)> done) = 0;
+  // Sends `text` to connection `conn` if it is still registered; from any thread.
+  virtual void send_later(ConnId conn, std::string text) = 0;
+
+ protected:
+  ~CommandServices() = default;
+};
+
 // What a handler may see and do: the connection that sent the request.
 struct CommandContext {
   Shard& shard;
   ConnId conn;
   const std::vector<AppId>& app_ids;  // configured rooms, sorted ascending
   TimePoint now;
-};
+  CommandServices* services = nullptr;  // null: commands that need one answer 1004
+  std::size_t max_failed_logins = 0;    // token mode: close after this many refusals (0: never)
 
-struct Reply {
-  Code code = Code::kOk;
-  boost::json::value data;  // null unless the command returns something
+  // Set by Router::handle for the handler: the request being answered.
+  std::string_view seq;
+  std::string_view cmd;
+  Counters* counters = nullptr;
+
+  // A handler asks for the connection to end after its reply is queued (the
+  // caller unlinks with `end_reason` and closes with `close_code`).
+  uint16_t close_code = 0;
+  std::string_view close_reason;
+  EndReason end_reason = EndReason::kPolicy;
 };
 
 using Handler = std::function<Reply(CommandContext& ctx, const boost::json::value& data)>;
@@ -36,14 +74,16 @@ class Router {
   void add(std::string cmd, Handler handler);
 
   // Parses one text frame, dispatches it and returns the response text:
-  // 1001 for frames that are not a request envelope, 1010 for unknown cmds.
+  // 1001 for frames that are not a request envelope, 1010 for unknown cmds;
+  // "" when the handler answers later.
   std::string handle(CommandContext& ctx, std::string_view text, Counters& counters) const;
 
  private:
   std::unordered_map<std::string, Handler> handlers_;
 };
 
-// The gowebsocket commands: login, heartbeat, ping.
+// The gowebsocket commands (login, heartbeat, ping) and imgate's own:
+// refresh (token mode) and publish (docs/security.md).
 Router make_default_router();
 
 }  // namespace imgate

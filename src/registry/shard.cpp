@@ -30,6 +30,8 @@ std::string_view to_string(EndReason reason) {
     case EndReason::kOverflow: return "send queue overflow";
     case EndReason::kProtocol: return "protocol error";
     case EndReason::kShutdown: return "shutdown";
+    case EndReason::kExpired: return "token expired";
+    case EndReason::kPolicy: return "limit crossed";
   }
   return "unknown";
 }
@@ -80,6 +82,42 @@ bool Shard::logged_in(ConnId id) const {
   return it != conns_.end() && it->second.key;
 }
 
+uint32_t Shard::index_of(ConnId id) { return static_cast<uint32_t>(id >> kSeqBits); }
+
+const UserKey* Shard::user_of(ConnId id) const {
+  auto it = conns_.find(id);
+  return it == conns_.end() ? nullptr : it->second.key;
+}
+
+bool Shard::set_token_deadline(ConnId id, TimePoint deadline) {
+  if (!logged_in(id)) return false;
+  auto [it, added] = token_deadlines_.try_emplace(id, deadline);
+  if (!added) {
+    deadline_order_.erase({it->second, id});
+    it->second = deadline;
+  }
+  deadline_order_.emplace(deadline, id);
+  return true;
+}
+
+std::optional<TimePoint> Shard::token_deadline(ConnId id) const {
+  auto it = token_deadlines_.find(id);
+  if (it == token_deadlines_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::size_t Shard::count_failed_login(ConnId id) {
+  if (!conns_.contains(id)) return 0;
+  return ++failed_logins_[id];
+}
+
+bool Shard::send_to(ConnId id, const Frame& frame) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return false;
+  it->second.peer->send(frame);
+  return true;
+}
+
 bool Shard::unlink(ConnId id, EndReason reason) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return false;
@@ -98,6 +136,11 @@ bool Shard::unlink(ConnId id, EndReason reason) {
     hub_.directory().remove(*conn.key, id, [&] { hub_.user_left(*conn.key); });
     unindex_login(conn);
   }
+  if (auto deadline = token_deadlines_.find(id); deadline != token_deadlines_.end()) {
+    deadline_order_.erase({deadline->second, id});
+    token_deadlines_.erase(deadline);
+  }
+  failed_logins_.erase(id);
   conns_.erase(it);
   size_.fetch_sub(1, std::memory_order_relaxed);
   Counters::bump(hub_.counters().connections_closed);
@@ -130,6 +173,12 @@ void Shard::unindex_login(Conn& conn) {
 
 void Shard::tick(TimePoint now) {
   wheel_.advance(now, [&](ConnId id) { check_liveness(id, now); });
+  while (!deadline_order_.empty() && deadline_order_.begin()->first <= now) {
+    const ConnId id = deadline_order_.begin()->second;
+    Peer* peer = conns_.at(id).peer;  // unlink() drops both deadline entries
+    unlink(id, EndReason::kExpired);
+    peer->close(close_code::kTokenExpired, "token expired");
+  }
 }
 
 void Shard::check_liveness(ConnId id, TimePoint now) {

@@ -17,8 +17,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <functional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -73,6 +75,8 @@ class Shard {
   Shard& operator=(const Shard&) = delete;
 
   uint32_t index() const { return index_; }
+  // The shard a connection id belongs to (its top bits).
+  static uint32_t index_of(ConnId id);
 
   // Registers a connection whose transport is `peer`; `peer` must stay valid
   // until unlink() of the returned id.
@@ -91,13 +95,29 @@ class Shard {
 
   bool contains(ConnId id) const { return conns_.contains(id); }
   bool logged_in(ConnId id) const;
+  // The (app, user) a connection logged in as; null when it is not logged in
+  // (or gone). Valid until the connection's unlink().
+  const UserKey* user_of(ConnId id) const;
+
+  // Login tokens: the connection is unlinked and closed (4001) once `deadline`
+  // passes, unless a later call (a refresh) moves it. Only for logged-in
+  // connections; false otherwise.
+  bool set_token_deadline(ConnId id, TimePoint deadline);
+  std::optional<TimePoint> token_deadline(ConnId id) const;
+  // Counts a refused login / refresh of the connection; returns its total.
+  std::size_t count_failed_login(ConnId id);
+
+  // Sends `frame` to one connection if it is still registered (a reply that
+  // was computed elsewhere, e.g. after a cluster round trip).
+  bool send_to(ConnId id, const Frame& frame);
 
   // The one function that ends a connection (see contract above). When the
   // user's last connection goes, `exit` is pushed to the room.
   bool unlink(ConnId id, EndReason reason);
 
   // Liveness: pings idle connections, unlinks and closes (1001) the ones idle
-  // past heartbeat_timeout. Cost: the entries due, not all connections.
+  // past heartbeat_timeout, and closes (4001) the ones whose token deadline
+  // passed. Cost: the entries due, not all connections.
   void tick(TimePoint now);
 
   // Shutdown: unlinks every connection and asks its peer to close.
@@ -135,6 +155,11 @@ class Shard {
   std::unordered_map<AppId, boost::unordered_flat_set<Conn*>> room_members_;
   std::unordered_map<UserKey, Conn*, UserKeyHash> user_conns_;  // first of the user's list
   TimingWheel wheel_;
+  // Only connections that use them pay for these (token mode): the token
+  // deadline (one entry per connection in both maps) and refused logins.
+  std::unordered_map<ConnId, TimePoint> token_deadlines_;
+  std::set<std::pair<TimePoint, ConnId>> deadline_order_;
+  std::unordered_map<ConnId, uint32_t> failed_logins_;
   std::atomic<std::size_t> size_{0};
 };
 

@@ -1,0 +1,242 @@
+// Unit tests for the token-mode commands (src/protocol/commands.cpp): login with a token,
+// refresh, the failed-login limit, expiry through Shard::tick, and publish, against a real
+// Hub/Shard with a fake CommandServices.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <string>
+#include <vector>
+
+#include "../common/jwt_sign.hpp"
+#include "fake_peer.hpp"
+#include "protocol/router.hpp"
+#include "security/token.hpp"
+
+namespace imgate {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using test::FakePeer;
+using test::TaskQueues;
+
+const TimePoint kStart{std::chrono::hours(1)};
+const int64_t kUnixNow = 1'800'000'000;  // the fake wall clock
+
+class FakeServices final : public CommandServices {
+ public:
+  const TokenVerifier* tokens() const override { return verifier; }
+  int64_t unix_now() const override { return now; }
+  void publish_room(AppId app, std::string from, std::string msg_id, std::string message,
+                    std::function<void(Reply)> done) override {
+    published.push_back({app, std::move(from), std::move(msg_id), std::move(message)});
+    done(Reply{Code::kOk, json::object{{"sendResults", true}}});
+  }
+  void send_later(ConnId conn, std::string text) override { later.emplace_back(conn, std::move(text)); }
+
+  struct Published {
+    AppId app;
+    std::string from, msg_id, message;
+  };
+  const TokenVerifier* verifier = nullptr;
+  int64_t now = kUnixNow;
+  std::vector<Published> published;
+  std::vector<std::pair<ConnId, std::string>> later;
+};
+
+struct Answer {
+  uint32_t code = 0;
+  json::value data;
+};
+
+Answer answer_of(const std::string& text) {
+  const json::value v = json::parse(text);
+  const auto& r = v.at("response").as_object();
+  return {static_cast<uint32_t>(r.at("code").to_number<uint64_t>()), r.at("data")};
+}
+
+class TokenCommands : public ::testing::Test {
+ protected:
+  TokenCommands()
+      : verifier_(test::kTestSecret, "", 0s),
+        hub_(1, LivenessSettings{3600s, 3600s}, counters_, kStart),
+        queues_(1),
+        router_(make_default_router()) {
+    hub_.set_poster(queues_.poster());
+    services_.verifier = &verifier_;
+    conn_ = shard().add(peer_, kStart);
+  }
+
+  Shard& shard() { return hub_.shard(0); }
+
+  // Sends one request; `close_code` receives what the handler asked for.
+  Answer send(const json::object& request, uint16_t* close_code = nullptr) {
+    CommandContext ctx{shard(), conn_, app_ids_, kStart};
+    ctx.services = &services_;
+    ctx.max_failed_logins = services_.verifier ? 5 : 0;
+    const std::string text = router_.handle(ctx, json::serialize(request), counters_);
+    if (close_code) *close_code = ctx.close_code;
+    if (text.empty()) return {};
+    return answer_of(text);
+  }
+
+  Answer login(std::string_view token, std::string_view user = "alice", AppId app = 101,
+               uint16_t* close_code = nullptr) {
+    return send({{"seq", "1"}, {"cmd", "login"},
+                 {"data", {{"serviceToken", token}, {"appID", app}, {"userID", user}}}},
+                close_code);
+  }
+
+  std::string token(std::string_view sub, int64_t ttl, json::object extra = {}) {
+    json::object claims{{"sub", sub}, {"exp", kUnixNow + ttl}};
+    for (const auto& kv : extra) claims[kv.key()] = kv.value();
+    return test::mint("HS256", claims);
+  }
+
+  test::QuietLogs quiet_;
+  TokenVerifier verifier_;
+  Counters counters_;
+  Hub hub_;
+  TaskQueues queues_;
+  Router router_;
+  FakeServices services_;
+  FakePeer peer_;
+  ConnId conn_ = 0;
+  std::vector<AppId> app_ids_{101, 102, 103, 104};
+};
+
+TEST_F(TokenCommands, LoginWithAValidTokenAnswersItsExpiry) {
+  const Answer a = login(token("alice", 600));
+  EXPECT_EQ(a.code, 200u);
+  EXPECT_EQ(a.data.at("exp").to_number<int64_t>(), kUnixNow + 600);
+  EXPECT_TRUE(shard().logged_in(conn_));
+  EXPECT_EQ(shard().token_deadline(conn_), kStart + 600s);
+}
+
+TEST_F(TokenCommands, LoginRefusalsSay1003WithTheReasonAndLeaveTheConnectionOut) {
+  struct Case {
+    std::string token, user;
+    AppId app;
+    std::string error;
+  };
+  const Case cases[] = {
+      {"", "alice", 101, "token required"},
+      {token("bob", 600), "alice", 101, "token sub does not match userID"},
+      {token("alice", 600, {{"appIDs", json::array{102}}}), "alice", 101,
+       "appID not granted by the token"},
+      {token("alice", -1), "alice", 101, "token expired"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.error);
+    // Each on a fresh connection: the failed-login limit is per connection.
+    conn_ = shard().add(peer_, kStart);
+    const Answer a = login(c.token, c.user, c.app);
+    EXPECT_EQ(a.code, 1003u);
+    EXPECT_EQ(a.data.at("error").as_string(), c.error);
+    EXPECT_FALSE(shard().logged_in(conn_));
+  }
+  EXPECT_EQ(counters_.token_rejections.load(), 4u);
+  EXPECT_EQ(login(token("alice", 600, {{"appIDs", json::array{101}}})).code, 200u);
+}
+
+TEST_F(TokenCommands, TheFifthRefusedLoginAsksForAPolicyClose) {
+  uint16_t close_code = 0;
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_EQ(login("garbage", "alice", 101, &close_code).code, 1003u);
+    EXPECT_EQ(close_code, 0) << i;
+  }
+  // Other refusals (a bad userID) count too.
+  EXPECT_EQ(login(token("alice", 600), "", 101, &close_code).code, 1002u);
+  EXPECT_EQ(close_code, close_code::kPolicyViolation);
+  EXPECT_EQ(counters_.limit_closes[static_cast<std::size_t>(Limit::kFailedLogins)].load(), 1u);
+}
+
+TEST_F(TokenCommands, DefaultModeIgnoresTheTokenAndNeverCountsRefusals) {
+  services_.verifier = nullptr;
+  uint16_t close_code = 0;
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(login("x", "", 101, &close_code).code, 1002u);
+  EXPECT_EQ(close_code, 0);
+  const Answer a = login("not-a-token");
+  EXPECT_EQ(a.code, 200u);
+  EXPECT_TRUE(a.data.is_null());  // upstream's reply
+  EXPECT_EQ(shard().token_deadline(conn_), std::nullopt);
+  EXPECT_EQ(send({{"seq", "2"}, {"cmd", "refresh"}, {"data", {{"serviceToken", "x"}}}}).code, 1010u);
+}
+
+TEST_F(TokenCommands, ExpiredConnectionsAreClosedWith4001AtTheirDeadline) {
+  ASSERT_EQ(login(token("alice", 10)).code, 200u);
+  shard().tick(kStart + 9s);
+  EXPECT_TRUE(peer_.closes.empty());
+  shard().tick(kStart + 10s);
+  ASSERT_EQ(peer_.closes.size(), 1u);
+  EXPECT_EQ(peer_.closes[0].first, close_code::kTokenExpired);
+  EXPECT_FALSE(shard().contains(conn_));
+  EXPECT_EQ(counters_.closed_by_reason[static_cast<std::size_t>(EndReason::kExpired)].load(), 1u);
+}
+
+TEST_F(TokenCommands, RefreshBeforeTheDeadlineMovesIt) {
+  ASSERT_EQ(login(token("alice", 10)).code, 200u);
+  const Answer r = send({{"seq", "2"}, {"cmd", "refresh"},
+                         {"data", {{"serviceToken", token("alice", 100)}}}});
+  EXPECT_EQ(r.code, 200u);
+  EXPECT_EQ(r.data.at("exp").to_number<int64_t>(), kUnixNow + 100);
+  shard().tick(kStart + 50s);
+  EXPECT_TRUE(peer_.closes.empty());
+  shard().tick(kStart + 100s);
+  ASSERT_EQ(peer_.closes.size(), 1u);
+  EXPECT_EQ(peer_.closes[0].first, close_code::kTokenExpired);
+  EXPECT_EQ(counters_.token_refreshes.load(), 1u);
+}
+
+TEST_F(TokenCommands, RefreshRefusalsKeepTheOldDeadline) {
+  EXPECT_EQ(send({{"seq", "2"}, {"cmd", "refresh"}, {"data", {{"serviceToken", token("alice", 100)}}}})
+                .code,
+            1000u);  // not logged in
+  ASSERT_EQ(login(token("alice", 10)).code, 200u);
+  const std::pair<std::string, std::string> refusals[] = {
+      {token("bob", 100), "token sub does not match userID"},
+      {token("alice", 100, {{"appIDs", json::array{102}}}), "appID not granted by the token"},
+      {token("alice", -5), "token expired"},
+      {"a.b.c", "token header is not base64url JSON"},
+  };
+  for (const auto& [t, error] : refusals) {
+    const Answer r = send({{"seq", "3"}, {"cmd", "refresh"}, {"data", {{"serviceToken", t}}}});
+    EXPECT_EQ(r.code, 1003u);
+    EXPECT_EQ(r.data.at("error").as_string(), error);
+  }
+  EXPECT_EQ(shard().token_deadline(conn_), kStart + 10s);
+  shard().tick(kStart + 10s);
+  ASSERT_EQ(peer_.closes.size(), 1u);
+}
+
+TEST_F(TokenCommands, UnlinkDropsTheDeadline) {
+  ASSERT_EQ(login(token("alice", 10)).code, 200u);
+  ASSERT_TRUE(shard().unlink(conn_, EndReason::kClientClose));
+  EXPECT_EQ(shard().token_deadline(conn_), std::nullopt);
+  shard().tick(kStart + 20s);  // nothing left to expire
+  EXPECT_TRUE(peer_.closes.empty());
+}
+
+TEST_F(TokenCommands, PublishGoesToTheOwnRoomAndAnswersLater) {
+  const json::object publish{{"seq", "9"}, {"cmd", "publish"},
+                             {"data", {{"message", "hi all"}, {"msgID", "m-1"}}}};
+  EXPECT_EQ(send(publish).code, 1000u);  // not logged in
+  ASSERT_EQ(login(token("alice", 600, {{"appIDs", json::array{103}}}), "alice", 103).code, 200u);
+  EXPECT_EQ(send({{"seq", "8"}, {"cmd", "publish"}, {"data", {{"message", ""}}}}).code, 1001u);
+  EXPECT_EQ(send({{"seq", "8"}, {"cmd", "publish"}, {"data", {{"message", 5}}}}).code, 1001u);
+  EXPECT_EQ(send(publish).code, 0u);  // no immediate answer
+  ASSERT_EQ(services_.published.size(), 1u);
+  EXPECT_EQ(services_.published[0].app, 103u);
+  EXPECT_EQ(services_.published[0].from, "alice");
+  EXPECT_EQ(services_.published[0].msg_id, "m-1");
+  EXPECT_EQ(services_.published[0].message, "hi all");
+  ASSERT_EQ(services_.later.size(), 1u);
+  EXPECT_EQ(services_.later[0].first, conn_);
+  const json::value reply = json::parse(services_.later[0].second);
+  EXPECT_EQ(reply.at("seq").as_string(), "9");
+  EXPECT_EQ(reply.at("cmd").as_string(), "publish");
+  EXPECT_EQ(reply.at("response").at("code").to_number<int>(), 200);
+}
+
+}  // namespace
+}  // namespace imgate
