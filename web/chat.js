@@ -6,7 +6,14 @@
 // Beyond it: no external resources, user text only ever set with textContent, automatic reconnect
 // with back-off and re-login (shown in #status), a layout that works on a phone.
 //
-// Query parameters: appID (room, used when the server did not inject one), name (display name).
+// Secure mode, when the page has a login token (JWT) — `token=<jwt>` in the query or in the
+// fragment (`#token=`, where the token field puts it: a fragment is never sent to a server): the
+// userID is the token's `sub` (read without checking the signature; the gateway checks it), login
+// sends the token, and messages go out with the WebSocket `publish` command instead of
+// POST /user/sendMessageAll (which may need an API key the page does not have).
+//
+// Query parameters: appID (room, used when the server did not inject one), name (display name),
+// token (login token; the fragment's wins).
 
 import { ImgateClient, makeSeq } from './imgate-client.js';
 
@@ -48,6 +55,7 @@ function readConfig() {
     wsUrl: resolveWsUrl(value(raw.wsUrl), location),
     httpBase: resolveHttpBase(value(raw.httpBase), location),
     name: params.get('name'),
+    token: (new URLSearchParams(location.hash.slice(1)).get('token') || params.get('token') || '').trim(),
   };
 }
 
@@ -91,6 +99,42 @@ function truncateUtf8(text, max) {
   return out;
 }
 
+function utf8Length(text) {
+  return new TextEncoder().encode(text).length;
+}
+
+/** The claims of a JWT: its middle part, base64url JSON. The signature is the gateway's business. */
+function decodeJwtClaims(token) {
+  const parts = token.split('.');
+  if (parts.length !== 3) throw new Error('a JWT has three parts separated by dots');
+  const base64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+  let claims;
+  try {
+    const binary = atob(base64 + '='.repeat((4 - (base64.length % 4)) % 4));
+    claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+  } catch {
+    throw new Error('its payload is not base64url-encoded JSON');
+  }
+  if (!claims || typeof claims !== 'object') throw new Error('its payload is not a JSON object');
+  return claims;
+}
+
+/**
+ * Who this page logs in as: { userID, token, tokenError }. With a token, its `sub`; tokenError
+ * says why a token cannot be used (the page then does not connect).
+ */
+function readIdentity({ name, token }) {
+  if (!token) return { userID: pickName(name), token: '', tokenError: '' };
+  try {
+    const { sub } = decodeJwtClaims(token);
+    if (typeof sub !== 'string' || sub === '') throw new Error('it has no "sub" (user) claim');
+    if (utf8Length(sub) > MAX_USER_ID_BYTES) throw new Error(`its "sub" is over ${MAX_USER_ID_BYTES} bytes`);
+    return { userID: sub, token, tokenError: '' };
+  } catch (error) {
+    return { userID: '', token, tokenError: `This token cannot be used: ${error.message}.` };
+  }
+}
+
 function pickName(requested) {
   const name = truncateUtf8((requested || '').trim(), MAX_USER_ID_BYTES);
   if (name) return name;
@@ -102,11 +146,19 @@ function pickName(requested) {
 // ---- page state -----------------------------------------------------------------------------
 
 const config = readConfig();
-const me = pickName(config.name);
-const client = new ImgateClient({ url: config.wsUrl, appID: config.appID, userID: me });
+const identity = readIdentity(config);
+const me = identity.userID;
+const secure = identity.token !== '';
+const client = new ImgateClient({
+  url: config.wsUrl,
+  appID: config.appID,
+  userID: me,
+  serviceToken: identity.token,
+});
 
 const els = {
   name: $('#name'),
+  token: $('#token'),
   nameForm: $('#name-form'),
   status: $('#status'),
   roomLabel: $('#room-label'),
@@ -124,6 +176,7 @@ let listTracking = null; // { entered: Set, gone: Set } or null
 let listGeneration = 0;
 let wasOnline = false;
 let sending = false;
+let listNeedsKey = false; // GET /user/list answered 401: the server wants an API key
 
 // ---- rendering (textContent only) -------------------------------------------------------
 
@@ -218,7 +271,7 @@ async function apiCall(path, params, method) {
     method === 'POST'
       ? await fetch(url, { method: 'POST', body: query }) // application/x-www-form-urlencoded
       : await fetch(`${url}?${query}`);
-  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  if (!res.ok) throw Object.assign(new Error(`HTTP ${res.status}`), { status: res.status });
   const body = await res.json();
   if (!body || body.code !== 200) {
     throw new Error(`${body ? body.code : '?'} ${body ? body.msg : 'no body'}`);
@@ -230,6 +283,7 @@ async function refreshOnlineList() {
   const generation = ++listGeneration;
   const tracking = { entered: new Set(), gone: new Set() };
   listTracking = tracking;
+  if (listNeedsKey) return;
   try {
     const data = await apiCall('/user/list', { appID: config.appID }, 'GET');
     if (generation !== listGeneration) return; // a newer refresh is under way
@@ -243,21 +297,40 @@ async function refreshOnlineList() {
     for (const u of users) addUser(u);
     updateOnlineCount();
   } catch (error) {
-    if (generation === listGeneration) addNotice('error', `Could not load the online list: ${error.message}`);
+    if (generation !== listGeneration) return;
+    if (error.status === 401) {
+      // API keys guard /user/*; the list is then kept from enter/exit pushes only.
+      listNeedsKey = true;
+      addUser(me);
+      addNotice('system', 'The online list needs an API key here: showing who joins and leaves from now on.');
+    } else {
+      addNotice('error', `Could not load the online list: ${error.message}`);
+    }
   } finally {
     if (generation === listGeneration) listTracking = null;
   }
+}
+
+/** Sends over the WebSocket (`publish`); resolves with the response's data, throws unless 200. */
+async function publish(text) {
+  const { response } = await client.publish(text, makeSeq());
+  if (!response || response.code !== 200) {
+    throw new Error(`${response ? response.code : '?'} ${response ? response.codeMsg : 'no response'}`);
+  }
+  return response.data;
 }
 
 async function sendMessage(text) {
   sending = true;
   els.send.disabled = true;
   try {
-    const data = await apiCall(
-      '/user/sendMessageAll',
-      { appID: config.appID, userID: me, msgID: makeSeq(), message: text },
-      'POST',
-    );
+    const data = secure
+      ? await publish(text)
+      : await apiCall(
+        '/user/sendMessageAll',
+        { appID: config.appID, userID: me, msgID: makeSeq(), message: text },
+        'POST',
+      );
     if (data && data.sendResults === false) throw new Error(data.sendResultsErr || 'not delivered');
     addMessage('mine', me, text);
     if (els.message.value === text) els.message.value = '';
@@ -272,16 +345,50 @@ async function sendMessage(text) {
 
 // ---- wiring -------------------------------------------------------------------------------
 
+/**
+ * Reloads the page with another token (in the fragment, never sent to a server), or without one
+ * (back to the default mode, under the name in the name field).
+ */
+function rejoinWithToken(token) {
+  const url = new URL(location.href);
+  url.searchParams.delete('token');
+  url.searchParams.set('appID', String(config.appID));
+  url.hash = token ? `token=${encodeURIComponent(token)}` : '';
+  const name = truncateUtf8(els.name.value.trim(), MAX_USER_ID_BYTES);
+  if (!token && name) url.searchParams.set('name', name);
+  // A change of the fragment alone does not load the page again: replace the URL, then reload.
+  history.replaceState(null, '', url.href);
+  location.reload();
+}
+
+function describeExp(exp) {
+  if (typeof exp !== 'number') return '';
+  const d = new Date(exp * 1000);
+  return ` (valid until ${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')})`;
+}
+
 function init() {
   document.title = `imgate chat — room ${config.appID}`;
   els.roomLabel.textContent = `room ${config.appID}`;
   els.name.value = me;
+  els.token.value = identity.token;
+  if (secure) {
+    // The name is the token's: another name needs another token.
+    els.name.readOnly = true;
+    els.name.title = 'Your userID, from the token (sub); paste another token to change it';
+  }
   for (const a of document.querySelectorAll('.rooms a[data-app-id]')) {
     if (Number(a.dataset.appId) === config.appID) a.setAttribute('aria-current', 'page');
   }
 
   els.nameForm.addEventListener('submit', (event) => {
     event.preventDefault();
+    const token = els.token.value.trim();
+    if (token !== identity.token) {
+      rejoinWithToken(token);
+      return;
+    }
+    if (secure) return;
     const wanted = truncateUtf8(els.name.value.trim(), MAX_USER_ID_BYTES);
     if (!wanted || wanted === me) return;
     const url = new URL(location.href);
@@ -303,12 +410,16 @@ function init() {
     else if (state === 'closed' && els.status.dataset.state !== 'error') setStatus('offline', 'Offline');
   });
 
-  client.on('login', () => {
+  client.on('login', ({ exp }) => {
     setStatus('online', `Online as ${me}`);
-    addNotice('system', wasOnline ? 'Reconnected.' : `Logged in as ${me}.`);
+    const how = secure ? ` with a token${describeExp(exp)}` : '';
+    addNotice('system', wasOnline ? 'Reconnected.' : `Logged in as ${me}${how}.`);
     wasOnline = true;
     refreshOnlineList();
   });
+
+  // The page has one token and cannot fetch another: the reconnect that follows is refused.
+  client.on('tokenExpired', () => addNotice('error', 'The token expired: paste a new one to continue.'));
 
   client.on('reconnecting', ({ attempt, delayMs }) => {
     setStatus('reconnecting', `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt})…`);
@@ -323,10 +434,14 @@ function init() {
 
   client.on('error', ({ error, code, codeMsg }) => {
     if (typeof code === 'number') {
-      // The server refused login or heartbeat.
-      const text = `Refused by the server: ${code} ${codeMsg || ''}`.trim();
+      // The server refused login or heartbeat; with a token, data.error says why.
+      const reason = error && error.reason ? ` (${error.reason})` : '';
+      const text = `Refused by the server: ${code} ${codeMsg || ''}`.trim() + reason;
       addNotice('error', text);
       if (client.state !== 'online') setStatus('error', text);
+      if (code === 1003 && client.state !== 'online') {
+        addNotice('error', secure ? 'Check the token, or paste another one.' : 'This gateway may need a login token.');
+      }
     } else if (error && error.code === 'bad-frame') {
       addNotice('error', 'The server sent something that is not JSON.');
     }
@@ -361,9 +476,14 @@ function init() {
   // Leave cleanly when the page goes away; rejoin if it comes back from the back/forward cache.
   window.addEventListener('pagehide', () => client.close(1000, 'page closed'));
   window.addEventListener('pageshow', (event) => {
-    if (event.persisted) client.connect();
+    if (event.persisted && !identity.tokenError) client.connect();
   });
 
+  if (identity.tokenError) {
+    setStatus('error', identity.tokenError);
+    addNotice('error', `${identity.tokenError} Paste another token, or clear the field to chat without one.`);
+    return;
+  }
   setStatus('connecting', 'Connecting…');
   client.connect();
 }

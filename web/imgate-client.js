@@ -12,6 +12,12 @@
  *   push      {"seq":"<msgID>","cmd":"msg|enter|exit","response":{"code":200,"codeMsg":"Ok",
  *              "data":{"target":"","type":"text","msg":"<text>","from":"<userID>"}}}
  *
+ * Secure mode (imgate started with --auth-hmac-secret / --auth-public-key): login carries a JWT as
+ * `serviceToken` whose `sub` is the userID; the login response has data.exp (unix seconds); the
+ * `refresh` command replaces the token of a logged-in connection; a connection whose token
+ * expired is closed by the server with code 4001. `publish` (every mode) sends a message to the
+ * connection's own room, like POST /user/sendMessageAll from the logged-in user.
+ *
  * @example
  *   const client = new ImgateClient({ url: 'ws://127.0.0.1:8089/acc', appID: 101, userID: 'alice' });
  *   client.on('login', () => console.log('logged in'));
@@ -23,11 +29,25 @@
  *   const res = await client.request('ping', {});   // res.response.data === 'pong'
  *   client.close();                                   // no more reconnects
  *
+ * @example secure mode, tokens from your login service (asked again before every login and refresh)
+ *   const client = new ImgateClient({
+ *     url, appID: 101, userID: 'alice',
+ *     getToken: async ({ appID, userID, reason }) => (await fetch(`/token?app=${appID}`)).text(),
+ *   });
+ *   client.on('refresh', ({ exp }) => console.log('token valid until', new Date(exp * 1000)));
+ *   client.connect();
+ *   await client.publish('hello, room');   // {seq, cmd: 'publish', response: {code: 200, ...}}
+ *
  * Constructor options:
  *   url               WebSocket URL, e.g. "ws://host:8089/acc" (required)
  *   appID             room / application id, a number (required; 101..104 by default)
  *   userID            user id, 1..19 bytes of UTF-8 (required)
  *   serviceToken      sent with login (ignored by servers without authentication), default ""
+ *   getToken          async ({ appID, userID, reason }) => string, reason 'login' | 'refresh'; when
+ *                     set, awaited before every login (each (re)connect) and every refresh, and its
+ *                     result is sent instead of serviceToken. A rejection or a non-string / empty
+ *                     result counts like a failed connection (error code 'token', then back-off).
+ *                     Also enables automatic refresh (see refresh()).
  *   heartbeatMs       interval of the `heartbeat` request after login, default 30000; 0 disables
  *   requestTimeoutMs  how long request() waits for its response, default 10000
  *   reconnect         { minMs = 500, maxMs = 30000 } exponential back-off with jitter, or `false`
@@ -40,7 +60,22 @@
  *   close(code?, reason?) closes the socket and stops reconnecting; pending requests are rejected
  *   login()               Promise<envelope>; sends `login` (done automatically after each connect);
  *                         rejects with ImgateError (`.code`, `.codeMsg`) when the code is not 200.
- *                         A refusal for a bad userID/appID/token (1001, 1002, 1003) stops the client.
+ *                         A refusal for a bad userID/appID/token (1001, 1002, 1003) stops the client;
+ *                         with getToken, a 1003 is first retried once with a fresh token.
+ *                         When the response carries data.exp and getToken is set, a refresh is
+ *                         scheduled at 80 % of the remaining lifetime or 30 s before exp,
+ *                         whichever is earlier (80 % when less than 30 s are left), at least 1 s.
+ *   refresh(serviceToken?) Promise<envelope>; sends `refresh` with the given token, else one from
+ *                         getToken({reason: 'refresh'}), else serviceToken. Rejects with
+ *                         ImgateError unless code 200; a 1003 with getToken is retried once with a
+ *                         fresh token. A given token also becomes serviceToken (used by the next
+ *                         login) when getToken is not set. The automatic refresh reports failures
+ *                         as 'error' events and lets the server close the connection at expiry
+ *                         (4001), after which the client logs in again with a fresh token.
+ *   publish(message, msgID?) Promise<envelope>; sends `publish`: the message goes to every other user
+ *                         of this connection's room as a `msg` push from userID (not back to you).
+ *                         Resolved whatever the code, like request(): 200 sent (data {} for a
+ *                         duplicate msgID, nothing pushed), 1000 not logged in, 1001 bad message.
  *   heartbeat()           Promise<envelope>; sends `heartbeat` (done automatically every heartbeatMs)
  *   request(cmd, data)    Promise<envelope> resolved with the response whose `seq` matches, whatever
  *                         its code (check `envelope.response.code`); rejected with ImgateError on
@@ -58,10 +93,16 @@
  *              ('open' = socket open, not yet logged in; 'online' = logged in)
  *   loggedIn   true between a successful login and the next close
  *   attempt    consecutive failed connection attempts (0 after a successful login)
+ *   tokenExp   the current token's exp (unix seconds) from the last login / refresh, or null
  *
  * Events (detail):
  *   'open'          { url }                                  socket opened
- *   'login'         { appID, userID, response }              login answered 200
+ *   'login'         { appID, userID, response, exp }         login answered 200 (exp: data.exp or null)
+ *   'refresh'       { exp }                                  refresh answered 200 (the new exp)
+ *   'tokenExpired'  { code, reason }                         the server closed with 4001 (token
+ *                                                            expired); a reconnect follows, with a
+ *                                                            token from getToken (without getToken
+ *                                                            the old token is refused: 1003, stop)
  *   'msg'           { from, msg, type, target, seq }         message pushed by the HTTP API
  *   'enter'         { from, msg, type, target, seq }         another user of the room logged in
  *   'exit'          { from, msg, type, target, seq }         a user of the room went away
@@ -69,8 +110,11 @@
  *   'close'         { code, reason, wasClean, willReconnect }
  *   'reconnecting'  { attempt, delayMs }                     a reconnect is scheduled
  *   'state'         { state, previous }                      state changed
- *   'error'         { error, code?, codeMsg?, raw? }         socket error, refused login, failed
- *                                                            heartbeat, or a frame that is not JSON
+ *   'error'         { error, code?, codeMsg?, raw? }         socket error, refused login / refresh,
+ *                                                            failed heartbeat or getToken, or a
+ *                                                            frame that is not JSON. error.reason is
+ *                                                            the server's data.error if any (e.g.
+ *                                                            "bad signature")
  *
  * License: MIT. Part of imgate.
  */
@@ -80,19 +124,37 @@ export class ImgateError extends Error {
   /**
    * @param {string} message
    * @param {string|number} code  protocol code (e.g. 1002) or 'timeout' | 'closed' | 'not-connected'
+   *                               | 'token' (getToken failed)
    * @param {string} [codeMsg]
+   * @param {any} [data]  the response's data; its `error` string becomes `.reason`
    */
-  constructor(message, code, codeMsg = '') {
+  constructor(message, code, codeMsg = '', data = null) {
     super(message);
     this.name = 'ImgateError';
     this.code = code;
     this.codeMsg = codeMsg;
+    this.data = data;
+    this.reason = data && typeof data.error === 'string' ? data.error : '';
   }
+}
+
+/** An ImgateError for a refused `cmd`, e.g. "login refused: 1003 未授权 (bad signature)". */
+function refusal(cmd, response) {
+  const { code, codeMsg, data } = response || {};
+  const error = new ImgateError(`${cmd} refused: ${code} ${codeMsg}`, code, codeMsg, data);
+  if (error.reason) error.message += ` (${error.reason})`;
+  return error;
 }
 
 /** Login codes after which retrying with the same parameters cannot succeed. */
 const FATAL_LOGIN_CODES = new Set([1001, 1002, 1003]);
 const PUSH_COMMANDS = new Set(['msg', 'enter', 'exit']);
+/** Close code of the server for a logged-in connection whose token expired. */
+const TOKEN_EXPIRED_CLOSE = 4001;
+const REFRESH_BEFORE_EXP_MS = 30000;
+const REFRESH_AT_FRACTION = 0.8;
+const MIN_REFRESH_DELAY_MS = 1000; // a token that is (nearly) expired is not refreshed in a tight loop
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once beyond this (~24.8 days)
 
 function randomDigits6() {
   const c = globalThis.crypto;
@@ -109,6 +171,18 @@ export function makeSeq() {
   return `${Date.now()}-${randomDigits6()}`;
 }
 
+/**
+ * How long to wait before refreshing a token that has `remainingMs` left: 80 % of it or 30 s
+ * before exp, whichever is earlier; 80 % when less than 30 s are left (30 s before exp would be in
+ * the past); never less than 1 s.
+ */
+export function refreshDelayMs(remainingMs) {
+  const atFraction = remainingMs * REFRESH_AT_FRACTION;
+  const beforeExp = remainingMs - REFRESH_BEFORE_EXP_MS;
+  const delay = beforeExp > 0 ? Math.min(atFraction, beforeExp) : atFraction;
+  return Math.max(MIN_REFRESH_DELAY_MS, Math.round(delay));
+}
+
 export class ImgateClient extends EventTarget {
   /**
    * @param {object} options see the header comment
@@ -118,6 +192,7 @@ export class ImgateClient extends EventTarget {
     appID,
     userID,
     serviceToken = '',
+    getToken = null,
     heartbeatMs = 30000,
     requestTimeoutMs = 10000,
     reconnect = {},
@@ -133,6 +208,10 @@ export class ImgateClient extends EventTarget {
     this.appID = Number(appID);
     this.userID = String(userID ?? '');
     this.serviceToken = String(serviceToken);
+    if (getToken != null && typeof getToken !== 'function') {
+      throw new TypeError('ImgateClient: getToken must be a function returning (a Promise of) a token');
+    }
+    this.getToken = getToken;
     this.heartbeatMs = Number(heartbeatMs);
     this.requestTimeoutMs = Number(requestTimeoutMs);
     this.reconnect =
@@ -150,6 +229,9 @@ export class ImgateClient extends EventTarget {
     this._lastSeqs = new Set(); // recent seqs, to never reuse one
     this._heartbeatTimer = null;
     this._reconnectTimer = null;
+    this._refreshTimer = null;
+    this._refreshDue = 0; // Date.now() value at which the scheduled refresh is due
+    this._tokenExp = null;
     this._listeners = new Map(); // type -> Map(fn -> wrapper)
   }
 
@@ -163,6 +245,10 @@ export class ImgateClient extends EventTarget {
 
   get attempt() {
     return this._attempt;
+  }
+
+  get tokenExp() {
+    return this._tokenExp;
   }
 
   /** Opens the connection; after a loss the client reconnects until close() is called. */
@@ -179,6 +265,7 @@ export class ImgateClient extends EventTarget {
     this._stopped = true;
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
+    this._cancelRefresh();
     const ws = this._ws;
     if (ws) {
       try {
@@ -193,20 +280,62 @@ export class ImgateClient extends EventTarget {
     }
   }
 
-  /** Sends `login`; resolves with the response envelope, rejects unless code 200. */
+  /**
+   * Sends `login` (with a token from getToken when set); resolves with the response envelope,
+   * rejects unless code 200.
+   */
   async login() {
-    const data = { serviceToken: this.serviceToken, appID: this.appID, userID: this.userID };
+    const ws = this._ws;
+    const serviceToken = await this._token('login');
+    if (this._ws !== ws) throw new ImgateError('login aborted: connection closed', 'closed');
+    const data = { serviceToken, appID: this.appID, userID: this.userID };
     const res = await this.request('login', data);
-    const { code, codeMsg } = res.response || {};
-    if (code !== 200) {
-      throw new ImgateError(`login refused: ${code} ${codeMsg}`, code, codeMsg);
-    }
+    if (!res.response || res.response.code !== 200) throw refusal('login', res.response);
     this._loggedIn = true;
     this._attempt = 0;
     this._setState('online');
     this._startHeartbeat();
-    this._emit('login', { appID: this.appID, userID: this.userID, response: res.response });
+    this._scheduleRefresh(res.response.data && res.response.data.exp);
+    this._emit('login', {
+      appID: this.appID,
+      userID: this.userID,
+      response: res.response,
+      exp: this._tokenExp,
+    });
     return res;
+  }
+
+  /**
+   * Sends `refresh` with `serviceToken`, else a token from getToken({reason: 'refresh'}), else
+   * this.serviceToken. Resolves with the response envelope, rejects unless code 200; a 1003 is
+   * retried once with a fresh token from getToken.
+   */
+  async refresh(serviceToken) {
+    const ws = this._ws;
+    const given = serviceToken !== undefined && serviceToken !== null;
+    for (let retry = false; ; retry = true) {
+      const token = given ? String(serviceToken) : await this._token('refresh');
+      if (this._ws !== ws) throw new ImgateError('refresh aborted: connection closed', 'closed');
+      const res = await this.request('refresh', { serviceToken: token });
+      const response = res.response || {};
+      if (response.code === 200) {
+        if (given && !this.getToken) this.serviceToken = token;
+        this._scheduleRefresh(response.data && response.data.exp);
+        this._emit('refresh', { exp: this._tokenExp });
+        return res;
+      }
+      if (response.code !== 1003 || given || !this.getToken || retry) throw refusal('refresh', response);
+    }
+  }
+
+  /**
+   * Sends `publish`: `message` goes to the other users of this connection's room as a `msg` push
+   * from userID. Resolves with the response envelope whatever its code (see request()).
+   */
+  publish(message, msgID) {
+    const data = { message };
+    if (msgID !== undefined && msgID !== null && msgID !== '') data.msgID = String(msgID);
+    return this.request('publish', data);
   }
 
   /** Sends `heartbeat`; resolves with the response envelope. */
@@ -299,6 +428,57 @@ export class ImgateClient extends EventTarget {
     this._emit('state', { state, previous });
   }
 
+  /** The token to send: getToken's answer when set, else the static serviceToken. */
+  async _token(reason) {
+    if (!this.getToken) return this.serviceToken;
+    let token;
+    try {
+      token = await this.getToken({ appID: this.appID, userID: this.userID, reason });
+    } catch (error) {
+      throw new ImgateError(`getToken failed (${reason}): ${error && error.message}`, 'token');
+    }
+    if (typeof token !== 'string' || token === '') {
+      throw new ImgateError(`getToken returned no token (${reason})`, 'token');
+    }
+    return token;
+  }
+
+  /** Remembers exp and, with getToken, arms the automatic refresh for it. */
+  _scheduleRefresh(exp) {
+    this._cancelRefresh();
+    this._tokenExp = typeof exp === 'number' && Number.isFinite(exp) ? exp : null;
+    if (this._tokenExp === null || !this.getToken) return;
+    this._refreshDue = Date.now() + refreshDelayMs(this._tokenExp * 1000 - Date.now());
+    this._armRefreshTimer();
+  }
+
+  _armRefreshTimer() {
+    const delay = Math.min(Math.max(0, this._refreshDue - Date.now()), MAX_TIMER_MS);
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      if (Date.now() < this._refreshDue) this._armRefreshTimer(); // a far exp: waited MAX_TIMER_MS
+      else this._autoRefresh();
+    }, delay);
+  }
+
+  _cancelRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+  }
+
+  async _autoRefresh() {
+    const ws = this._ws;
+    if (!ws || !this._loggedIn) return;
+    try {
+      await this.refresh();
+    } catch (error) {
+      if (this._ws !== ws || this._stopped || error.code === 'closed' || error.code === 'not-connected') return;
+      // Not retried further: the server closes the connection at expiry (4001) and the client
+      // then logs in again with a token from getToken.
+      this._emit('error', { error, code: error.code, codeMsg: error.codeMsg });
+    }
+  }
+
   _open() {
     this._setState(this._attempt > 0 ? 'reconnecting' : 'connecting');
     let ws;
@@ -334,21 +514,33 @@ export class ImgateClient extends EventTarget {
       }
       this._onClosed(ws, { code: 1006, reason: '', wasClean: false });
     };
-    ws.onclose = (event) => this._onClosed(ws, event);
+    ws.onclose = (event) => {
+      if (this._ws === ws && event.code === TOKEN_EXPIRED_CLOSE) {
+        this._emit('tokenExpired', { code: event.code, reason: event.reason });
+      }
+      this._onClosed(ws, event);
+    };
   }
 
   async _autoLogin() {
-    try {
-      await this.login();
-    } catch (error) {
-      if (this._stopped || error.code === 'closed' || error.code === 'not-connected') return;
-      this._emit('error', { error, code: error.code, codeMsg: error.codeMsg });
-      if (FATAL_LOGIN_CODES.has(error.code)) {
-        this.close(1000, 'login refused');
-      } else if (this._ws) {
-        // Transient failure (timeout, server error): drop the socket and try again later.
-        this._ws.close(4000, 'login failed');
-        this._onClosed(this._ws, { code: 4000, reason: 'login failed', wasClean: false });
+    const ws = this._ws;
+    for (let retry = false; ; retry = true) {
+      try {
+        await this.login();
+        return;
+      } catch (error) {
+        if (this._stopped || this._ws !== ws || error.code === 'closed' || error.code === 'not-connected') return;
+        // A token refused (expired meanwhile, revoked key, ...): a fresh one may do, once.
+        if (error.code === 1003 && this.getToken && !retry) continue;
+        this._emit('error', { error, code: error.code, codeMsg: error.codeMsg });
+        if (FATAL_LOGIN_CODES.has(error.code)) {
+          this.close(1000, 'login refused');
+        } else {
+          // Transient failure (timeout, server error, getToken): drop the socket, try again later.
+          ws.close(4000, 'login failed');
+          this._onClosed(ws, { code: 4000, reason: 'login failed', wasClean: false });
+        }
+        return;
       }
     }
   }
@@ -396,6 +588,8 @@ export class ImgateClient extends EventTarget {
     ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
     this._loggedIn = false;
     this._stopHeartbeat();
+    this._cancelRefresh();
+    this._tokenExp = null;
     for (const [seq, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new ImgateError(`${p.cmd} aborted: connection closed`, 'closed'));
@@ -443,14 +637,15 @@ export class ImgateClient extends EventTarget {
         const res = await this.heartbeat();
         const code = res.response && res.response.code;
         if (code !== 200) {
-          throw new ImgateError(`heartbeat refused: ${code}`, code, res.response.codeMsg);
+          throw refusal('heartbeat', res.response);
         }
       } catch (error) {
         if (this._ws !== ws || !ws || this._stopped) return;
         this._emit('error', { error, code: error.code, codeMsg: error.codeMsg });
-        // An unanswered or refused heartbeat means the session is gone: start over.
-        ws.close(4001, 'heartbeat failed');
-        this._onClosed(ws, { code: 4001, reason: 'heartbeat failed', wasClean: false });
+        // An unanswered or refused heartbeat means the session is gone: start over. (4002, as
+        // 4001 is the server's "token expired".)
+        ws.close(4002, 'heartbeat failed');
+        this._onClosed(ws, { code: 4002, reason: 'heartbeat failed', wasClean: false });
       }
     }, this.heartbeatMs);
   }

@@ -5,13 +5,23 @@
 // Env: IMGATE_HTTP (required) base URL of the server's HTTP port;
 //      IMGATE_ARTIFACTS (default tests/browser/artifacts) where screenshots go;
 //      CHROMIUM (default /usr/bin/chromium).
+// Secure mode (run when IMGATE_SECURE_HTTP is set; run.sh starts a second server for it with
+// --auth-hmac-secret, --api-key and --auth-leeway):
+//      IMGATE_SECURE_HTTP / IMGATE_SECURE_WS  that server's HTTP base and WebSocket URL
+//      IMGATE_AUTH_SECRET   its HMAC secret; IMGATE_API_KEY  its API key
+//      IMGATE_TOKEN_A / IMGATE_TOKEN_B  valid HS256 tokens of two users (minted by run.sh)
+//      IMGATE_TOKEN_BAD     a token signed with another secret
+//      IMGATE_MINT_TOKEN    scripts/mint-token (the test mints short-lived tokens with it)
 // Never downloads a browser. All waits are bounded; there are no fixed sleeps.
 // Usually started by run.sh, which starts imgate first.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -24,6 +34,28 @@ const OVERALL = 120000; // upper bound of the whole test
 if (!base) {
   console.error('chat.test.mjs: set IMGATE_HTTP to the server\'s HTTP base URL, e.g. http://127.0.0.1:8080');
   process.exit(2);
+}
+
+const env = process.env;
+const secure = env.IMGATE_SECURE_HTTP
+  ? {
+    http: env.IMGATE_SECURE_HTTP.replace(/\/+$/, ''),
+    ws: env.IMGATE_SECURE_WS,
+    secret: env.IMGATE_AUTH_SECRET,
+    apiKey: env.IMGATE_API_KEY,
+    tokenA: env.IMGATE_TOKEN_A,
+    tokenB: env.IMGATE_TOKEN_B,
+    tokenBad: env.IMGATE_TOKEN_BAD,
+    mint: env.IMGATE_MINT_TOKEN || join(here, '../../scripts/mint-token'),
+  }
+  : null;
+if (secure) {
+  for (const [k, v] of Object.entries(secure)) {
+    if (!v) {
+      console.error(`chat.test.mjs: IMGATE_SECURE_HTTP is set but ${k} is not (see the header comment)`);
+      process.exit(2);
+    }
+  }
 }
 
 const watchdog = setTimeout(() => {
@@ -55,7 +87,11 @@ function attr(value) {
   return JSON.stringify(value);
 }
 
-async function openPage(browser, label, appID, name, viewport) {
+/**
+ * A page in a context of its own, console errors and page errors collected, at `url`;
+ * `setup(page)` runs before it navigates.
+ */
+async function newPage(browser, label, url, viewport, setup) {
   const context = await browser.newContext({ viewport: viewport || { width: 1100, height: 720 } });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
@@ -64,8 +100,14 @@ async function openPage(browser, label, appID, name, viewport) {
   });
   page.on('pageerror', (error) => problems.push(`${label} page error: ${error.message}`));
   pages.set(label, page);
-  const response = await page.goto(roomUrl(appID, name), { waitUntil: 'domcontentloaded' });
+  if (setup) setup(page);
+  const response = await page.goto(url, { waitUntil: 'domcontentloaded' });
   assert.equal(response.status(), 200, `${label}: GET /home/index status`);
+  return page;
+}
+
+async function openPage(browser, label, appID, name, viewport) {
+  const page = await newPage(browser, label, roomUrl(appID, name), viewport);
   await page.locator('#status[data-state="online"]').waitFor({ timeout: WAIT });
   assert.equal(await page.inputValue('#name'), name, `${label}: #name shows the forced name`);
   return page;
@@ -85,8 +127,8 @@ async function screenshot(label, page, tag) {
 
 async function main(browser) {
   // Screenshots of an earlier run would be confusing next to this run's.
-  for (const label of ['A', 'B', 'C']) {
-    for (const tag of ['end', 'failure', 'phone', 'before-exit']) {
+  for (const label of ['A', 'B', 'C', 'SA', 'SB', 'SC', 'SD']) {
+    for (const tag of ['end', 'failure', 'phone', 'before-exit', 'refused']) {
       await rm(join(artifacts, `${label}-${tag}.png`), { force: true });
     }
   }
@@ -164,6 +206,201 @@ async function main(browser) {
   assert.deepEqual(problems, []);
 }
 
+// ---- secure mode ---------------------------------------------------------------------------
+
+const mintToken = promisify(execFile);
+
+/** The claims of a JWT (no verification). */
+function claimsOf(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
+}
+
+/** A token from scripts/mint-token; `forged` signs it with a random secret instead of the server's. */
+async function mint(sub, ttl, forged = false) {
+  const secret = forged ? randomBytes(16).toString('hex') : secure.secret;
+  const { stdout } = await mintToken(secure.mint, ['--secret', secret, '--sub', sub, '--ttl', String(ttl)]);
+  return stdout.trim();
+}
+
+function secureUrl(query) {
+  return `${secure.http}/home/index?${new URLSearchParams(query)}`;
+}
+
+/** Opens a page with a token and checks it logs in as the token's sub. */
+async function openSecurePage(browser, label, token) {
+  const { sub } = claimsOf(token);
+  const page = await newPage(browser, label, secureUrl({ appID: 101, token }));
+  await page.locator('#status[data-state="online"]').waitFor();
+  assert.equal(await page.inputValue('#name'), sub, `${label}: #name is the token's sub`);
+  assert.equal(await page.locator('#name').evaluate((e) => e.readOnly), true, `${label}: #name is read-only`);
+  assert.equal(await page.locator('#status').textContent(), `Online as ${sub}`, `${label}: status`);
+  await page.locator(`#online-list li.self[data-user=${attr(sub)}]`).waitFor();
+  await page.locator('#messages li[data-kind="system"]', { hasText: `Logged in as ${sub} with a token` }).waitFor();
+  return page;
+}
+
+/** Waits for the page to refuse to log in; returns the status text. */
+async function expectRefused(page, label, pattern) {
+  await page.locator('#status[data-state="error"]').waitFor();
+  const status = await page.locator('#status').textContent();
+  assert.match(status, pattern, `${label}: #status says why`);
+  assert.equal(await page.locator('#send').isDisabled(), true, `${label}: #send is disabled`);
+  await page.locator('#messages li[data-kind="error"]').first().waitFor();
+  return status;
+}
+
+async function sendAndReceive(from, fromSub, to, text, { enter = false } = {}) {
+  await from.fill('#message', text);
+  if (enter) await from.press('#message', 'Enter');
+  else await from.click('#send');
+  await from.locator('#messages li[data-kind="mine"]', { hasText: text }).waitFor();
+  assert.equal(await from.inputValue('#message'), '', 'input cleared after sending');
+  const received = to.locator(`#messages li[data-kind="msg"][data-from=${attr(fromSub)}]`, { hasText: text });
+  await received.waitFor();
+  assert.equal(await received.locator('.text').textContent(), text);
+}
+
+/**
+ * ImgateClient in the page, against the secure server: getToken (a refused first login retried
+ * with a fresh token), automatic refresh, a failed refresh, close 4001 at expiry, and a new login
+ * with a fresh token. Tokens live 3 s (the server runs with --auth-leeway 1).
+ */
+async function checkClientTokenFlow(page) {
+  const sub = `flow-${suffix}`;
+  await page.exposeFunction('mintTestToken', (forged) => mint(sub, 3, forged));
+  return page.evaluate(async ({ url, sub, waitMs }) => {
+    const { ImgateClient, refreshDelayMs } = await import('/web/imgate-client.js');
+    const log = [];
+    let logins = 0;
+    let refreshes = 0;
+    const client = new ImgateClient({
+      url,
+      appID: 102,
+      userID: sub,
+      heartbeatMs: 0,
+      reconnect: { minMs: 100, maxMs: 1000 },
+      getToken: async ({ reason, userID, appID }) => {
+        log.push(`getToken:${reason}:${userID}:${appID}`);
+        if (reason === 'login') return window.mintTestToken(++logins === 1); // the first one is forged
+        if (++refreshes > 1) throw new Error('token service down');
+        return window.mintTestToken(false);
+      },
+    });
+    const exps = [];
+    const done = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out; log: ${log.join(', ')}`)), waitMs);
+      client.on('login', ({ exp }) => {
+        log.push('login');
+        exps.push(exp);
+        if (logins === 3) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    client.on('refresh', ({ exp }) => {
+      log.push('refresh');
+      exps.push(exp);
+    });
+    client.on('error', ({ code }) => log.push(`error:${code}`));
+    client.on('tokenExpired', () => log.push('tokenExpired'));
+    client.on('close', ({ code }) => log.push(`close:${code}`));
+    client.connect();
+    try {
+      await done;
+      const published = await client.publish('nobody else is in room 102');
+      return {
+        log: [...log], // a copy: close() below logs its own close event
+        exps,
+        publishCode: published.response.code,
+        delays: [3600e3, 100e3, 20e3, 0, -5e3].map(refreshDelayMs),
+      };
+    } finally {
+      client.close();
+      if (client.state !== 'closed') throw new Error(`state after close(): ${client.state}`);
+    }
+  }, { url: secure.ws, sub, waitMs: 30000 });
+}
+
+async function secureMain(browser) {
+  const subA = claimsOf(secure.tokenA).sub;
+  const subB = claimsOf(secure.tokenB).sub;
+
+  log('secure server: /user/* needs the API key (so the page has to publish over the WebSocket)');
+  const withoutKey = await fetch(`${secure.http}/user/list?appID=101`);
+  assert.equal(withoutKey.status, 401, 'GET /user/list without a key');
+  const withKey = await fetch(`${secure.http}/user/list?appID=101`, {
+    headers: { Authorization: `Bearer ${secure.apiKey}` },
+  });
+  assert.equal(withKey.status, 200, 'GET /user/list with the key');
+
+  log(`page SA logs in with a token for ${subA}`);
+  const sa = await openSecurePage(browser, 'SA', secure.tokenA);
+  log(`page SB logs in with a token for ${subB}`);
+  const sb = await openSecurePage(browser, 'SB', secure.tokenB);
+
+  log('SA sees SB enter; both explain the online list is limited without a key');
+  await sa.locator(`#online-list li[data-user=${attr(subB)}]`).waitFor();
+  await sa.locator(`#messages li[data-kind="enter"][data-from=${attr(subB)}]`).waitFor();
+  for (const page of [sa, sb]) {
+    await page.locator('#messages li[data-kind="system"]', { hasText: 'needs an API key' }).waitFor();
+  }
+
+  log('a message from SB reaches SA (publish)');
+  await sendAndReceive(sb, subB, sa, `secure hello <i>x</i> & 你好 ${suffix}`);
+  log('a message from SA reaches SB (publish, Enter key)');
+  await sendAndReceive(sa, subA, sb, `secure reply ${suffix}`, { enter: true });
+
+  log('page SC without a token is refused (1003)');
+  const sc = await newPage(browser, 'SC', secureUrl({ appID: 101 }));
+  await expectRefused(sc, 'SC', /Refused by the server: 1003/);
+
+  log('SC pastes a token signed with another secret: refused (1003), stays on the page');
+  await sc.waitForLoadState('load'); // so that the next load event is the reload's
+  await sc.fill('#token', secure.tokenBad);
+  await Promise.all([sc.waitForEvent('load'), sc.click('#rename')]);
+  assert.match(sc.url(), /#token=/, 'SC: the token went into the fragment');
+  await expectRefused(sc, 'SC', /Refused by the server: 1003/);
+  assert.equal(await sc.inputValue('#name'), claimsOf(secure.tokenBad).sub, 'SC: #name is the bad token\'s sub');
+  assert.equal(await sc.inputValue('#token'), secure.tokenBad, 'SC: #token shows the token in use');
+  await screenshot('SC', sc, 'refused');
+
+  log('page SD with a malformed token says so and does not connect');
+  const sockets = [];
+  const sd = await newPage(browser, 'SD', secureUrl({ appID: 101, token: 'not-a-jwt' }), null, (page) => {
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+  });
+  await expectRefused(sd, 'SD', /This token cannot be used: a JWT has three parts/);
+  assert.deepEqual(sockets, [], 'SD: no WebSocket opened');
+
+  log('ImgateClient: getToken retry, refresh, failed refresh, 4001 at expiry, fresh login');
+  const flow = await checkClientTokenFlow(sc);
+  console.log(`  ${flow.log.join(' → ')}`);
+  const [getLogin, , , getRefresh] = flow.log;
+  assert.match(getLogin, /^getToken:login:flow-\d+:102$/);
+  assert.match(getRefresh, /^getToken:refresh:/);
+  assert.deepEqual(
+    flow.log.map((e) => e.replace(/^(getToken:\w+):.*$/, '$1')),
+    [
+      'getToken:login', 'getToken:login', 'login', // a forged token, refused (1003), retried once
+      'getToken:refresh', 'refresh', // at 80 % of the lifetime
+      'getToken:refresh', 'error:token', // the token service fails: no refresh
+      'tokenExpired', 'close:4001', // the server closes at exp + leeway
+      'getToken:login', 'login', // and the client is back with a fresh token
+    ],
+  );
+  assert.ok(flow.exps[1] > flow.exps[0], `refresh moved exp forward: ${flow.exps}`);
+  assert.equal(flow.publishCode, 200, 'publish after the new login');
+  assert.deepEqual(flow.delays, [2880e3, 70e3, 16e3, 1000, 1000], 'refreshDelayMs');
+
+  log('SA and SB are still online');
+  for (const page of [sa, sb]) assert.equal(await page.locator('#status').getAttribute('data-state'), 'online');
+
+  log('no console errors but the 401s of /user/list (no API key in the page), no page errors');
+  const expected = /Failed to load resource: the server responded with a status of 401/;
+  assert.deepEqual(problems.filter((p) => !expected.test(p)), []);
+}
+
 let browser;
 let failed = false;
 try {
@@ -181,6 +418,8 @@ try {
     ],
   });
   await main(browser);
+  if (secure) await secureMain(browser);
+  else console.log('- secure mode skipped (IMGATE_SECURE_HTTP not set)');
 } catch (error) {
   failed = true;
   console.error(`\nFAILED at step "${step}":\n${error.stack || error}`);

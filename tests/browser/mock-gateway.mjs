@@ -3,12 +3,18 @@
 // server: `./run.sh --mock`. It speaks the same wire contract, in its simplest form:
 //   HTTP: GET /home/index?appID=N (web/index.html with the config injected), GET /web/<file>,
 //         /user/list, /user/sendMessageAll
-//   WebSocket: /acc with login, heartbeat, ping; pushes enter, exit, msg.
+//   WebSocket: /acc with login, heartbeat, ping, publish, refresh; pushes enter, exit, msg.
 // Flags (like imgate's): --bind ADDR --http-port N --ws-port N --ready-file FILE --web-root DIR
+//   --api-key KEY (repeatable: /user/* then need "Authorization: Bearer KEY" or "X-API-Key: KEY")
+//   --auth-hmac-secret S | --auth-hmac-secret-file F (secure mode: login needs an HS256/384/512 JWT
+//   whose sub is the userID; login answers data.exp; refresh; close 4001 at exp + leeway)
+//   --auth-leeway SECONDS (default 30) --max-failed-logins N (default 5; then close 1008)
+// Other flags (--log-level, --config, ...) are ignored.
 // Zero dependencies; not a WebSocket implementation for anything else (no fragmentation, no
 // extensions, small frames).
 
-import { createHash, randomInt } from 'node:crypto';
+import { createHash, createHmac, randomInt, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
@@ -21,6 +27,12 @@ const flag = (name, fallback) => {
 const bind = flag('bind', '127.0.0.1');
 const webRoot = resolve(flag('web-root', 'web'));
 const readyFile = flag('ready-file', '');
+const apiKeys = args.flatMap((a, i) => (a === '--api-key' && i + 1 < args.length ? [args[i + 1]] : []));
+const authSecret = flag('auth-hmac-secret-file', '')
+  ? readFileSync(flag('auth-hmac-secret-file', '')).toString('utf8').replace(/\r?\n$/, '')
+  : flag('auth-hmac-secret', '');
+const leewaySeconds = Number(flag('auth-leeway', '30'));
+const maxFailedLogins = Number(flag('max-failed-logins', '5'));
 const APP_IDS = new Set([101, 102, 103, 104]);
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -43,6 +55,66 @@ function push(appID, except, cmd, seq, data) {
 
 function pushData(from, msg) {
   return { target: '', type: 'text', msg, from };
+}
+
+// Message ids already sent (HTTP and publish), so a duplicate is answered without pushing.
+const seenMsgIDs = new Set();
+
+/** Pushes a `msg` unless msgID was seen; returns false for a duplicate. */
+function sendToRoom(appID, from, msgID, message) {
+  if (seenMsgIDs.has(msgID)) return false;
+  seenMsgIDs.add(msgID);
+  if (seenMsgIDs.size > 10000) seenMsgIDs.delete(seenMsgIDs.values().next().value);
+  push(appID, from, 'msg', msgID, pushData(from, message));
+  return true;
+}
+
+// ---- tokens (secure mode) -----------------------------------------------------------------
+
+const HMAC_ALGS = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
+
+function base64urlJson(part) {
+  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+}
+
+/** Checks a login/refresh token; returns { claims } or { error: '<reason>' } (like the server's). */
+function verifyToken(token, userID, appID) {
+  if (typeof token !== 'string' || token === '') return { error: 'token required' };
+  const parts = token.split('.');
+  if (parts.length !== 3) return { error: 'malformed token' };
+  let header;
+  let claims;
+  try {
+    header = base64urlJson(parts[0]);
+    claims = base64urlJson(parts[1]);
+  } catch {
+    return { error: 'malformed token' };
+  }
+  const digest = header && HMAC_ALGS[header.alg];
+  if (!digest) return { error: `unsupported alg ${header && header.alg}` };
+  const expected = createHmac(digest, authSecret).update(`${parts[0]}.${parts[1]}`).digest();
+  const given = Buffer.from(parts[2], 'base64url');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { error: 'bad signature' };
+  const now = Date.now() / 1000;
+  if (typeof claims.sub !== 'string' || typeof claims.exp !== 'number') return { error: 'sub and exp required' };
+  if (now > claims.exp + leewaySeconds) return { error: 'token expired' };
+  if (typeof claims.nbf === 'number' && now + leewaySeconds < claims.nbf) return { error: 'token not yet valid' };
+  if (claims.sub !== userID) return { error: 'sub does not match userID' };
+  if (Array.isArray(claims.appIDs) && !claims.appIDs.includes(appID)) return { error: 'appID not granted by the token' };
+  return { claims };
+}
+
+/** Closes the connection with code 4001 at exp + leeway (re-armed by refresh). */
+function armExpiry(conn, exp) {
+  clearTimeout(conn.expiryTimer);
+  const delay = Math.max(0, (exp + leewaySeconds) * 1000 - Date.now());
+  conn.expiryTimer = setTimeout(() => closeWith(conn, 4001, 'token expired'), delay);
+}
+
+/** Counts a refused login/refresh; the last allowed one closes with 1008. */
+function failedLogin(conn) {
+  conn.failedLogins += 1;
+  if (conn.failedLogins >= maxFailedLogins) setImmediate(() => closeWith(conn, 1008, 'too many failed logins'));
 }
 
 // ---- WebSocket --------------------------------------------------------------------------
@@ -71,8 +143,17 @@ function sendText(socket, text) {
   sendFrame(socket, 1, Buffer.from(text, 'utf8'));
 }
 
+function closeWith(conn, code, reason) {
+  const payload = Buffer.alloc(2 + Buffer.byteLength(reason));
+  payload.writeUInt16BE(code, 0);
+  payload.write(reason, 2);
+  sendFrame(conn.socket, 8, payload);
+  conn.socket.end();
+  dropConnection(conn);
+}
+
 const MESSAGES = {
-  200: 'Success', 1000: '未登录', 1001: '参数不合法', 1002: '非法的用户ID', 1003: '未授权', 1009: '操作失败',
+  200: 'Success', 1000: '用户未登录', 1001: '参数不合法', 1002: '非法的用户ID', 1003: '未授权', 1009: '操作失败',
   1010: '路由不存在',
 };
 
@@ -100,12 +181,40 @@ function handleRequest(conn, text) {
       const userID = data && typeof data.userID === 'string' ? data.userID : '';
       if (!userID || Buffer.byteLength(userID) >= 20) return reply(1002);
       if (!APP_IDS.has(data.appID)) return reply(1003);
+      let exp = null;
+      if (authSecret) {
+        const checked = verifyToken(data.serviceToken, userID, data.appID);
+        if (checked.error) {
+          failedLogin(conn);
+          return reply(1003, { error: checked.error });
+        }
+        exp = checked.claims.exp;
+        armExpiry(conn, exp);
+      }
       const first = !usersOf(data.appID).includes(userID);
       conn.userID = userID;
       conn.appID = data.appID;
-      reply(200);
+      reply(200, exp === null ? null : { exp });
       if (first) push(conn.appID, userID, 'enter', String(randomInt(1e9)), pushData(userID, '哈喽~'));
       return undefined;
+    }
+    case 'refresh': {
+      if (!authSecret) return reply(1010);
+      if (!conn.userID) return reply(1000);
+      const checked = verifyToken(data && data.serviceToken, conn.userID, conn.appID);
+      if (checked.error) {
+        failedLogin(conn);
+        return reply(1003, { error: checked.error });
+      }
+      armExpiry(conn, checked.claims.exp);
+      return reply(200, { exp: checked.claims.exp });
+    }
+    case 'publish': {
+      if (!conn.userID) return reply(1000);
+      const message = data && data.message;
+      if (typeof message !== 'string' || message === '') return reply(1001);
+      const msgID = data.msgID ? String(data.msgID) : `${Date.now()}-${randomInt(100000, 1000000)}`;
+      return reply(200, sendToRoom(conn.appID, conn.userID, msgID, message) ? { sendResults: true } : {});
     }
     case 'heartbeat':
       return reply(conn.userID ? 200 : 1000);
@@ -118,6 +227,7 @@ function handleRequest(conn, text) {
 
 function dropConnection(conn) {
   if (!connections.delete(conn)) return;
+  clearTimeout(conn.expiryTimer);
   if (conn.userID && !usersOf(conn.appID).includes(conn.userID)) {
     push(conn.appID, conn.userID, 'exit', String(randomInt(1e9)), pushData(conn.userID, '用户已经离开~'));
   }
@@ -135,7 +245,7 @@ function onUpgrade(req, socket) {
       `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
   );
   socket.setNoDelay(true);
-  const conn = { socket, appID: 0, userID: '' };
+  const conn = { socket, appID: 0, userID: '', failedLogins: 0, expiryTimer: null };
   connections.add(conn);
   let buffer = Buffer.alloc(0);
   socket.on('data', (chunk) => {
@@ -213,9 +323,24 @@ async function readParams(req, url) {
   return params;
 }
 
+/** With --api-key: the request's Bearer / X-API-Key is one of the keys. */
+function hasApiKey(req) {
+  if (apiKeys.length === 0) return true;
+  const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization || '');
+  const key = bearer ? bearer[1] : req.headers['x-api-key'] || '';
+  return apiKeys.includes(key);
+}
+
 async function onHttp(req, res) {
   const url = new URL(req.url, 'http://x');
   const path = url.pathname;
+  if (path.startsWith('/user/') && !hasApiKey(req)) {
+    const body = JSON.stringify({ code: 1003, msg: '未授权', data: { error: 'API key required' } });
+    return send(res, 401, 'application/json; charset=utf-8', body, {
+      'WWW-Authenticate': 'Bearer',
+      Connection: 'close',
+    });
+  }
   try {
     if (path === '/home/index') {
       let appID = Number(url.searchParams.get('appID'));
@@ -243,8 +368,8 @@ async function onHttp(req, res) {
       const msgID = params.get('msgID') || '';
       const message = params.get('message') || '';
       if (!userID || !msgID) return sendJson(res, 1001, '参数不合法', {});
-      push(appID, userID, 'msg', msgID, pushData(userID, message));
-      return sendJson(res, 200, 'Success', { sendResults: true });
+      const sent = sendToRoom(appID, userID, msgID, message);
+      return sendJson(res, 200, 'Success', sent ? { sendResults: true } : {});
     }
   } catch (error) {
     if (error.code !== 'ENOENT') throw error;
@@ -271,7 +396,8 @@ const httpServer = createServer((req, res) => {
 });
 wsPort = await listen(wsServer, Number(flag('ws-port', '8089')));
 const httpPort = await listen(httpServer, Number(flag('http-port', '8080')));
-console.log(`mock gateway: websocket ${bind}:${wsPort}/acc, http ${bind}:${httpPort}, web root ${webRoot}`);
+const mode = `${authSecret ? 'tokens (HS256/384/512)' : 'no tokens'}, ${apiKeys.length ? 'API key' : 'no API key'}`;
+console.log(`mock gateway: websocket ${bind}:${wsPort}/acc, http ${bind}:${httpPort}, web root ${webRoot}, ${mode}`);
 if (readyFile) {
   await writeFile(`${readyFile}.tmp`, `${JSON.stringify({ ws: wsPort, http: httpPort, pid: process.pid })}\n`);
   await rename(`${readyFile}.tmp`, readyFile);

@@ -4,11 +4,17 @@
 #   tests/browser/run.sh path/to/imgate      # the real server
 #   tests/browser/run.sh --mock              # tests/browser/mock-gateway.mjs instead (page work)
 #
-# Installs playwright-core (npm ci; never a browser), starts the server on free loopback ports in a
-# temporary directory with --web-root <repo>/web, waits for its ready file, runs chat.test.mjs with
-# IMGATE_HTTP set, and stops the server on exit.
-# Exit status: the test's; 77 when a prerequisite (node, npm, chromium) is missing (CTest:
-# SKIP_RETURN_CODE 77). Screenshots go to $IMGATE_ARTIFACTS (default tests/browser/artifacts).
+# Installs playwright-core (npm ci; never a browser), starts two servers on free loopback ports,
+# each in a temporary directory with --web-root <repo>/web, waits for their ready files, runs
+# chat.test.mjs, and stops the servers on exit:
+#   default  as upstream (no tokens, no API key)                          -> IMGATE_HTTP
+#   secure   --auth-hmac-secret <random> --auth-leeway 1 --api-key <random> -> IMGATE_SECURE_HTTP,
+#            IMGATE_SECURE_WS, IMGATE_AUTH_SECRET, IMGATE_API_KEY, and tokens minted with
+#            scripts/mint-token: IMGATE_TOKEN_A, IMGATE_TOKEN_B, IMGATE_TOKEN_BAD (another secret)
+# IMGATE_BROWSER_SECURE=0 runs the default scenario only (e.g. a server without token support).
+# Exit status: the test's; 77 when a prerequisite (node, npm, chromium; python3 for the secure
+# scenario) is missing (CTest: SKIP_RETURN_CODE 77). Screenshots go to $IMGATE_ARTIFACTS (default
+# tests/browser/artifacts).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,7 +25,10 @@ if [[ $# -lt 1 ]]; then
   exit 2
 fi
 
-for tool in node npm; do
+with_secure=${IMGATE_BROWSER_SECURE:-1}
+tools=(node npm)
+[[ $with_secure == 1 ]] && tools+=(python3)
+for tool in "${tools[@]}"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "run.sh: $tool not found; skipping the browser test" >&2
     exit 77
@@ -54,19 +63,24 @@ if [[ ! -f $stamp || $here/package-lock.json -nt $stamp || $here/package.json -n
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgate-browser-XXXXXX")
-server_pid=
+names=() # started servers; each has $work/<name>/{server.log,ready.json,pid}
 cleanup() {
-  local status=$?
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ $status -ne 0 && -f $work/server.log ]]; then
-    echo "---- server log ($work/server.log) ----" >&2
-    tail -n 200 "$work/server.log" >&2
-    echo "---- end of server log ----" >&2
+  local status=$? name pid
+  for name in "${names[@]}"; do
+    pid=$(cat "$work/$name/pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  if [[ $status -ne 0 ]]; then
+    for name in "${names[@]}"; do
+      echo "---- $name server log ($work/$name/server.log) ----" >&2
+      tail -n 200 "$work/$name/server.log" >&2
+      echo "---- end of $name server log ----" >&2
+    done
   else
     rm -rf "$work"
   fi
@@ -76,30 +90,70 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-(
-  cd "$work"
-  exec "${server[@]}" --log-level "${IMGATE_LOG_LEVEL:-info}" --bind 127.0.0.1 --ws-port 0 --http-port 0 \
-    --ready-file "$work/ready.json" --web-root "$repo/web" </dev/null >"$work/server.log" 2>&1
-) &
-server_pid=$!
+# start_server NAME [extra flags...]: starts a server in $work/NAME on free loopback ports.
+start_server() {
+  local name=$1 dir=$work/$1
+  shift
+  mkdir "$dir"
+  (
+    cd "$dir"
+    exec "${server[@]}" --log-level "${IMGATE_LOG_LEVEL:-info}" --bind 127.0.0.1 --ws-port 0 --http-port 0 \
+      --ready-file "$dir/ready.json" --web-root "$repo/web" "$@" </dev/null >"$dir/server.log" 2>&1
+  ) &
+  echo $! >"$dir/pid"
+  names+=("$name")
+}
 
-# Bounded wait for the ready file: {"ws":N,"http":N,"pid":N}.
-for _ in $(seq 200); do
-  [[ -f $work/ready.json ]] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "run.sh: the server exited before it was ready" >&2
-    exit 1
-  fi
-  sleep 0.05
-done
-if [[ ! -f $work/ready.json ]]; then
-  echo "run.sh: no ready file after 10 s" >&2
+# wait_ready NAME: bounded wait for the ready file {"ws":N,"http":N,"pid":N}.
+wait_ready() {
+  local dir=$work/$1
+  for _ in $(seq 200); do
+    [[ -f $dir/ready.json ]] && return 0
+    if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+      echo "run.sh: the $1 server exited before it was ready" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  echo "run.sh: no ready file from the $1 server after 10 s" >&2
   exit 1
-fi
-http_port=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).http)' "$work/ready.json")
+}
 
-export IMGATE_HTTP="http://127.0.0.1:$http_port"
+# port_of NAME ws|http
+port_of() {
+  node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[process.argv[2]])' \
+    "$work/$1/ready.json" "$2"
+}
+
+random_hex() {
+  node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))'
+}
+
+start_server default
+if [[ $with_secure == 1 ]]; then
+  export IMGATE_AUTH_SECRET IMGATE_API_KEY
+  IMGATE_AUTH_SECRET=$(random_hex)
+  IMGATE_API_KEY=$(random_hex)
+  # Leeway 1 s: the test's 3 s tokens expire (close 4001) within a few seconds.
+  start_server secure --auth-hmac-secret "$IMGATE_AUTH_SECRET" --auth-leeway 1 --api-key "$IMGATE_API_KEY"
+fi
+
+wait_ready default
+export IMGATE_HTTP="http://127.0.0.1:$(port_of default http)"
 export IMGATE_ARTIFACTS=${IMGATE_ARTIFACTS:-$here/artifacts}
 export CHROMIUM=$chromium_bin
-echo "run.sh: server at $IMGATE_HTTP (log $work/server.log)"
+echo "run.sh: default server at $IMGATE_HTTP (log $work/default/server.log)"
+
+if [[ $with_secure == 1 ]]; then
+  wait_ready secure
+  export IMGATE_SECURE_HTTP="http://127.0.0.1:$(port_of secure http)"
+  export IMGATE_SECURE_WS="ws://127.0.0.1:$(port_of secure ws)/acc"
+  export IMGATE_MINT_TOKEN=$repo/scripts/mint-token
+  export IMGATE_TOKEN_A IMGATE_TOKEN_B IMGATE_TOKEN_BAD
+  suffix=$((RANDOM % 10000))
+  IMGATE_TOKEN_A=$("$IMGATE_MINT_TOKEN" --secret "$IMGATE_AUTH_SECRET" --sub "sec-alice-$suffix")
+  IMGATE_TOKEN_B=$("$IMGATE_MINT_TOKEN" --secret "$IMGATE_AUTH_SECRET" --sub "安全-$suffix" --app-ids 101,102)
+  IMGATE_TOKEN_BAD=$("$IMGATE_MINT_TOKEN" --secret "$(random_hex)" --sub "mallory-$suffix")
+  echo "run.sh: secure server at $IMGATE_SECURE_HTTP (log $work/secure/server.log)"
+fi
 node "$here/chat.test.mjs"
