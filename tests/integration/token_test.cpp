@@ -1,0 +1,274 @@
+// Login tokens against the real binary (issue 9, items 1-3, 6): login with HS256 / ES256 / RS256
+// tokens, each refusal answered 1003 with its reason over the wire, the failed-login limit
+// (close 1008), refresh before and after expiry, the 4001 close at expiry, and the publish
+// command. Tokens are minted in the test (tests/common/jwt_sign.hpp).
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "../common/jwt_sign.hpp"
+#include "gateway_process.hpp"
+#include "ws_client.hpp"
+
+namespace imgate::test {
+namespace {
+namespace json = boost::json;
+
+std::string login_data(std::string_view token, uint32_t app, std::string_view user) {
+  return json::serialize(json::object{{"serviceToken", token}, {"appID", app}, {"userID", user}});
+}
+
+// The response part {"code","codeMsg","data"} of a request.
+json::object reply(WsClient& c, std::string_view cmd, const std::string& data) {
+  return c.request(cmd, data).at("response").as_object();
+}
+
+int64_t code_of(const json::object& r) { return r.at("code").to_number<int64_t>(); }
+
+std::string error_of(const json::object& r) {
+  const json::value* data = r.if_contains("data");
+  if (!data || !data->is_object() || !data->as_object().contains("error")) return "";
+  return std::string(data->as_object().at("error").as_string());
+}
+
+// A file in a fresh temporary folder, removed with the object.
+struct TempFile {
+  explicit TempFile(std::string_view text) {
+    path = std::filesystem::temp_directory_path() /
+           ("imgate-key-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".pem");
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path); }
+  std::filesystem::path path;
+  static inline int counter = 0;
+};
+
+class TokenTest : public GatewayTest {
+ protected:
+  void start_hmac(Flags extra = {}) {
+    extra.emplace("--auth-hmac-secret", kTestSecret);
+    gw.start(extra);
+  }
+  std::string metrics() { return http_get(gw.http_port(), "/metrics").body; }
+};
+
+TEST_F(TokenTest, AValidTokenLogsInAndTheReplyCarriesItsExpiry) {
+  start_hmac();
+  WsClient c;
+  c.connect(gw.ws_port());
+  const auto claims = claims_for("alice", 600);
+  const json::object r = reply(c, "login", login_data(mint("HS512", claims), 101, "alice"));
+  EXPECT_EQ(code_of(r), 200);
+  EXPECT_EQ(r.at("data").at("exp").to_number<int64_t>(), claims.at("exp").to_number<int64_t>());
+  EXPECT_TRUE(gw.wait_for("alice online", [](const State& s) { return s.users_len() == 1; }));
+  EXPECT_NE(http_get(gw.http_port(), "/user/online?appID=101&userID=alice").body.find("\"online\":true"),
+            std::string::npos);
+}
+
+TEST_F(TokenTest, EveryRefusalIs1003WithItsReasonAndTheConnectionStaysUsable) {
+  start_hmac({{"--max-failed-logins", "0"}});
+  const int64_t now = unix_now();
+  auto with = [&](json::object extra) {
+    json::object claims{{"sub", "alice"}, {"exp", now + 600}};
+    for (const auto& kv : extra) claims[kv.key()] = kv.value();
+    return claims;
+  };
+  const std::string claims_text = json::serialize(claims_for("alice"));
+  const std::string good = hs256("alice");
+  struct Case {
+    std::string what, token, error;
+  };
+  const std::vector<Case> cases = {
+      {"no token", "", "token required"},
+      {"alg none", signing_input(R"({"alg":"none"})", claims_text) + ".", "algorithm none is not allowed"},
+      {"bad signature", mint("HS256", claims_for("alice"), "wrong-secret-wrong-secret-wrong-secret"),
+       "bad signature"},
+      {"expired", mint("HS256", with({{"exp", now - 120}})), "token expired"},
+      {"nbf in the future", mint("HS256", with({{"nbf", now + 600}})), "token not yet valid (nbf)"},
+      {"sub mismatch", hs256("mallory"), "token sub does not match userID"},
+      {"room not granted", mint("HS256", with({{"appIDs", json::array{102, 103}}})),
+       "appID not granted by the token"},
+      {"malformed base64", "%%%." + good.substr(good.find('.') + 1), "token header is not base64url JSON"},
+      {"malformed JSON", base64url_encode("{\"alg\":\"HS256\"") + good.substr(good.find('.')),
+       "token header is not base64url JSON"},
+      {"missing sub", mint("HS256", {{"exp", now + 600}}), "sub claim missing"},
+      {"missing exp", mint("HS256", {{"sub", "alice"}}), "exp claim missing"},
+      {"two parts", "abc.def", "token is not a compact JWS (header.payload.signature)"},
+  };
+  WsClient c;
+  c.connect(gw.ws_port());
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    const json::object r = reply(c, "login", login_data(k.token, 101, "alice"));
+    EXPECT_EQ(code_of(r), 1003);
+    EXPECT_EQ(r.at("codeMsg").as_string(), "未授权");
+    EXPECT_EQ(error_of(r), k.error);
+  }
+  c.expect_pong();
+  EXPECT_EQ(gw.state().users_len(), 0);
+  EXPECT_EQ(gw.state().counter("tokenRejections"), static_cast<int64_t>(cases.size()));
+  EXPECT_NE(metrics().find("imgate_token_rejections_total " + std::to_string(cases.size())),
+            std::string::npos);
+  EXPECT_EQ(code_of(reply(c, "login", login_data(good, 101, "alice"))), 200);
+}
+
+TEST_F(TokenTest, A64KiBTokenIsRefusedAsTooLarge) {
+  start_hmac({{"--max-message-bytes", "256K"}});
+  auto claims = claims_for("alice");
+  claims["pad"] = std::string(64 * 1024, 'p');
+  WsClient c;
+  c.connect(gw.ws_port());
+  const json::object r = reply(c, "login", login_data(mint("HS256", claims), 101, "alice"));
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "token too large");
+}
+
+TEST_F(TokenTest, PublicKeysVerifyEs256AndRs256AndNeverServeAsHmacSecrets) {
+  auto ec = KeyPair::ec();
+  TempFile pem(ec.public_pem());
+  gw.start({{"--auth-public-key", pem.path.string()}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  // HS256 "signed" with the public key's PEM: the confusion attack.
+  json::object r = reply(c, "login", login_data(mint("HS256", claims_for("alice"), ec.public_pem()),
+                                                101, "alice"));
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "HS256 is not allowed: no HMAC secret configured");
+  auto rsa = KeyPair::rsa();
+  r = reply(c, "login", login_data(mint("RS256", claims_for("alice"), "", rsa.key.get()), 101, "alice"));
+  EXPECT_EQ(error_of(r), "RS256 is not allowed: no RSA public key configured");
+  r = reply(c, "login", login_data(mint("ES256", claims_for("alice"), "", ec.key.get()), 101, "alice"));
+  EXPECT_EQ(code_of(r), 200);
+}
+
+TEST_F(TokenTest, Rs256WithAnRsaPublicKey) {
+  auto rsa = KeyPair::rsa();
+  TempFile pem(rsa.public_pem());
+  gw.start({{"--auth-public-key", pem.path.string()}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  EXPECT_EQ(code_of(reply(c, "login", login_data(mint("RS256", claims_for("bob"), "", rsa.key.get()),
+                                                 102, "bob"))),
+            200);
+}
+
+TEST_F(TokenTest, UnusableKeysStopTheGatewayAtStartUp) {
+  TempFile junk("-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n");
+  EXPECT_THROW(gw.start({{"--auth-public-key", junk.path.string()}}), std::runtime_error);
+  EXPECT_EQ(gw.exit_status(), 2);
+  EXPECT_NE(gw.log().find("--auth-public-key is not a PEM public key"), std::string::npos) << gw.log();
+  gw.signal(SIGTERM);  // exited as it should: not an unexpected exit
+  Gateway short_secret;
+  EXPECT_THROW(short_secret.start({{"--auth-hmac-secret", "too-short"}}), std::runtime_error);
+  EXPECT_EQ(short_secret.exit_status(), 2);
+  EXPECT_NE(short_secret.log().find("at least 32 bytes"), std::string::npos) << short_secret.log();
+}
+
+TEST_F(TokenTest, TheFifthRefusedLoginClosesWith1008) {
+  start_hmac();  // default --max-failed-logins 5
+  WsClient c;
+  c.connect(gw.ws_port());
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_EQ(code_of(reply(c, "login", login_data("x.y.z", 101, "alice"))), 1003) << i;
+  }
+  // The fifth refusal is answered, then the connection is closed.
+  EXPECT_EQ(code_of(reply(c, "login", login_data(hs256("bob"), 101, "alice"))), 1003);
+  EXPECT_EQ(c.expect_closed(), 1008);
+  EXPECT_TRUE(gw.wait_for("the limit counted", [](const State& s) {
+    const json::value* v = s.find({"imgate", "counters", "limitCloses", "failedLogins"});
+    return v && v->to_number<int64_t>() == 1;
+  }));
+  EXPECT_NE(metrics().find("imgate_limit_closes_total{limit=\"failed_logins\"} 1"), std::string::npos);
+}
+
+TEST_F(TokenTest, AConnectionWhoseTokenExpiresIsClosedWith4001) {
+  start_hmac({{"--auth-leeway", "0"}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  ASSERT_EQ(code_of(reply(c, "login", login_data(hs256("alice", 1), 101, "alice"))), 200);
+  EXPECT_EQ(c.expect_closed(5s), 4001);
+  EXPECT_TRUE(gw.wait_for("alice gone", [](const State& s) { return s.users_len() == 0; }));
+  EXPECT_NE(metrics().find("imgate_connections_closed_total{reason=\"token expired\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(TokenTest, ARefreshBeforeExpiryKeepsTheConnectionOpen) {
+  start_hmac({{"--auth-leeway", "0"}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  ASSERT_EQ(code_of(reply(c, "login", login_data(hs256("alice", 2), 101, "alice"))), 200);
+  const auto fresh = claims_for("alice", 600);
+  const json::object r = reply(c, "refresh", json::serialize(json::object{
+                                                 {"serviceToken", mint("HS256", fresh)}}));
+  ASSERT_EQ(code_of(r), 200);
+  EXPECT_EQ(r.at("data").at("exp").to_number<int64_t>(), fresh.at("exp").to_number<int64_t>());
+  // Past the first token's expiry (+ a tick) the connection is still served.
+  EXPECT_EQ(c.expect_closed(3500ms), std::nullopt);
+  c.expect_pong();
+  EXPECT_EQ(gw.state().counter("tokenRefreshes"), 1);
+}
+
+TEST_F(TokenTest, ARefreshWithAnExpiredOrForeignTokenIsRefusedAndExpiryStillCloses) {
+  start_hmac({{"--auth-leeway", "0"}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  EXPECT_EQ(code_of(reply(c, "refresh", json::serialize(json::object{{"serviceToken", hs256("alice")}}))),
+            1000);  // not logged in yet
+  ASSERT_EQ(code_of(reply(c, "login", login_data(hs256("alice", 2), 101, "alice"))), 200);
+  json::object r = reply(c, "refresh", json::serialize(json::object{{"serviceToken", hs256("alice", -10)}}));
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "token expired");
+  r = reply(c, "refresh", json::serialize(json::object{{"serviceToken", hs256("bob", 600)}}));
+  EXPECT_EQ(error_of(r), "token sub does not match userID");
+  EXPECT_EQ(c.expect_closed(5s), 4001);
+}
+
+TEST_F(TokenTest, PublishReachesTheOwnRoomOnceAndHonoursMsgIdDeduplication) {
+  start_hmac({{"--api-key", "k-0123456789abcdef"}});  // the HTTP path is closed to browsers
+  WsClient a, b, other;
+  for (WsClient* c : {&a, &b, &other}) c->connect(gw.ws_port());
+  ASSERT_EQ(code_of(reply(a, "login", login_data(hs256("alice"), 101, "alice"))), 200);
+  ASSERT_EQ(code_of(reply(b, "login", login_data(hs256("bob"), 101, "bob"))), 200);
+  ASSERT_EQ(code_of(reply(other, "login", login_data(hs256("carol"), 102, "carol"))), 200);
+  a.take_pushes();
+  b.take_pushes();
+  other.take_pushes();
+  const std::string data = R"({"message":"hello room","msgID":"pub-1"})";
+  json::object r = reply(a, "publish", data);
+  EXPECT_EQ(code_of(r), 200);
+  EXPECT_EQ(r.at("data").at("sendResults").as_bool(), true);
+  auto push = b.next_push("msg");
+  ASSERT_TRUE(push);
+  EXPECT_EQ(push->at("seq").as_string(), "pub-1");
+  const auto& pd = push->at("response").at("data").as_object();
+  EXPECT_EQ(pd.at("msg").as_string(), "hello room");
+  EXPECT_EQ(pd.at("from").as_string(), "alice");
+  EXPECT_EQ(pd.at("type").as_string(), "text");
+  // Same msgID again: answered with empty data, nothing pushed.
+  r = reply(a, "publish", data);
+  EXPECT_EQ(code_of(r), 200);
+  EXPECT_TRUE(r.at("data").as_object().empty());
+  EXPECT_TRUE(b.take_pushes().empty());
+  EXPECT_TRUE(a.take_pushes().empty());      // not to the sender
+  EXPECT_TRUE(other.take_pushes().empty());  // not to another room
+  EXPECT_NE(metrics().find("imgate_msgid_duplicates_total 1\n"), std::string::npos);
+  EXPECT_EQ(code_of(reply(a, "publish", R"({"message":""})")), 1001);
+}
+
+TEST_F(TokenTest, PublishWorksWithoutTokensTooAndNeedsALogin) {
+  gw.start();
+  WsClient a, b;
+  a.connect(gw.ws_port());
+  b.connect(gw.ws_port());
+  EXPECT_EQ(code_of(reply(a, "publish", R"({"message":"early"})")), 1000);
+  ASSERT_EQ(a.login(103, "a"), 200);
+  ASSERT_EQ(b.login(103, "b"), 200);
+  b.take_pushes();
+  EXPECT_EQ(code_of(reply(a, "publish", R"({"message":"no token needed"})")), 200);
+  auto push = b.next_push("msg");
+  ASSERT_TRUE(push);
+  EXPECT_EQ(push->at("response").at("data").at("msg").as_string(), "no token needed");
+}
+
+}  // namespace
+}  // namespace imgate::test
