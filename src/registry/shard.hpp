@@ -131,6 +131,7 @@ class Shard {
   std::size_t size() const { return size_.load(std::memory_order_relaxed); }
   std::vector<ConnId> ids() const;
   std::size_t wheel_entries() const { return wheel_.size(); }
+  std::size_t token_deadlines() const { return deadline_order_.size(); }
 
  private:
   // Memory per connection matters (a million per node is the goal): a

@@ -238,5 +238,87 @@ TEST_F(TokenCommands, PublishGoesToTheOwnRoomAndAnswersLater) {
   EXPECT_EQ(reply.at("response").at("code").to_number<int>(), 200);
 }
 
+// Every order of a token connection's events: refresh, the old deadline passing, the new deadline
+// passing, a client close, a duplicate close. Whatever the order the connection is unlinked
+// exactly once, closed with 4001 only when a deadline passed while it was still open (and the
+// refresh had not moved it yet), and nothing is left in the deadline index.
+TEST(TokenInterleave, EveryOrderOfRefreshExpiryAndCloseEndsOnce) {
+  enum Ev { kRefresh, kOldDeadline, kNewDeadline, kClose, kCloseAgain };
+  std::vector<Ev> order{kRefresh, kOldDeadline, kNewDeadline, kClose, kCloseAgain};
+  test::QuietLogs quiet;
+  TokenVerifier verifier(test::kTestSecret, "", 0s);
+  int orders = 0;
+  do {
+    SCOPED_TRACE(::testing::PrintToString(order));
+    Counters counters;
+    Hub hub(1, LivenessSettings{3600s, 3600s}, counters, kStart);
+    TaskQueues queues(1);
+    hub.set_poster(queues.poster());
+    FakeServices services;
+    services.verifier = &verifier;
+    FakePeer peer;
+    Shard& shard = hub.shard(0);
+    const ConnId conn = shard.add(peer, kStart);
+    const Router router = make_default_router();
+    TimePoint now = kStart;
+    auto run = [&](const json::object& request) {
+      CommandContext ctx{shard, conn, std::vector<AppId>{101}, now};
+      ctx.services = &services;
+      ctx.max_failed_logins = 5;
+      return router.handle(ctx, json::serialize(request), counters);
+    };
+    auto mint_for = [&](int64_t ttl) {
+      return test::mint("HS256", {{"sub", "u"}, {"exp", kUnixNow + ttl}});
+    };
+    ASSERT_NE(run({{"seq", "1"}, {"cmd", "login"},
+                   {"data", {{"serviceToken", mint_for(10)}, {"appID", 101}, {"userID", "u"}}}})
+                  .find("\"code\":200"),
+              std::string::npos);
+    bool open = true, refreshed = false, expired = false;
+    int true_unlinks = 0;
+    for (Ev e : order) {
+      switch (e) {
+        case kRefresh: {
+          const std::string text = run({{"seq", "2"}, {"cmd", "refresh"},
+                                        {"data", {{"serviceToken", mint_for(100)}}}});
+          // An ended connection is no longer logged in: 1000, and nothing changes.
+          EXPECT_NE(text.find(open ? "\"code\":200" : "\"code\":1000"), std::string::npos) << text;
+          if (open) refreshed = true;
+          break;
+        }
+        case kOldDeadline:
+        case kNewDeadline: {
+          const TimePoint at = kStart + (e == kOldDeadline ? 10s : 100s);
+          now = std::max(now, at);
+          services.now = kUnixNow + (now - kStart) / 1s;
+          shard.tick(now);
+          const bool due = open && (e == kNewDeadline || !refreshed || now >= kStart + 100s);
+          if (due) {
+            open = false;
+            expired = true;
+            ++true_unlinks;
+          }
+          break;
+        }
+        case kClose:
+        case kCloseAgain:
+          if (shard.unlink(conn, EndReason::kClientClose)) ++true_unlinks;
+          if (open) open = false;
+          break;
+      }
+      EXPECT_EQ(shard.contains(conn), open);
+      EXPECT_EQ(shard.token_deadlines(), open ? 1u : 0u);
+    }
+    EXPECT_EQ(true_unlinks, 1);
+    EXPECT_EQ(peer.closes.size(), expired ? 1u : 0u);
+    if (expired) EXPECT_EQ(peer.closes[0].first, close_code::kTokenExpired);
+    EXPECT_EQ(counters.connections_closed.load(), 1u);
+    queues.drain();
+    EXPECT_EQ(hub.directory().user_count(), 0u);
+    ++orders;
+  } while (std::next_permutation(order.begin(), order.end()));
+  EXPECT_EQ(orders, 120);
+}
+
 }  // namespace
 }  // namespace imgate
