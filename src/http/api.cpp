@@ -9,10 +9,9 @@
 #include <charconv>
 #include <thread>
 
-#include "cluster/redis_cluster.hpp"
+#include "backend/backend.hpp"
 #include "http/params.hpp"
 #include "metrics/prometheus.hpp"
-#include "net/delivery.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/envelope.hpp"
 #include "security/access.hpp"
@@ -100,13 +99,11 @@ bool require_text(Call& call, const char* name, std::string& out) {
   return true;
 }
 
-constexpr std::string_view kRedisDown = "redis unavailable";
-
-// Cluster calls answer later, on the cluster thread: the call moves to the heap.
+// Backend calls may answer later, on another thread: the call moves to the heap.
 std::shared_ptr<Call> later(Call& call) { return std::make_shared<Call>(std::move(call)); }
 
-void cluster_unavailable(Call& call) {
-  call.json_reply(Code::kServerError, json::object{{"error", kRedisDown}});
+void backend_unavailable(Call& call) {
+  call.json_reply(Code::kServerError, json::object{{"error", "redis unavailable"}});
 }
 
 void reply_user_list(Call& call, const std::vector<std::string>& users) {
@@ -118,9 +115,8 @@ void reply_user_list(Call& call, const std::vector<std::string>& users) {
 void user_list(Call& call) {
   uint32_t app = 0;
   if (!require_app(call, app)) return;
-  if (!call.ctx.cluster) return reply_user_list(call, call.ctx.hub.directory().users_of(app));
-  call.ctx.cluster->list_users(app, [c = later(call)](bool ok, std::vector<std::string> users) {
-    if (!ok) return cluster_unavailable(*c);
+  call.ctx.backend->list_users(app, [c = later(call)](bool ok, std::vector<std::string> users) {
+    if (!ok) return backend_unavailable(*c);
     reply_user_list(*c, users);
   });
 }
@@ -130,26 +126,21 @@ void user_online(Call& call) {
   uint32_t app = app_id_param(call.params, error).value_or(0);  // 0 / absent: any app
   if (!error.empty()) return call.bad_param(error);
   if (!require_text(call, "userID", user)) return;
-  if (!call.ctx.cluster) {
-    bool online = call.ctx.hub.directory().online(app, user);
-    return call.json_reply(Code::kOk, json::object{{"online", online}, {"userID", user}});
-  }
-  call.ctx.cluster->online(app, user, [c = later(call), user](bool ok, bool online) {
-    if (!ok) return cluster_unavailable(*c);
+  call.ctx.backend->online(app, user, [c = later(call), user](bool ok, bool online) {
+    if (!ok) return backend_unavailable(*c);
     c->json_reply(Code::kOk, json::object{{"online", online}, {"userID", user}});
   });
 }
 
 bool parse_push(Call& call, PushRequest& push) {
   if (!require_app(call, push.app) || !require_text(call, "userID", push.user) ||
-      !require_text(call, "message", push.msg.msg)) {
+      !require_text(call, "message", push.msg)) {
     return false;
   }
-  push.msg.cmd = "msg";
-  push.msg.from = push.user;
-  push.msg.seq = call.params.get("msgID").value_or("");
-  if (push.msg.seq.empty()) {  // no id given: a generated one, no de-duplication
-    push.msg.seq = std::to_string(call.ctx.hub.next_push_seq());
+  push.from = push.user;
+  push.seq = call.params.get("msgID").value_or("");
+  if (push.seq.empty()) {  // no id given: a generated one, no de-duplication
+    push.seq = std::to_string(call.ctx.hub.next_push_seq());
     push.dedup = false;
   }
   return true;
@@ -159,8 +150,7 @@ void send_push(Call& call, bool to_room) {
   PushRequest push;
   push.to_room = to_room;
   if (!parse_push(call, push)) return;
-  ServerContext& ctx = call.ctx;
-  deliver_push(ctx, std::move(push), [c = later(call)](Code code, json::value data) {
+  call.ctx.backend->publish(std::move(push), [c = later(call)](Code code, json::value data) {
     c->json_reply(code, std::move(data));
   });
 }
@@ -228,9 +218,8 @@ json::value system_state(ServerContext& ctx, const std::vector<ConnId>* clients)
       {"roomsLen", hub.directory().room_count()},
       {"counters", counters_json(ctx.counters)},
   };
-  if (ctx.cluster) {
-    own["cluster"] = json::object{{"nodeId", ctx.cluster->node_id()},
-                                  {"redis", ctx.cluster->healthy() ? "up" : "down"}};
+  if (json::value status = ctx.backend->status(); !status.is_null()) {
+    own["cluster"] = std::move(status);
   }
   return json::object{
       {"numCPU", std::thread::hardware_concurrency()},
@@ -401,7 +390,7 @@ void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
       return call.send(text_response(req, http::status::service_unavailable, "stopping\n"));
     }
     // Degraded still answers 200: local traffic works without Redis.
-    bool degraded = ctx.cluster && !ctx.cluster->healthy();
+    const bool degraded = !ctx.backend->healthy();
     return call.send(text_response(req, http::status::ok,
                                    degraded ? "degraded: redis unavailable\n" : "ok\n"));
   }

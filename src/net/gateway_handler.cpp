@@ -2,7 +2,7 @@
 
 #include <boost/asio/post.hpp>
 
-#include "net/delivery.hpp"
+#include "backend/backend.hpp"
 #include "protocol/codes.hpp"
 
 namespace imgate {
@@ -44,12 +44,11 @@ void GatewayHandler::publish_room(AppId app, std::string from, std::string msg_i
   push.app = app;
   push.to_room = true;
   push.user = from;
-  push.msg.cmd = "msg";
-  push.msg.from = std::move(from);
-  push.msg.msg = std::move(message);
+  push.from = std::move(from);
+  push.msg = std::move(message);
   push.dedup = !msg_id.empty();
-  push.msg.seq = push.dedup ? std::move(msg_id) : std::to_string(ctx_.hub.next_push_seq());
-  deliver_push(ctx_, std::move(push), [done = std::move(done)](Code code, boost::json::value data) {
+  push.seq = push.dedup ? std::move(msg_id) : std::to_string(ctx_.hub.next_push_seq());
+  ctx_.backend->publish(std::move(push), [done = std::move(done)](Code code, boost::json::value data) {
     done(Reply{code, std::move(data)});
   });
 }

@@ -75,7 +75,11 @@ Server::Server(Config config)
     cluster_ = std::make_unique<RedisCluster>(config_, hub_);
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();
+    backend_ = std::make_unique<RedisBackend>(*cluster_, hub_, *ctx_.dedup, counters_);
+  } else {
+    backend_ = std::make_unique<EmbeddedBackend>(hub_, *ctx_.dedup, counters_);
   }
+  ctx_.backend = backend_.get();
   tokens_ = TokenVerifier::from_config(config_);  // throws ConfigError: not started
   ctx_.tokens = tokens_.get();
   if (tokens_) {

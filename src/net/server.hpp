@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "backend/embedded.hpp"
+#include "backend/redis.hpp"
 #include "cluster/redis_cluster.hpp"
 #include "config/config.hpp"
 #include "metrics/counters.hpp"
@@ -64,6 +66,7 @@ class Server {
   std::unique_ptr<boost::asio::steady_timer> memory_timer_;
   MemoryTrim memory_trim_;
   std::unique_ptr<RedisCluster> cluster_;
+  std::unique_ptr<Backend> backend_;  // after cluster_: destroyed before it
   TimePoint shutdown_deadline_{};
   uint16_t ws_port_ = 0;
   uint16_t http_port_ = 0;

@@ -17,6 +17,7 @@
 
 namespace imgate {
 
+class Backend;
 class RedisCluster;
 class TlsContext;
 class TokenVerifier;
@@ -40,7 +41,8 @@ struct ServerContext {
   std::vector<AppId> sorted_app_ids;  // config.app_ids, sorted for login's lookup
   std::unique_ptr<MsgIdDedup> dedup;  // set by Server
   WebAssets web;                      // set by Server
-  RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded
+  Backend* backend = nullptr;         // what depends on the mode (set by Server; backend/backend.hpp)
+  RedisCluster* cluster = nullptr;    // cluster mode only: the Redis side, for Server's lifecycle
   std::vector<LoopIo*> loop_io;       // loop_io[i]: loop i's WebSocket transport state
   TlsContext* tls = nullptr;          // set: both ports speak TLS (--tls-cert / --tls-key)
   const TokenVerifier* tokens = nullptr;  // set: login needs a signed token (--auth-*)

@@ -287,20 +287,22 @@ bool Hub::push_user(const UserKey& key, Frame frame) {
   return true;
 }
 
-void Hub::user_came(const UserKey& key) {
-  if (presence_sink_) return presence_sink_->user_online(key);  // decides cluster-wide
-  if (!policy_.announces(key.app, directory_.room_size_locked(key.app))) {
-    return Counters::bump(counters_.presence_suppressed);
+void Hub::user_came(const UserKey& key) { presence_sink_->user_online(key); }
+
+void Hub::user_left(const UserKey& key) { presence_sink_->user_offline(key); }
+
+void Hub::LocalPresence::user_online(const UserKey& key) {
+  if (!hub_.policy_.announces(key.app, hub_.directory_.room_size_locked(key.app))) {
+    return Counters::bump(hub_.counters_.presence_suppressed);
   }
-  push_room(key.app, key.user, presence_frame("enter", key.user));
+  hub_.push_room(key.app, key.user, hub_.presence_frame("enter", key.user));
 }
 
-void Hub::user_left(const UserKey& key) {
-  if (presence_sink_) return presence_sink_->user_offline(key);
-  if (!policy_.announces(key.app, directory_.room_size_locked(key.app) + 1)) {
-    return Counters::bump(counters_.presence_suppressed);
+void Hub::LocalPresence::user_offline(const UserKey& key) {
+  if (!hub_.policy_.announces(key.app, hub_.directory_.room_size_locked(key.app) + 1)) {
+    return Counters::bump(hub_.counters_.presence_suppressed);
   }
-  push_room(key.app, key.user, presence_frame("exit", key.user));
+  hub_.push_room(key.app, key.user, hub_.presence_frame("exit", key.user));
 }
 
 Frame Hub::presence_frame(std::string_view cmd, std::string_view user) {

@@ -53,10 +53,11 @@ struct PresencePolicy {
 
 enum class LoginStatus { kOk, kAlreadyLoggedIn, kUnknownConnection };
 
-// Where "user came online / went offline on this node" goes. Without one (the
-// embedded default) the Hub pushes enter / exit to the local room itself; in
-// cluster mode the cluster decides cluster-wide and publishes them. Called
-// under the Directory lock, in the order of the changes: must only post.
+// Where "user came online / went offline on this node" goes. The Hub's own
+// (the embedded default) pushes enter / exit to the local room, within the
+// PresencePolicy; in cluster mode the cluster decides cluster-wide and
+// publishes them. Called under the Directory lock, in the order of the
+// changes: must only post.
 class PresenceSink {
  public:
   virtual void user_online(const UserKey& key) = 0;
@@ -173,7 +174,8 @@ class Hub {
   Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoint start);
 
   void set_poster(Poster poster) { poster_ = std::move(poster); }
-  void set_presence_sink(PresenceSink* sink) { presence_sink_ = sink; }
+  // Replaces the local enter / exit decisions (null: back to the local ones).
+  void set_presence_sink(PresenceSink* sink) { presence_sink_ = sink ? sink : &local_presence_; }
   void set_presence_policy(PresencePolicy policy) { policy_ = std::move(policy); }
   const PresencePolicy& presence_policy() const { return policy_; }
 
@@ -208,7 +210,18 @@ class Hub {
   LivenessSettings liveness_;
   Counters& counters_;
   Poster poster_;
-  PresenceSink* presence_sink_ = nullptr;
+  // This node alone decides: enter / exit to the local room, within the policy.
+  class LocalPresence final : public PresenceSink {
+   public:
+    explicit LocalPresence(Hub& hub) : hub_(hub) {}
+    void user_online(const UserKey& key) override;
+    void user_offline(const UserKey& key) override;
+
+   private:
+    Hub& hub_;
+  };
+  LocalPresence local_presence_{*this};
+  PresenceSink* presence_sink_ = &local_presence_;
   PresencePolicy policy_;
   std::atomic<uint64_t> push_seq_;
 };

@@ -311,7 +311,9 @@ TEST(TokenInterleave, EveryOrderOfRefreshExpiryAndCloseEndsOnce) {
     }
     EXPECT_EQ(true_unlinks, 1);
     EXPECT_EQ(peer.closes.size(), expired ? 1u : 0u);
-    if (expired) EXPECT_EQ(peer.closes[0].first, close_code::kTokenExpired);
+    if (expired) {
+      EXPECT_EQ(peer.closes[0].first, close_code::kTokenExpired);
+    }
     EXPECT_EQ(counters.connections_closed.load(), 1u);
     queues.drain();
     EXPECT_EQ(hub.directory().user_count(), 0u);

@@ -1,0 +1,65 @@
+// Backend: everything that depends on the mode, behind one interface (after
+// centrifuge's Broker / PresenceManager). Two implementations:
+//   - EmbeddedBackend (backend/embedded.hpp): this node alone, in memory; the
+//     default, no external service;
+//   - RedisBackend (backend/redis.hpp): a cluster of nodes sharing a Redis.
+// The HTTP API, the client commands and the registry call this interface and
+// never ask which mode they are in. The registry's first-in / last-out
+// decisions (enter / exit) go through PresenceSink (registry/shard.hpp), which
+// the Redis mode replaces with a cluster-wide one.
+//
+// Thread safety: every method may be called from any thread; `done` callbacks
+// run on any thread (the caller's for the embedded backend, the Redis thread
+// for the Redis one) and must only post or reply.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "protocol/codes.hpp"
+#include "registry/types.hpp"
+
+namespace imgate {
+
+// A msg push as the HTTP API (sendMessage, sendMessageAll) and the publish
+// command hand it over.
+struct PushRequest {
+  AppId app = 0;
+  std::string user;   // recipient (to a user) or sender, left out (to the room)
+  std::string seq;    // msgID, or a generated id (then dedup is false)
+  std::string msg;    // the text
+  std::string from;   // sender shown in the push
+  bool dedup = true;  // de-duplicate on seq (false when no msgID was given)
+  bool to_room = false;
+};
+
+// The answer to a push in upstream's HTTP shape: code 200 with
+// {"sendResults":bool} (plus "sendResultsErr" when degraded), or {} for a
+// duplicate msgID (nothing sent).
+using PushDone = std::function<void(Code, boost::json::value)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // False while a service the mode depends on is unreachable: the node still
+  // serves its own clients (degraded). Always true in embedded mode.
+  virtual bool healthy() const = 0;
+  // What /system/state shows under imgate.cluster; null when there is nothing to show.
+  virtual boost::json::value status() const = 0;
+
+  // Presence queries over the whole deployment. ok = false when the answer
+  // is unavailable (Redis down); the caller answers 1004.
+  virtual void list_users(AppId app,
+                          std::function<void(bool ok, std::vector<std::string> users)> done) = 0;
+  // app 0: online in any configured app.
+  virtual void online(AppId app, std::string user,
+                      std::function<void(bool ok, bool online)> done) = 0;
+
+  // msgID de-duplication, then delivery to the user's connections or the room.
+  virtual void publish(PushRequest push, PushDone done) = 0;
+};
+
+}  // namespace imgate

@@ -1,0 +1,36 @@
+// EmbeddedBackend: one node, no external service. Presence is the node's
+// Directory, pushes go to the Hub, msgIDs are remembered in memory
+// (http/dedup.hpp). enter / exit come from the Hub's own local PresenceSink.
+#pragma once
+
+#include "backend/backend.hpp"
+#include "http/dedup.hpp"
+#include "metrics/counters.hpp"
+#include "registry/shard.hpp"
+
+namespace imgate {
+
+class EmbeddedBackend final : public Backend {
+ public:
+  EmbeddedBackend(Hub& hub, MsgIdDedup& dedup, Counters& counters)
+      : hub_(hub), dedup_(dedup), counters_(counters) {}
+
+  bool healthy() const override { return true; }
+  boost::json::value status() const override { return nullptr; }
+  void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;
+  void online(AppId app, std::string user, std::function<void(bool, bool)> done) override;
+  void publish(PushRequest push, PushDone done) override;
+
+ private:
+  Hub& hub_;
+  MsgIdDedup& dedup_;
+  Counters& counters_;
+};
+
+// Shared by both backends: delivers `push` on this node only; false when it
+// goes to a user who has no connection here.
+bool deliver_on_this_node(Hub& hub, const PushRequest& push);
+// Counts a duplicate msgID and answers it as upstream does (200, {}).
+void answer_duplicate(Counters& counters, const PushDone& done);
+
+}  // namespace imgate
