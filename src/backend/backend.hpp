@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "protocol/codes.hpp"
+#include "registry/stream.hpp"
 #include "registry/types.hpp"
 
 namespace imgate {
@@ -59,7 +60,27 @@ class Backend {
                       std::function<void(bool ok, bool online)> done) = 0;
 
   // msgID de-duplication, then delivery to the user's connections or the room.
+  // History on: the push is stored in its stream first (a user's is kept for
+  // an offline user: {"sendResults":false,"stored":true}) and the answer
+  // carries its "epoch" and "offset".
   virtual void publish(PushRequest push, PushDone done) = 0;
+
+  // History (docs/history.md); off by default (--history-size 0).
+  virtual bool history_on() const = 0;
+  // The pushes of `stream` (app, user; "" = the room) after `since` (all that
+  // is kept when absent), at most `limit` (0: all), without those `reader`
+  // never got live (its own room pushes). `done` gets ok = false when the
+  // history cannot be read. Embedded: answered before the call returns.
+  virtual void read_stream(const UserKey& stream, std::optional<StreamPos> since,
+                           std::size_t limit, std::string reader,
+                           std::function<void(bool ok, StreamRead read)> done) = 0;
+  virtual StreamPos stream_position(const UserKey& stream) = 0;
+  struct HistoryStats {
+    std::size_t streams = 0, pushes = 0, bytes = 0;
+  };
+  virtual HistoryStats history_stats() const { return {}; }
+  // Where the user stream stood when the user's last connection went away.
+  virtual std::optional<StreamPos> user_left_at(const UserKey& user) = 0;
 };
 
 }  // namespace imgate

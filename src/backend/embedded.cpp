@@ -22,6 +22,19 @@ void answer_duplicate(Counters& counters, const PushDone& done) {
   done(Code::kOk, json::object{});  // upstream: 200 with empty data, nothing sent
 }
 
+EmbeddedBackend::EmbeddedBackend(Hub& hub, MsgIdDedup& dedup, Counters& counters,
+                                 HistoryLimits limits)
+    : hub_(hub), dedup_(dedup), counters_(counters) {
+  if (limits.per_stream > 0) {
+    history_ = std::make_unique<MemoryHistory>(limits, counters);
+    hub_.set_history_hooks(history_.get());
+  }
+}
+
+EmbeddedBackend::~EmbeddedBackend() {
+  if (history_) hub_.set_history_hooks(nullptr);
+}
+
 void EmbeddedBackend::list_users(AppId app,
                                  std::function<void(bool, std::vector<std::string>)> done) {
   done(true, hub_.directory().users_of(app));
@@ -35,8 +48,47 @@ void EmbeddedBackend::publish(PushRequest push, PushDone done) {
   if (push.dedup && !dedup_.first_seen(push.seq, Clock::now())) {
     return answer_duplicate(counters_, done);
   }
-  const bool sent = deliver_on_this_node(hub_, push);
-  done(Code::kOk, json::object{{"sendResults", sent}});
+  if (!history_) {
+    const bool sent = deliver_on_this_node(hub_, push);
+    return done(Code::kOk, json::object{{"sendResults", sent}});
+  }
+  // Stored first, delivered under the history lock: a stream's deliveries are
+  // posted in offset order.
+  const UserKey stream{push.app, push.to_room ? std::string() : push.user};
+  bool sent = true;
+  const StreamPos pos = history_->append(
+      stream, Clock::now(), push.to_room ? std::string_view(push.user) : std::string_view(),
+      [&](const StreamMark& mark) { return make_push(push.seq, "msg", push.msg, push.from, &mark); },
+      [&](const Frame& frame, uint64_t offset) {
+        if (push.to_room) {
+          hub_.push_room(push.app, push.user, frame, offset);
+        } else {
+          sent = hub_.push_user(UserKey{push.app, push.user}, frame, offset);
+        }
+      });
+  json::object answer{{"sendResults", sent}, {"epoch", pos.epoch}, {"offset", pos.offset}};
+  if (!sent) answer["stored"] = true;  // kept for the user's next login
+  done(Code::kOk, std::move(answer));
+}
+
+void EmbeddedBackend::read_stream(const UserKey& stream, std::optional<StreamPos> since,
+                                  std::size_t limit, std::string reader,
+                                  std::function<void(bool, StreamRead)> done) {
+  if (!history_) return done(false, {});
+  done(true, history_->read(stream, since, Clock::now(), limit, reader));
+}
+
+Backend::HistoryStats EmbeddedBackend::history_stats() const {
+  if (!history_) return {};
+  return HistoryStats{history_->streams(), history_->pushes(), history_->bytes()};
+}
+
+StreamPos EmbeddedBackend::stream_position(const UserKey& stream) {
+  return history_ ? history_->position(stream) : StreamPos{};
+}
+
+std::optional<StreamPos> EmbeddedBackend::user_left_at(const UserKey& user) {
+  return history_ ? history_->user_left_at(user) : std::nullopt;
 }
 
 }  // namespace imgate

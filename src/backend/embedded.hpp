@@ -3,7 +3,10 @@
 // (http/dedup.hpp). enter / exit come from the Hub's own local PresenceSink.
 #pragma once
 
+#include <memory>
+
 #include "backend/backend.hpp"
+#include "backend/memory_history.hpp"
 #include "http/dedup.hpp"
 #include "metrics/counters.hpp"
 #include "registry/shard.hpp"
@@ -12,19 +15,28 @@ namespace imgate {
 
 class EmbeddedBackend final : public Backend {
  public:
-  EmbeddedBackend(Hub& hub, MsgIdDedup& dedup, Counters& counters)
-      : hub_(hub), dedup_(dedup), counters_(counters) {}
+  // History on when limits.per_stream > 0 (the Hub is then told of logouts).
+  EmbeddedBackend(Hub& hub, MsgIdDedup& dedup, Counters& counters, HistoryLimits limits = {});
+  ~EmbeddedBackend() override;
 
   bool healthy() const override { return true; }
   boost::json::value status() const override { return nullptr; }
   void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;
   void online(AppId app, std::string user, std::function<void(bool, bool)> done) override;
   void publish(PushRequest push, PushDone done) override;
+  bool history_on() const override { return history_ != nullptr; }
+  void read_stream(const UserKey& stream, std::optional<StreamPos> since, std::size_t limit,
+                   std::string reader, std::function<void(bool, StreamRead)> done) override;
+  StreamPos stream_position(const UserKey& stream) override;
+  std::optional<StreamPos> user_left_at(const UserKey& user) override;
+
+  HistoryStats history_stats() const override;
 
  private:
   Hub& hub_;
   MsgIdDedup& dedup_;
   Counters& counters_;
+  std::unique_ptr<MemoryHistory> history_;  // null: history off
 };
 
 // Shared by both backends: delivers `push` on this node only; false when it

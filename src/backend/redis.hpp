@@ -23,6 +23,14 @@ class RedisBackend final : public Backend {
   void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;
   void online(AppId app, std::string user, std::function<void(bool, bool)> done) override;
   void publish(PushRequest push, PushDone done) override;
+  // History is not implemented in Redis mode yet (config refuses it).
+  bool history_on() const override { return false; }
+  void read_stream(const UserKey&, std::optional<StreamPos>, std::size_t, std::string,
+                   std::function<void(bool, StreamRead)> done) override {
+    done(false, {});
+  }
+  StreamPos stream_position(const UserKey&) override { return {}; }
+  std::optional<StreamPos> user_left_at(const UserKey&) override { return std::nullopt; }
 
  private:
   void route(PushRequest push, PushDone done);

@@ -417,6 +417,14 @@ constexpr OptionSpec kOptions[] = {
     {"imgate.maxFailedLogins", "max-failed-logins", "N",
      "Close a connection (1008) after N refused login / refresh commands (0 = no limit)",
      bind<&Config::max_failed_logins, parse_count>()},
+    {"imgate.historySize", "history-size", "N",
+     "Keep the last N pushes of each room and user for recovery and offline messages (0 = off)",
+     bind<&Config::history_size, parse_count>()},
+    {"imgate.historyTtl", "history-ttl", "SECONDS", "Kept pushes older than this are dropped (0 = no age limit)",
+     bind<&Config::history_ttl, parse_seconds>()},
+    {"imgate.historyMaxBytes", "history-max-bytes", "BYTES",
+     "Embedded mode: memory for kept pushes, all streams together; the oldest go first (K/M/G ok)",
+     bind<&Config::history_max_bytes, parse_bytes>()},
 };
 // clang-format on
 
@@ -698,6 +706,12 @@ void validate(const Config& cfg) {
         "must be at most 3600 seconds" + got(to_text(cfg.auth_leeway)));
   check(cfg.max_failed_logins <= 1000, "imgate.maxFailedLogins",
         "must be at most 1000" + got(to_text(cfg.max_failed_logins)));
+  check(cfg.history_size <= 100'000, "imgate.historySize",
+        "must be at most 100000" + got(to_text(cfg.history_size)));
+  check(cfg.history_size == 0 || cfg.redis_addr.empty(), "imgate.historySize",
+        "is not supported in cluster mode (redis.addr) yet");
+  check(cfg.history_size == 0 || cfg.history_max_bytes >= (1u << 20), "imgate.historyMaxBytes",
+        "must be at least 1M" + got(to_text(cfg.history_max_bytes)));
 }
 
 void load_api_key_file(Config& cfg) {

@@ -66,6 +66,10 @@ struct Config {
   std::string auth_public_key;                // PEM file: RSA (RS256) or EC P-256 (ES256) public key
   Millis auth_leeway{30'000};                 // clock skew allowed on exp / nbf
   std::size_t max_failed_logins = 5;          // failed login / refresh commands before close 1008; 0 = no limit
+  // History (docs/history.md). history_size 0: off (upstream: pushes are never kept).
+  std::size_t history_size = 0;               // pushes kept per stream (room or user)
+  Millis history_ttl{3'600'000};              // none older than this; 0 = no age limit
+  std::size_t history_max_bytes = 64u << 20;  // embedded: all streams together
 };
 
 struct ConfigError : std::runtime_error {

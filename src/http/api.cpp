@@ -155,6 +155,61 @@ void send_push(Call& call, bool to_room) {
   });
 }
 
+// GET /user/history?appID=&userID=&since=&epoch=&limit= (docs/history.md): the
+// kept pushes of a user's stream, or of the room without userID.
+void user_history(Call& call) {
+  uint32_t app = 0;
+  if (!require_app(call, app)) return;
+  const std::string user = call.params.get("userID").value_or("");
+  auto number = [&](const char* name, uint64_t fallback, uint64_t max, uint64_t& out) {
+    const auto text = call.params.get(name);
+    out = fallback;
+    if (!text || text->empty()) return true;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), out);
+    if (ec != std::errc() || end != text->data() + text->size() || out > max) {
+      call.bad_param(std::string(name) + " must be an integer 0.." + std::to_string(max) +
+                     ", got \"" + *text + "\"");
+      return false;
+    }
+    return true;
+  };
+  uint64_t since = 0, limit = 0;
+  if (!number("since", 0, UINT64_MAX, since) || !number("limit", 100, 1000, limit)) return;
+  if (limit == 0) limit = 100;
+  if (!call.ctx.backend->history_on()) {
+    return call.json_reply(Code::kOperationFailure,
+                           json::object{{"error", "history is off (--history-size 0)"}});
+  }
+  std::optional<StreamPos> from;
+  if (auto epoch = call.params.get("epoch"); epoch && !epoch->empty()) {
+    from = StreamPos{*epoch, since};
+  } else if (since > 0) {
+    from = StreamPos{call.ctx.backend->stream_position(UserKey{app, user}).epoch, since};
+  }
+  call.ctx.backend->read_stream(
+      UserKey{app, user}, from, limit, "", [c = later(call)](bool ok, StreamRead read) {
+        if (!ok) return backend_unavailable(*c);
+        json::array messages;
+        for (const auto& [offset, frame] : read.pushes) {
+          json::error_code ec;
+          json::value push = json::parse(frame->payload(), ec);
+          const json::value* data = ec ? nullptr : push.find_pointer("/response/data", ec);
+          json::object m{{"offset", offset}};
+          if (data && data->is_object()) {
+            m["seq"] = push.at("seq");
+            for (const char* field : {"msg", "from", "type"}) {
+              if (const json::value* f = data->as_object().if_contains(field)) m[field] = *f;
+            }
+          }
+          messages.push_back(std::move(m));
+        }
+        c->json_reply(Code::kOk, json::object{{"epoch", read.top.epoch},
+                                              {"offset", read.top.offset},
+                                              {"complete", read.complete},
+                                              {"messages", std::move(messages)}});
+      });
+}
+
 void send_message(Call& call) { send_push(call, false); }
 void send_message_all(Call& call) { send_push(call, true); }
 
@@ -318,6 +373,7 @@ constexpr RouteEntry kRoutes[] = {
     {"/user/online", HttpRoute::kUserOnline, user_online},
     {"/user/sendMessage", HttpRoute::kSendMessage, send_message},
     {"/user/sendMessageAll", HttpRoute::kSendMessageAll, send_message_all},
+    {"/user/history", HttpRoute::kUserHistory, user_history},
     {"/system/state", HttpRoute::kSystemState, system_state_route},
     {"/home/index", HttpRoute::kHomeIndex, home_index},
 };

@@ -34,7 +34,7 @@ class LatencyHistogram {
 // HTTP routes and status classes counted by /metrics (low, fixed cardinality).
 enum class HttpRoute : uint8_t {
   kUserList, kUserOnline, kSendMessage, kSendMessageAll, kSystemState, kHomeIndex, kStatic,
-  kMetrics, kHealthz, kOther, kCount
+  kMetrics, kHealthz, kOther, kUserHistory, kCount
 };
 // Per-client limits (docs/security.md): each crossing closes the connection with 1008 and
 // is counted in Counters::limit_closes[limit].
@@ -82,6 +82,7 @@ struct Counters {
   Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID
   Counter presence_suppressed{0};  // enter / exit not pushed (PresencePolicy)
   Counter pushes{0};               // push requests accepted (msg, enter, exit)
+  Counter history_evictions{0};    // kept pushes dropped early: history_max_bytes reached
   LatencyHistogram push_latency;   // push created -> queued on a recipient's connection
 
   std::array<std::array<Counter, kHttpStatuses.size()>, static_cast<std::size_t>(HttpRoute::kCount)>

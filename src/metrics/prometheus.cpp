@@ -1,5 +1,7 @@
 #include "metrics/prometheus.hpp"
 
+#include "backend/backend.hpp"
+
 #include <fmt/format.h>
 
 namespace imgate {
@@ -18,6 +20,7 @@ std::string_view route_name(HttpRoute route) {
     case HttpRoute::kStatic: return "/web";
     case HttpRoute::kMetrics: return "/metrics";
     case HttpRoute::kHealthz: return "/healthz";
+    case HttpRoute::kUserHistory: return "/user/history";
     default: return "other";
   }
 }
@@ -125,6 +128,16 @@ std::string render_prometheus(ServerContext& ctx) {
            load(c.presence_suppressed));
   w.simple("imgate_msgid_duplicates_total", "counter", "Pushes refused as duplicate msgID.",
            load(c.msg_id_duplicates));
+  const Backend::HistoryStats history = ctx.backend->history_stats();
+  w.simple("imgate_history_streams", "gauge", "Streams (rooms, users) with kept pushes.",
+           static_cast<double>(history.streams));
+  w.simple("imgate_history_pushes", "gauge", "Pushes kept for recovery and offline delivery.",
+           static_cast<double>(history.pushes));
+  w.simple("imgate_history_bytes", "gauge", "Memory counted for kept pushes (embedded mode).",
+           static_cast<double>(history.bytes));
+  w.simple("imgate_history_evictions_total", "counter",
+           "Kept pushes dropped early because history_max_bytes was reached.",
+           load(c.history_evictions));
   w.simple("imgate_msgid_evictions_total", "counter",
            "msgIDs forgotten before their TTL because the set was full.",
            static_cast<double>(ctx.dedup->evicted()));

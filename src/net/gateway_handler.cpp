@@ -26,6 +26,7 @@ void GatewayHandler::on_message(WsConnection& conn, ws::Opcode, std::string_view
   if (ctx_.tokens) cmd.max_failed_logins = ctx_.config.max_failed_logins;
   const std::string reply = ctx_.router.handle(cmd, payload, ctx_.counters);
   if (!reply.empty()) conn.send(make_frame(reply));
+  for (const Frame& frame : cmd.after_reply) conn.send(frame);  // recovered pushes
   if (cmd.close_code != 0) {  // asked for by the handler: after its reply
     shard.unlink(conn.tag, cmd.end_reason);
     conn.close(cmd.close_code, cmd.close_reason);
@@ -51,6 +52,27 @@ void GatewayHandler::publish_room(AppId app, std::string from, std::string msg_i
   ctx_.backend->publish(std::move(push), [done = std::move(done)](Code code, boost::json::value data) {
     done(Reply{code, std::move(data)});
   });
+}
+
+bool GatewayHandler::history_on() const { return ctx_.backend->history_on(); }
+
+StreamRead GatewayHandler::read_stream(const UserKey& stream, const std::optional<StreamPos>& since,
+                                       std::string_view reader) {
+  // Embedded: answered before read_stream returns (the only mode with history so far).
+  StreamRead out;
+  out.complete = false;
+  ctx_.backend->read_stream(stream, since, 0, std::string(reader), [&out](bool ok, StreamRead read) {
+    if (ok) out = std::move(read);
+  });
+  return out;
+}
+
+StreamPos GatewayHandler::stream_position(const UserKey& stream) {
+  return ctx_.backend->stream_position(stream);
+}
+
+std::optional<StreamPos> GatewayHandler::user_left_at(const UserKey& key) {
+  return ctx_.backend->user_left_at(key);
 }
 
 void GatewayHandler::send_later(ConnId conn, std::string text) {

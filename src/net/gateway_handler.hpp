@@ -25,6 +25,11 @@ class GatewayHandler final : public WsHandler, public CommandServices {
   void publish_room(AppId app, std::string from, std::string msg_id, std::string message,
                     std::function<void(Reply)> done) override;
   void send_later(ConnId conn, std::string text) override;
+  bool history_on() const override;
+  StreamRead read_stream(const UserKey& stream, const std::optional<StreamPos>& since,
+                         std::string_view reader) override;
+  StreamPos stream_position(const UserKey& stream) override;
+  std::optional<StreamPos> user_left_at(const UserKey& key) override;
 
  private:
   Shard& shard_of(const WsConnection& conn) { return ctx_.hub.shard(conn.loop().index); }

@@ -77,7 +77,9 @@ Server::Server(Config config)
     ctx_.cluster = cluster_.get();
     backend_ = std::make_unique<RedisBackend>(*cluster_, hub_, *ctx_.dedup, counters_);
   } else {
-    backend_ = std::make_unique<EmbeddedBackend>(hub_, *ctx_.dedup, counters_);
+    backend_ = std::make_unique<EmbeddedBackend>(
+        hub_, *ctx_.dedup, counters_,
+        HistoryLimits{config_.history_size, config_.history_ttl, config_.history_max_bytes});
   }
   ctx_.backend = backend_.get();
   tokens_ = TokenVerifier::from_config(config_);  // throws ConfigError: not started

@@ -95,15 +95,106 @@ std::string check_token(const CommandContext& ctx, const TokenVerifier& tokens,
   return {};
 }
 
+// data.recover of a login: {"room": {"epoch": "..", "offset": N}, "user": {...}},
+// either part optional. False when present and malformed.
+struct Recover {
+  bool asked = false;
+  std::optional<StreamPos> room, user;
+};
+
+bool stream_pos_field(const json::object& obj, std::string_view name, std::optional<StreamPos>& out) {
+  const json::value* v = obj.if_contains(name);
+  if (!v || v->is_null()) return true;
+  if (!v->is_object()) return false;
+  const json::object& pos = v->get_object();
+  StreamPos p;
+  const json::value* epoch = pos.if_contains("epoch");
+  const json::value* offset = pos.if_contains("offset");
+  if (epoch && !epoch->is_null()) {
+    if (!epoch->is_string()) return false;
+    p.epoch = epoch->get_string();
+  }
+  if (offset && !offset->is_null()) {
+    if (offset->is_uint64()) {
+      p.offset = offset->get_uint64();
+    } else if (offset->is_int64() && offset->get_int64() >= 0) {
+      p.offset = static_cast<uint64_t>(offset->get_int64());
+    } else {
+      return false;
+    }
+  }
+  out = std::move(p);
+  return true;
+}
+
+bool recover_field(const json::object* obj, Recover& out) {
+  if (!obj) return true;
+  const json::value* v = obj->if_contains("recover");
+  if (!v || v->is_null()) return true;
+  if (!v->is_object()) return false;
+  out.asked = true;
+  return stream_pos_field(v->get_object(), "room", out.room) &&
+         stream_pos_field(v->get_object(), "user", out.user);
+}
+
+json::object position_json(const StreamPos& pos) {
+  return json::object{{"epoch", pos.epoch}, {"offset", pos.offset}};
+}
+
+// History on, after a successful login: the pushes the client missed (asked
+// for with data.recover, or, on the user's first connection without it, its
+// offline messages) go out right after the reply, and live deliveries below
+// what they covered skip the connection. Adds the streams' positions (and
+// "recovered") to the reply's data.
+void catch_up(CommandContext& ctx, AppId app, std::string_view user, const Recover& recover,
+              bool first, json::object& data) {
+  CommandServices& services = *ctx.services;
+  const UserKey room_stream{app, ""};
+  const UserKey user_stream{app, std::string(user)};
+  bool complete = true;
+  uint64_t room_floor = 0, user_floor = 0;
+  auto take = [&](const StreamRead& read, uint64_t& floor) {
+    for (const auto& [offset, frame] : read.pushes) ctx.after_reply.push_back(frame);
+    floor = read.top.offset;
+    complete = complete && read.complete;
+  };
+  StreamPos room_pos, user_pos;
+  if (recover.asked && recover.room) {
+    StreamRead read = services.read_stream(room_stream, recover.room, user);
+    take(read, room_floor);
+    room_pos = read.top;
+  } else {
+    room_pos = services.stream_position(room_stream);
+  }
+  if (recover.asked && recover.user) {
+    StreamRead read = services.read_stream(user_stream, recover.user, user);
+    take(read, user_floor);
+    user_pos = read.top;
+  } else if (!recover.asked && first) {
+    // Offline messages: what was stored since the user's last connection went away.
+    StreamRead read = services.read_stream(user_stream, services.user_left_at(user_stream), user);
+    take(read, user_floor);
+    user_pos = read.top;
+    if (!read.pushes.empty()) data["offline"] = read.pushes.size();
+  } else {
+    user_pos = services.stream_position(user_stream);
+  }
+  ctx.shard.set_floors(ctx.conn, room_floor, user_floor);
+  data["room"] = position_json(room_pos);
+  data["user"] = position_json(user_pos);
+  if (recover.asked) data["recovered"] = complete;
+}
+
 Reply login(CommandContext& ctx, const json::value& data) {
   bool ok = false;
   const json::object* obj = data_object(data, ok);
   std::string token, user;
   uint32_t app = 0;
+  Recover recover;
   const TokenVerifier* tokens = tokens_of(ctx);
   const auto fail = [&](Code code) { return tokens ? refused(ctx, code, {}) : Reply{code, nullptr}; };
   if (!ok || !string_field(obj, "serviceToken", token) || !string_field(obj, "userID", user) ||
-      !uint32_field(obj, "appID", app)) {
+      !uint32_field(obj, "appID", app) || !recover_field(obj, recover)) {
     return fail(Code::kParameterIllegal);
   }
   if (user.empty() || user.size() > kMaxUserIdBytes) return fail(Code::kUnauthorizedUserId);
@@ -117,11 +208,19 @@ Reply login(CommandContext& ctx, const json::value& data) {
       return token_refused(ctx, error);
     }
   }
-  switch (ctx.shard.login(ctx.conn, app, user, ctx.now)) {
-    case LoginStatus::kOk:
-      if (!tokens) return {Code::kOk, nullptr};
-      ctx.shard.set_token_deadline(ctx.conn, token_deadline(ctx, *tokens, claims.exp));
-      return {Code::kOk, json::object{{"exp", claims.exp}}};
+  bool first = false;
+  switch (ctx.shard.login(ctx.conn, app, user, ctx.now, &first)) {
+    case LoginStatus::kOk: {
+      const bool history = ctx.services && ctx.services->history_on();
+      if (!tokens && !history) return {Code::kOk, nullptr};  // upstream's reply
+      json::object reply;
+      if (tokens) {
+        ctx.shard.set_token_deadline(ctx.conn, token_deadline(ctx, *tokens, claims.exp));
+        reply["exp"] = claims.exp;
+      }
+      if (history) catch_up(ctx, app, user, recover, first, reply);
+      return {Code::kOk, std::move(reply)};
+    }
     case LoginStatus::kAlreadyLoggedIn: return {Code::kOperationFailure, nullptr};
     case LoginStatus::kUnknownConnection: break;
   }

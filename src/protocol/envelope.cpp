@@ -41,12 +41,17 @@ std::string make_response(std::string_view seq, std::string_view cmd, Code code,
 }
 
 Frame make_push(std::string_view seq, std::string_view cmd, std::string_view msg,
-                std::string_view from) {
+                std::string_view from, const StreamMark* mark) {
   json::object data;
   data["target"] = "";
   data["type"] = "text";
   data["msg"] = msg;
   data["from"] = from;
+  if (mark) {
+    data["stream"] = mark->stream;
+    data["epoch"] = mark->epoch;
+    data["offset"] = mark->offset;
+  }
   json::object response;
   response["code"] = static_cast<uint32_t>(Code::kOk);
   response["codeMsg"] = kPushCodeMsg;

@@ -29,10 +29,19 @@ bool parse_request(std::string_view text, Request& out);
 std::string make_response(std::string_view seq, std::string_view cmd, Code code,
                           const boost::json::value& data = nullptr);
 
+// Where a msg push sits in its stream (history on, docs/history.md): the
+// stream ("room" or "user"), its epoch and the push's offset.
+struct StreamMark {
+  std::string_view stream;
+  std::string_view epoch;
+  uint64_t offset = 0;
+};
+
 // A server push: code 200, codeMsg "Ok",
-// data {"target":"","type":"text","msg":<msg>,"from":<from>}.
+// data {"target":"","type":"text","msg":<msg>,"from":<from>}, plus
+// "stream", "epoch" and "offset" when `mark` is given.
 Frame make_push(std::string_view seq, std::string_view cmd, std::string_view msg,
-                std::string_view from);
+                std::string_view from, const StreamMark* mark = nullptr);
 
 // Upstream texts of the presence pushes.
 inline constexpr std::string_view kEnterText = "哈喽~";

@@ -12,6 +12,7 @@
 #include "protocol/codes.hpp"
 #include "protocol/envelope.hpp"
 #include "registry/shard.hpp"
+#include "registry/stream.hpp"
 
 namespace imgate {
 
@@ -41,6 +42,26 @@ class CommandServices {
   // Sends `text` to connection `conn` if it is still registered; from any thread.
   virtual void send_later(ConnId conn, std::string text) = 0;
 
+  // History (docs/history.md): off unless --history-size > 0.
+  virtual bool history_on() const { return false; }
+  // The pushes of a stream (app, user; "" = the room) after `since` (all that
+  // is kept when absent) that `reader` got live or would have, read at once;
+  // only called when history_on().
+  virtual StreamRead read_stream(const UserKey& stream, const std::optional<StreamPos>& since,
+                                 std::string_view reader) {
+    (void)stream, (void)since, (void)reader;
+    return {};
+  }
+  virtual StreamPos stream_position(const UserKey& stream) {
+    (void)stream;
+    return {};
+  }
+  // Where the user stream stood when the user's last connection went away.
+  virtual std::optional<StreamPos> user_left_at(const UserKey& key) {
+    (void)key;
+    return std::nullopt;
+  }
+
  protected:
   ~CommandServices() = default;
 };
@@ -58,6 +79,9 @@ struct CommandContext {
   std::string_view seq;
   std::string_view cmd;
   Counters* counters = nullptr;
+
+  // Frames to send right after the reply (recovered pushes, in order).
+  std::vector<Frame> after_reply;
 
   // A handler asks for the connection to end after its reply is queued (the
   // caller unlinks with `end_reason` and closes with `close_code`).

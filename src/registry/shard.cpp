@@ -53,7 +53,8 @@ ConnId Shard::add(Peer& peer, TimePoint now) {
   return id;
 }
 
-LoginStatus Shard::login(ConnId id, AppId app, std::string_view user, TimePoint now) {
+LoginStatus Shard::login(ConnId id, AppId app, std::string_view user, TimePoint now,
+                         bool* first) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return LoginStatus::kUnknownConnection;
   Conn& conn = it->second;
@@ -61,7 +62,9 @@ LoginStatus Shard::login(ConnId id, AppId app, std::string_view user, TimePoint 
   conn.last_seen = now;
   index_login(conn, app, user);
   Counters::bump(hub_.counters().logins);
-  hub_.directory().add(*conn.key, id, index_, [&] { hub_.user_came(*conn.key); });
+  const bool was_first =
+      hub_.directory().add(*conn.key, id, index_, [&] { hub_.user_came(*conn.key); });
+  if (first) *first = was_first;
   return LoginStatus::kOk;
 }
 
@@ -131,11 +134,21 @@ bool Shard::unlink(ConnId id, EndReason reason) {
     spdlog::debug("connection {:x} ({}_{}) unlinked: {}", id, app, user, to_string(reason));
   }
   if (conn.key) {
+    // History on: where the user's stream stands before the user may go, so
+    // that a push racing with the logout is not taken as seen.
+    HistoryHooks* hooks = hub_.history_hooks();
+    const uint64_t user_offset = hooks ? hooks->user_offset(*conn.key) : 0;
+    bool last = false;
     // The directory first: the key lives in user_conns_, which unindexing may
     // erase. Its callbacks only post, so the order is not observable.
-    hub_.directory().remove(*conn.key, id, [&] { hub_.user_left(*conn.key); });
+    hub_.directory().remove(*conn.key, id, [&] {
+      last = true;
+      hub_.user_left(*conn.key);
+    });
+    if (last && hooks) hooks->user_left(*conn.key, user_offset);
     unindex_login(conn);
   }
+  floors_.erase(&conn);
   if (auto deadline = token_deadlines_.find(id); deadline != token_deadlines_.end()) {
     deadline_order_.erase({deadline->second, id});
     token_deadlines_.erase(deadline);
@@ -211,24 +224,49 @@ void Shard::close_all(uint16_t code, std::string_view reason) {
   }
 }
 
-std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const Frame& frame) {
+std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const Frame& frame,
+                                uint64_t offset) {
   auto room = room_members_.find(app);
   if (room == room_members_.end()) return 0;
+  const bool check_floors = offset != 0 && !floors_.empty();
   std::size_t sent = 0;
   for (Conn* conn : room->second) {
     if (conn->key->user == except_user) continue;
+    if (check_floors && below_floor(conn, offset, true)) continue;
     conn->peer->send(frame);
     ++sent;
   }
   return sent;
 }
 
-std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame) {
+std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame, uint64_t offset) {
   auto user = user_conns_.find(key);
   if (user == user_conns_.end()) return 0;
+  const bool check_floors = offset != 0 && !floors_.empty();
   std::size_t sent = 0;
-  for (Conn* conn = user->second; conn; conn = conn->next_of_user, ++sent) conn->peer->send(frame);
+  for (Conn* conn = user->second; conn; conn = conn->next_of_user) {
+    if (check_floors && below_floor(conn, offset, false)) continue;
+    conn->peer->send(frame);
+    ++sent;
+  }
   return sent;
+}
+
+bool Shard::below_floor(const Conn* conn, uint64_t offset, bool room) {
+  auto it = floors_.find(conn);
+  if (it == floors_.end()) return false;
+  uint64_t& floor = room ? it->second.room : it->second.user;
+  if (offset <= floor) return true;
+  // Deliveries of a stream arrive in offset order: past the floor, it is not needed again.
+  floor = 0;
+  if (it->second.room == 0 && it->second.user == 0) floors_.erase(it);
+  return false;
+}
+
+void Shard::set_floors(ConnId id, uint64_t room, uint64_t user) {
+  auto it = conns_.find(id);
+  if (it == conns_.end() || (room == 0 && user == 0)) return;
+  floors_[&it->second] = Floors{room, user};
 }
 
 std::vector<ConnId> Shard::ids() const {
@@ -248,7 +286,33 @@ Hub::Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoi
               std::chrono::system_clock::now().time_since_epoch())
               .count())) {
   shards_.reserve(shards);
-  for (uint32_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>(*this, i, start));
+  for (uint32_t i = 0; i < shards; ++i) {
+    shards_.push_back(std::make_unique<Shard>(*this, i, start));
+    inboxes_.push_back(std::make_unique<Inbox>());
+  }
+}
+
+void Hub::send(uint32_t index, Task task) {
+  Inbox& box = *inboxes_[index];
+  {
+    std::lock_guard lock(box.mu);
+    box.tasks.push_back(std::move(task));
+    if (box.scheduled) return;
+    box.scheduled = true;
+  }
+  poster_(index, [this, index] { drain(index); });
+}
+
+void Hub::drain(uint32_t index) {
+  Inbox& box = *inboxes_[index];
+  std::vector<Task> batch;
+  {
+    std::lock_guard lock(box.mu);
+    batch.swap(box.tasks);
+    box.scheduled = false;
+  }
+  // Tasks sent while these run go to the next drain, which runs after this one.
+  for (Task& task : batch) task();
 }
 
 namespace {
@@ -258,28 +322,28 @@ uint64_t micros_since(TimePoint start) {
 }
 }  // namespace
 
-void Hub::push_room(AppId app, std::string except_user, Frame frame) {
+void Hub::push_room(AppId app, std::string except_user, Frame frame, uint64_t offset) {
   auto except = std::make_shared<const std::string>(std::move(except_user));
   const TimePoint created = Clock::now();
   Counters::bump(counters_.pushes);
   for (uint32_t i = 0; i < shard_count(); ++i) {
-    poster_(i, [this, i, app, except, frame, created] {
-      if (shards_[i]->deliver_room(app, *except, frame) > 0) {
+    send(i, [this, i, app, except, frame, created, offset] {
+      if (shards_[i]->deliver_room(app, *except, frame, offset) > 0) {
         counters_.push_latency.observe(micros_since(created));
       }
     });
   }
 }
 
-bool Hub::push_user(const UserKey& key, Frame frame) {
+bool Hub::push_user(const UserKey& key, Frame frame, uint64_t offset) {
   auto shards = directory_.shards_of(key);
   if (shards.empty()) return false;
   auto shared_key = std::make_shared<const UserKey>(key);
   const TimePoint created = Clock::now();
   Counters::bump(counters_.pushes);
   for (uint32_t i : shards) {
-    poster_(i, [this, i, shared_key, frame, created] {
-      if (shards_[i]->deliver_user(*shared_key, frame) > 0) {
+    send(i, [this, i, shared_key, frame, created, offset] {
+      if (shards_[i]->deliver_user(*shared_key, frame, offset) > 0) {
         counters_.push_latency.observe(micros_since(created));
       }
     });

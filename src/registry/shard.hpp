@@ -20,6 +20,7 @@
 #include <optional>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <functional>
+#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -28,6 +29,7 @@
 
 #include "metrics/counters.hpp"
 #include "registry/directory.hpp"
+#include "registry/stream.hpp"
 #include "registry/timing_wheel.hpp"
 #include "registry/types.hpp"
 
@@ -86,7 +88,9 @@ class Shard {
   // Marks the connection as (app, user): counts as a heartbeat, enters the
   // room and user indexes and the directory; if this is the user's first
   // connection on the node, `enter` is pushed to the room's other users.
-  LoginStatus login(ConnId id, AppId app, std::string_view user, TimePoint now);
+  // `first` (optional) tells whether it was the user's first connection on the node.
+  LoginStatus login(ConnId id, AppId app, std::string_view user, TimePoint now,
+                    bool* first = nullptr);
 
   // A successful heartbeat command; false when the connection is not logged in.
   bool heartbeat(ConnId id, TimePoint now);
@@ -125,8 +129,17 @@ class Shard {
   void close_all(uint16_t code, std::string_view reason);
 
   // Local delivery of an already-built frame (on this shard's thread).
-  std::size_t deliver_room(AppId app, std::string_view except_user, const Frame& frame);
-  std::size_t deliver_user(const UserKey& key, const Frame& frame);
+  // `offset` (history on: the push's offset in its stream, else 0) skips the
+  // connections that got it from history already (set_floors).
+  std::size_t deliver_room(AppId app, std::string_view except_user, const Frame& frame,
+                           uint64_t offset = 0);
+  std::size_t deliver_user(const UserKey& key, const Frame& frame, uint64_t offset = 0);
+
+  // Recovery (docs/history.md): the connection got its room stream up to
+  // `room` and its user stream up to `user` from history; live deliveries at
+  // or below those offsets skip it (they were queued before it caught up).
+  void set_floors(ConnId id, uint64_t room, uint64_t user);
+  std::size_t floors() const { return floors_.size(); }
 
   // Registered connections; readable from any thread.
   std::size_t size() const { return size_.load(std::memory_order_relaxed); }
@@ -162,6 +175,14 @@ class Shard {
   std::unordered_map<ConnId, TimePoint> token_deadlines_;
   std::set<std::pair<TimePoint, ConnId>> deadline_order_;
   std::unordered_map<ConnId, uint32_t> failed_logins_;
+  // Recovered connections until a live push above their floor arrives (both streams).
+  struct Floors {
+    uint64_t room = 0;
+    uint64_t user = 0;
+  };
+  std::unordered_map<const Conn*, Floors> floors_;
+  // True when `conn` must not get push `offset` of the room (or user) stream.
+  bool below_floor(const Conn* conn, uint64_t offset, bool room);
   std::atomic<std::size_t> size_{0};
 };
 
@@ -171,12 +192,23 @@ class Hub {
   // Runs `task` later on shard `index`'s thread; never inline.
   using Poster = std::function<void(uint32_t index, Task task)>;
 
+  // Runs `task` on shard `index`'s thread after every task sent to that shard
+  // with send() before it, whichever thread sent them. (An io_context with one
+  // thread runs what its own thread posts after what other threads post
+  // meanwhile, so plain posting does not keep that order.) Pushes go this way:
+  // their order on each shard is the order in which they were created, which
+  // stream offsets and enter / exit rely on.
+  void send(uint32_t index, Task task);
+
   Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoint start);
 
   void set_poster(Poster poster) { poster_ = std::move(poster); }
   // Replaces the local enter / exit decisions (null: back to the local ones).
   void set_presence_sink(PresenceSink* sink) { presence_sink_ = sink ? sink : &local_presence_; }
   void set_presence_policy(PresencePolicy policy) { policy_ = std::move(policy); }
+  // History on: told when users leave (offline messages). Null: off.
+  void set_history_hooks(HistoryHooks* hooks) { history_hooks_ = hooks; }
+  HistoryHooks* history_hooks() const { return history_hooks_; }
   const PresencePolicy& presence_policy() const { return policy_; }
 
   // A user's first / last connection on this node (under the Directory lock).
@@ -190,10 +222,11 @@ class Hub {
   Counters& counters() { return counters_; }
   const LivenessSettings& liveness() const { return liveness_; }
 
-  // Fan-out from any thread: one task per shard, each carrying the same frame.
-  void push_room(AppId app, std::string except_user, Frame frame);
+  // Fan-out from any thread: one task per shard, each carrying the same frame
+  // (and its stream offset when history is on).
+  void push_room(AppId app, std::string except_user, Frame frame, uint64_t offset = 0);
   // Returns false when the user has no connection on this node.
-  bool push_user(const UserKey& key, Frame frame);
+  bool push_user(const UserKey& key, Frame frame, uint64_t offset = 0);
 
   // A fresh push id (time-based start, then sequential): unique per process.
   uint64_t next_push_seq() { return push_seq_.fetch_add(1, std::memory_order_relaxed); }
@@ -210,6 +243,15 @@ class Hub {
   LivenessSettings liveness_;
   Counters& counters_;
   Poster poster_;
+  // One ordered inbox per shard (send()): filled under its mutex, emptied by
+  // one posted drain at a time.
+  struct Inbox {
+    std::mutex mu;
+    std::vector<Task> tasks;
+    bool scheduled = false;
+  };
+  std::vector<std::unique_ptr<Inbox>> inboxes_;
+  void drain(uint32_t index);
   // This node alone decides: enter / exit to the local room, within the policy.
   class LocalPresence final : public PresenceSink {
    public:
@@ -223,6 +265,7 @@ class Hub {
   LocalPresence local_presence_{*this};
   PresenceSink* presence_sink_ = &local_presence_;
   PresencePolicy policy_;
+  HistoryHooks* history_hooks_ = nullptr;
   std::atomic<uint64_t> push_seq_;
 };
 

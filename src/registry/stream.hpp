@@ -1,0 +1,46 @@
+// Streams of msg pushes with offsets (history on; docs/history.md). A stream is
+// a room (appID) or one user of an appID; each push it carries gets the next
+// offset (1, 2, 3 ...: a gap is visible) under the stream's epoch, which changes
+// whenever the stream's history is lost (a restart in embedded mode, a stream
+// that expired), so that an old offset is never taken for a new one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "registry/types.hpp"
+
+namespace imgate {
+
+struct UserKey;
+
+struct StreamPos {
+  std::string epoch;    // "" for a stream that holds nothing
+  uint64_t offset = 0;  // the newest push's; 0 when none yet
+};
+
+// What a read of a stream found.
+struct StreamRead {
+  StreamPos top;          // the stream's position now
+  bool complete = true;   // every push after `since` is in `pushes`
+  std::vector<std::pair<uint64_t, Frame>> pushes;  // after `since`, oldest first
+};
+
+// What the registry tells the history about users leaving, so that a user's
+// next login can get what was sent meanwhile (offline messages). Called on
+// the shard's thread, outside the Directory lock.
+class HistoryHooks {
+ public:
+  // The offset of the user's stream now (0 when it has none).
+  virtual uint64_t user_offset(const UserKey& key) = 0;
+  // The user's last connection on the node went away when its stream was at `offset`.
+  virtual void user_left(const UserKey& key, uint64_t offset) = 0;
+
+ protected:
+  ~HistoryHooks() = default;
+};
+
+}  // namespace imgate
