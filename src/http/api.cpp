@@ -283,6 +283,11 @@ json::value system_state(ServerContext& ctx, const std::vector<ConnId>* clients)
       {"roomsLen", hub.directory().room_count()},
       {"counters", counters_json(ctx.counters)},
   };
+  if (ctx.clients) {
+    // The per-client limits' table: addresses tracked, connections counted there.
+    own["clientAddresses"] = ctx.clients->addresses();
+    own["clientConnections"] = ctx.clients->connections();
+  }
   if (ctx.cluster) {
     own["cluster"] = json::object{{"nodeId", ctx.cluster->node_id()},
                                   {"redis", ctx.cluster->healthy() ? "up" : "down"}};

@@ -74,7 +74,7 @@ struct Counters {
   std::array<Counter, kCloseSlots> closes_by_code{};
 
   // Unlinks by EndReason (index = enum value).
-  static constexpr std::size_t kEndReasons = 6;
+  static constexpr std::size_t kEndReasons = 7;
   std::array<Counter, kEndReasons> closed_by_reason{};
 
   Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID

@@ -14,6 +14,7 @@
 #include "metrics/counters.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
+#include "security/limits.hpp"
 
 namespace imgate {
 
@@ -42,6 +43,10 @@ struct ServerContext {
   RedisCluster* cluster = nullptr;    // cluster mode (redis.addr set), else embedded
   std::vector<LoopIo*> loop_io;       // loop_io[i]: loop i's WebSocket transport state
   TlsContext* tls = nullptr;          // set: both ports speak TLS (--tls-cert / --tls-key)
+  // Per-client limits (docs/security.md): connections and upgrades per client
+  // address (set by Server), and the proxies whose X-Forwarded-For is believed.
+  std::unique_ptr<ClientTable> clients;
+  CidrSet trusted_proxies;
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

@@ -30,6 +30,7 @@ std::string_view to_string(EndReason reason) {
     case EndReason::kOverflow: return "send queue overflow";
     case EndReason::kProtocol: return "protocol error";
     case EndReason::kShutdown: return "shutdown";
+    case EndReason::kPolicy: return "limit crossed";
   }
   return "unknown";
 }

@@ -35,6 +35,7 @@ enum class EndReason : uint8_t {
   kOverflow,      // send queue above send_queue_bytes
   kProtocol,      // RFC 6455 violation, binary frame, invalid UTF-8, oversized message
   kShutdown,      // server stopping
+  kPolicy,        // a per-client limit crossed (close 1008)
 };
 std::string_view to_string(EndReason reason);
 
