@@ -29,8 +29,10 @@ fail() {
   exit 1
 }
 
+# Every generator connection comes from 127.0.0.1, as fast as it can: no per-address limits.
 "$imgate" --config "" --bind 127.0.0.1 --ws-port 0 --http-port 0 --ready-file "$dir/ready.json" \
-  --threads 2 --app-ids 101,102,103,104 --log-level warn >"$dir/gateway.log" 2>&1 &
+  --threads 2 --app-ids 101,102,103,104 --log-level warn \
+  --ip-max-connections 0 --ip-upgrade-rate 0 >"$dir/gateway.log" 2>&1 &
 gw=$!
 for _ in $(seq 100); do [[ -s "$dir/ready.json" ]] && break; sleep 0.1; done
 [[ -s "$dir/ready.json" ]] || fail "gateway did not become ready"

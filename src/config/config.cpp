@@ -5,6 +5,7 @@
 #include "config/config.hpp"
 
 #include "security/access.hpp"
+#include "security/limits.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -39,6 +40,10 @@ constexpr unsigned kMaxThreads = 1024;
 constexpr double kMaxSeconds = 1e9;  // ~31 years; keeps milliseconds far from overflow
 constexpr std::size_t kMinSendQueueBytes = 1024;
 constexpr std::size_t kMinMaxMessageBytes = 128;
+constexpr double kMaxRate = 1e6;  // per second; a token every microsecond
+constexpr uint64_t kMaxBurst = 1'000'000;
+constexpr std::size_t kMinIpTableSize = 64;  // one entry per stripe
+constexpr std::size_t kMaxIpTableSize = std::size_t{1} << 28;
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};
 
@@ -152,6 +157,24 @@ Millis parse_seconds(std::string_view text) {
   return Millis{std::llround(seconds * 1000.0)};
 }
 
+// Events per second, fractions allowed ("50", "0.5"); 0 = off.
+double parse_rate(std::string_view text) {
+  text = trim(text);
+  double rate = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, rate);
+  if (text.empty() || ec != std::errc{} || ptr != end || !std::isfinite(rate)) {
+    throw BadValue("expected a number per second, e.g. 50 or 0.5 (0 = off)");
+  }
+  if (rate < 0) throw BadValue("a rate must not be negative");
+  if (rate > kMaxRate) throw BadValue("a rate must be at most 1000000 per second");
+  return rate;
+}
+
+uint64_t parse_burst(std::string_view text) {
+  return parse_uint(text, kMaxBurst, "a burst size 0..1000000");
+}
+
 std::vector<uint32_t> parse_app_ids(std::string_view text) {
   const std::string expected = "a comma-separated list of app ids (unsigned 32-bit), e.g. 101,102";
   if (trim(text).empty()) throw BadValue("the app id list must not be empty; expected " + expected);
@@ -239,6 +262,18 @@ std::vector<std::string> parse_origins(std::string_view text) {
   return origins;
 }
 
+std::vector<std::string> parse_cidrs(std::string_view text) {
+  std::vector<std::string> networks = split_list(text);
+  for (const std::string& network : networks) {
+    try {
+      CidrSet::parse(network);
+    } catch (const std::invalid_argument& e) {
+      throw BadValue(std::string(e.what()) + "; expected networks such as 10.0.0.0/8 or ::1/128");
+    }
+  }
+  return networks;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Field values -> text, for --help defaults.
 
@@ -259,6 +294,12 @@ std::string to_text(Millis ms) {
     out += "." + digits;
   }
   return out;
+}
+
+std::string to_text(double v) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest round trip
+  return ec == std::errc{} ? std::string(buf, end) : std::to_string(v);
 }
 
 std::string to_text(bool v) {
@@ -425,6 +466,27 @@ constexpr OptionSpec kOptions[] = {
     {"imgate.historyMaxBytes", "history-max-bytes", "BYTES",
      "Embedded mode: memory for kept pushes, all streams together; the oldest go first (K/M/G ok)",
      bind<&Config::history_max_bytes, parse_bytes>()},
+    {"imgate.ipMaxConnections", "ip-max-connections", "N",
+     "WebSocket connections per client address; more close with 1008 (0 = unlimited)",
+     bind<&Config::ip_max_connections, parse_count>()},
+    {"imgate.ipUpgradeRate", "ip-upgrade-rate", "PER_SECOND",
+     "WebSocket upgrades per second per client address; more close with 1008 (0 = unlimited)",
+     bind<&Config::ip_upgrade_rate, parse_rate>()},
+    {"imgate.ipUpgradeBurst", "ip-upgrade-burst", "N",
+     "Upgrades per client address allowed at once above --ip-upgrade-rate",
+     bind<&Config::ip_upgrade_burst, parse_burst>()},
+    {"imgate.messageRate", "message-rate", "PER_SECOND",
+     "Client messages per second per connection; more close with 1008 (0 = unlimited)",
+     bind<&Config::message_rate, parse_rate>()},
+    {"imgate.messageBurst", "message-burst", "N",
+     "Client messages per connection allowed at once above --message-rate",
+     bind<&Config::message_burst, parse_burst>()},
+    {"imgate.ipTableSize", "ip-table-size", "N",
+     "Client addresses tracked at most by the per-address limits (64..268435456)",
+     bind<&Config::ip_table_size, parse_count>()},
+    {"imgate.trustedProxies", "trusted-proxies", "LIST",
+     "Networks (CIDR) of proxies whose X-Forwarded-For names the client; empty = none",
+     bind<&Config::trusted_proxies, parse_cidrs>()},
 };
 // clang-format on
 
@@ -697,6 +759,12 @@ void validate(const Config& cfg) {
         "must be one of trace, debug, info, warn, error, critical, off" + got(cfg.log_level));
   check(!cfg.protect_metrics || !cfg.api_keys.empty(), "imgate.protectMetrics",
         "needs an API key (--api-key or --api-key-file)");
+  check(cfg.ip_upgrade_rate == 0 || cfg.ip_upgrade_burst >= 1, "imgate.ipUpgradeBurst",
+        "must be at least 1 when ipUpgradeRate is set" + got(to_text(cfg.ip_upgrade_burst)));
+  check(cfg.message_rate == 0 || cfg.message_burst >= 1, "imgate.messageBurst",
+        "must be at least 1 when messageRate is set" + got(to_text(cfg.message_burst)));
+  check(cfg.ip_table_size >= kMinIpTableSize && cfg.ip_table_size <= kMaxIpTableSize,
+        "imgate.ipTableSize", "must be between 64 and 268435456" + got(to_text(cfg.ip_table_size)));
   check(cfg.tls_cert.empty() == cfg.tls_key.empty(),
         cfg.tls_cert.empty() ? "imgate.tlsCert" : "imgate.tlsKey",
         "must be set too: TLS needs both a certificate and a key");

@@ -70,6 +70,14 @@ struct Config {
   std::size_t history_size = 0;               // pushes kept per stream (room or user)
   Millis history_ttl{3'600'000};              // none older than this; 0 = no age limit
   std::size_t history_max_bytes = 64u << 20;  // embedded: all streams together
+  // Per-client limits (docs/security.md); 0 turns each one off. Crossing one closes with 1008.
+  std::size_t ip_max_connections = 1000;      // upgraded connections per client address
+  double ip_upgrade_rate = 50;                // upgrades per second per client address...
+  std::size_t ip_upgrade_burst = 100;         // ...of which this many at once
+  double message_rate = 100;                  // client messages per second per connection...
+  std::size_t message_burst = 200;            // ...of which this many at once
+  std::size_t ip_table_size = 1 << 20;        // client addresses tracked at most
+  std::vector<std::string> trusted_proxies;   // networks whose X-Forwarded-For is believed
 };
 
 struct ConfigError : std::runtime_error {

@@ -273,6 +273,11 @@ json::value system_state(ServerContext& ctx, const std::vector<ConnId>* clients)
       {"roomsLen", hub.directory().room_count()},
       {"counters", counters_json(ctx.counters)},
   };
+  if (ctx.clients) {
+    // The per-client limits' table: addresses tracked, connections counted there.
+    own["clientAddresses"] = ctx.clients->addresses();
+    own["clientConnections"] = ctx.clients->connections();
+  }
   if (json::value status = ctx.backend->status(); !status.is_null()) {
     own["cluster"] = std::move(status);
   }

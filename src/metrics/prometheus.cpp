@@ -62,6 +62,14 @@ std::string render_prometheus(ServerContext& ctx) {
            static_cast<double>(hub.connections()));
   w.simple("imgate_sessions_open", "gauge", "TCP sessions on the WebSocket port (incl. handshaking).",
            static_cast<double>(ctx.ws_sessions.load()));
+  if (ctx.clients) {
+    w.simple("imgate_client_addresses", "gauge",
+             "Client addresses tracked by the per-address limits.",
+             static_cast<double>(ctx.clients->addresses()));
+    w.simple("imgate_client_address_connections", "gauge",
+             "WebSocket connections counted by the per-address limits.",
+             static_cast<double>(ctx.clients->connections()));
+  }
   w.simple("imgate_connections_opened_total", "counter", "WebSocket upgrades completed.",
            load(c.connections_opened));
   w.header("imgate_connections_closed_total", "counter", "Connections ended, by reason.");

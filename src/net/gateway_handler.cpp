@@ -98,6 +98,7 @@ WsSettings ws_settings_of(const Config& config) {
   s.send_queue_bytes = config.send_queue_bytes;
   s.close_timeout = config.close_timeout;
   s.flush_interval = config.flush_interval;
+  s.message_rate = TokenBucket(config.message_rate, config.message_burst);
   return s;
 }
 

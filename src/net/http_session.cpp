@@ -23,6 +23,7 @@
 #include "net/tls.hpp"
 #include "net/upgrade.hpp"
 #include "security/access.hpp"
+#include "security/limits.hpp"
 
 namespace imgate {
 
@@ -189,7 +190,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
         return;
       }
       // Hand the socket over: the WebSocket connection counts itself from here on.
-      upgraded_ = hand_over(stream(), buffer_, request, *ctx_.loop_io[shard_]);
+      upgraded_ = hand_over(stream(), buffer_, request, *ctx_.loop_io[shard_], admit(request));
       return;
     }
     if (at_ws_path) {
@@ -206,6 +207,49 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
                        self->write(std::move(response));
                      });
     });
+  }
+
+  // The per-client limits' verdict on this upgrade (docs/security.md): the
+  // client's address is the TCP peer's, or X-Forwarded-For's behind a
+  // trusted proxy. Refusals are counted here and closed after the upgrade.
+  ClientTable::Admission admit(const Request& request) {
+    if (!ctx_.clients || !ctx_.clients->active()) return {};
+    beast::error_code ec;
+    const auto endpoint = tcp().socket().remote_endpoint(ec);
+    if (ec) return {};  // gone already: the hand-over fails too
+    const asio::ip::address peer_address = endpoint.address();
+    IpAddress peer{};
+    if (peer_address.is_v4()) {
+      peer = *parse_ip("::ffff:0.0.0.0");
+      const auto bytes = peer_address.to_v4().to_bytes();
+      std::copy(bytes.begin(), bytes.end(), peer.begin() + 12);
+    } else {
+      peer = peer_address.to_v6().to_bytes();
+    }
+    std::string forwarded;
+    if (!ctx_.trusted_proxies.empty()) {
+      for (const auto& field : request) {
+        if (!beast::iequals(field.name_string(), "X-Forwarded-For")) continue;
+        if (!forwarded.empty()) forwarded += ',';
+        forwarded.append(field.value().data(), field.value().size());
+      }
+    }
+    const IpAddress client = client_address(peer, forwarded, ctx_.trusted_proxies);
+    const ClientTable::Admission admission = ctx_.clients->admit(client, to_ns(Clock::now()));
+    switch (admission.verdict) {
+      case ClientTable::Verdict::kAdmitted:
+        return admission;
+      case ClientTable::Verdict::kTooManyConnections:
+        ctx_.counters.count_limit(Limit::kIpConnections);
+        break;
+      case ClientTable::Verdict::kUpgradeRate:
+      case ClientTable::Verdict::kTableFull:
+        ctx_.counters.count_limit(Limit::kIpUpgradeRate);
+        break;
+    }
+    spdlog::debug("WebSocket upgrade from {} closed: {}", to_string(client),
+                  to_string(admission.verdict));
+    return admission;
   }
 
   // A plain-text error the session itself answers (not the API): always closes.

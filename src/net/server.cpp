@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <cstdio>
 #include <fstream>
+#include <random>
 
 namespace imgate {
 
@@ -14,6 +15,17 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 namespace {
+
+// Entries of each of the client table's stripes visited per second by the
+// sweep (64 stripes: ~262,000 a second, a few ms of loop 0 at most).
+constexpr std::size_t kClientSweepVisits = 4096;
+
+// A seed for the client table's hash, so that nobody can choose addresses
+// that all land in one stripe.
+uint64_t random_seed() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) | rd();
+}
 
 unsigned thread_count(const Config& config) {
   unsigned n = config.threads ? config.threads : std::thread::hardware_concurrency();
@@ -89,12 +101,21 @@ Server::Server(Config config)
                  tokens_->has_hmac() && tokens_->has_public_key() ? ", " : "",
                  tokens_->has_public_key() ? "public key" : "");
   }
+  ctx_.clients = std::make_unique<ClientTable>(
+      ClientTable::Limits{config_.ip_max_connections,
+                          TokenBucket(config_.ip_upgrade_rate, config_.ip_upgrade_burst),
+                          config_.ip_table_size},
+      random_seed());
+  std::string trusted;
+  for (const std::string& network : config_.trusted_proxies) trusted += network + ",";
+  ctx_.trusted_proxies = CidrSet::parse(trusted);  // validated with the configuration
   ws_settings_ = ws_settings_of(config_);
   ws_handler_ = std::make_unique<GatewayHandler>(ctx_);
   for (uint32_t i = 0; i < loops_.size(); ++i) {
     auto io = std::make_unique<LoopIo>(*loops_[i], i, ws_settings_, *ws_handler_, counters_);
     io->upgraded = &ctx_.ws_upgraded;
     io->sessions = &ctx_.ws_sessions;
+    io->clients = ctx_.clients.get();
     ctx_.loop_io.push_back(io.get());
     loop_io_.push_back(std::move(io));
   }
@@ -186,6 +207,9 @@ void Server::start_memory_check() {
   memory_timer_->async_wait([this](boost::system::error_code ec) {
     if (ec || ctx_.stopping.load()) return;
     memory_trim_.check(ctx_.ws_sessions.load(std::memory_order_relaxed));
+    // Addresses whose connections are gone leave once their upgrade bucket is
+    // full again (admissions sweep their own stripes too).
+    ctx_.clients->sweep(to_ns(Clock::now()), kClientSweepVisits);
     start_memory_check();
   });
 }

@@ -14,6 +14,7 @@
 #include "metrics/counters.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
+#include "security/limits.hpp"
 
 namespace imgate {
 
@@ -46,6 +47,10 @@ struct ServerContext {
   std::vector<LoopIo*> loop_io;       // loop_io[i]: loop i's WebSocket transport state
   TlsContext* tls = nullptr;          // set: both ports speak TLS (--tls-cert / --tls-key)
   const TokenVerifier* tokens = nullptr;  // set: login needs a signed token (--auth-*)
+  // Per-client limits (docs/security.md): connections and upgrades per client
+  // address (set by Server), and the proxies whose X-Forwarded-For is believed.
+  std::unique_ptr<ClientTable> clients;
+  CidrSet trusted_proxies;
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

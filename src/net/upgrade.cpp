@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "protocol/codes.hpp"
 #include "websocket/handshake.hpp"
 
 namespace imgate {
@@ -24,6 +25,24 @@ std::string_view key_of(const UpgradeRequest& request) {
   const auto key = request[http::field::sec_websocket_key];
   return {key.data(), key.size()};
 }
+
+void start(WsConnection& conn, const boost::beast::flat_buffer& buffer,
+           const UpgradeRequest& request, const ClientTable::Admission& admission) {
+  std::string response =
+      ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION);
+  if (admission.verdict != ClientTable::Verdict::kAdmitted) {
+    conn.start_refused(std::move(response), close_code::kPolicyViolation,
+                       to_string(admission.verdict));
+    return;
+  }
+  conn.set_client_slot(admission.slot);
+  const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
+  conn.start(std::move(response), early);
+}
+
+void release(LoopIo& loop, const ClientTable::Admission& admission) {
+  if (loop.clients) loop.clients->release(admission.slot, to_ns(std::chrono::steady_clock::now()));
+}
 }  // namespace
 
 std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request) {
@@ -39,25 +58,26 @@ std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request) {
 }
 
 bool hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
-               const UpgradeRequest& request, LoopIo& loop) {
+               const UpgradeRequest& request, LoopIo& loop,
+               const ClientTable::Admission& admission) {
   stream.expires_never();
   // The transport watches the descriptor itself (LoopIo's epoll set): Asio
   // lets go of it and of its reactor state.
   WsConnectionPtr conn(new WsConnection(stream.release_socket().release(), loop));
-  const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
-  conn->start(ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION), early);
+  start(*conn, buffer, request, admission);
   return true;
 }
 
 bool hand_over(boost::beast::ssl_stream<boost::beast::tcp_stream>& stream,
-               const boost::beast::flat_buffer& buffer, const UpgradeRequest& request,
-               LoopIo& loop) {
+               const boost::beast::flat_buffer& buffer, const UpgradeRequest& request, LoopIo& loop,
+               const ClientTable::Admission& admission) {
   SSL* ssl = stream.native_handle();
   // Asio's engine talks to OpenSSL through a memory BIO pair; what it holds
   // (decrypted but unread, or received but not yet decrypted) would be lost.
   // A client sends no frame before the 101, so this is only a misbehaving one.
   if (::SSL_pending(ssl) != 0 || ::BIO_ctrl_pending(::SSL_get_rbio(ssl)) != 0) {
     spdlog::debug("wss upgrade refused: data buffered in the TLS layer before the 101");
+    release(loop, admission);
     return false;
   }
   stream.next_layer().expires_never();
@@ -69,11 +89,11 @@ bool hand_over(boost::beast::ssl_stream<boost::beast::tcp_stream>& stream,
     spdlog::warn("wss upgrade: SSL_set_fd failed");
     ::SSL_free(ssl);
     ::close(fd);
+    release(loop, admission);
     return false;
   }
   WsConnectionPtr conn(new WsConnection(fd, loop, ssl));
-  const std::string_view early(static_cast<const char*>(buffer.data().data()), buffer.size());
-  conn->start(ws::switching_protocols_response(key_of(request), "imgate/" IMGATE_VERSION), early);
+  start(*conn, buffer, request, admission);
   return true;
 }
 

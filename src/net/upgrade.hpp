@@ -13,6 +13,7 @@
 #include <string>
 
 #include "net/ws_connection.hpp"
+#include "security/limits.hpp"
 
 namespace imgate {
 
@@ -24,17 +25,21 @@ using UpgradeRefusal = boost::beast::http::response<boost::beast::http::string_b
 std::optional<UpgradeRefusal> check_upgrade(const UpgradeRequest& request);
 
 // Sends the 101 and starts a WsConnection on `loop` with the stream's socket;
-// `buffer` holds what the HTTP reader read past the request. Returns true
-// (the connection counts itself from here on).
+// `buffer` holds what the HTTP reader read past the request. `admission` is
+// the per-client limits' verdict: admitted, the connection holds its slot
+// (released when it ends); refused, it is closed at once with 1008 and the
+// verdict as reason. Returns true (the connection counts itself from here on).
 bool hand_over(boost::beast::tcp_stream& stream, const boost::beast::flat_buffer& buffer,
-               const UpgradeRequest& request, LoopIo& loop);
+               const UpgradeRequest& request, LoopIo& loop,
+               const ClientTable::Admission& admission = {});
 
 // The same over TLS: the connection takes the stream's SSL object (its own
 // reference) and talks to the socket through it directly. Returns false, and
 // leaves the stream to be closed by its owner, when the TLS layer holds bytes
-// the transport cannot take over (a client that sent data before the 101).
+// the transport cannot take over (a client that sent data before the 101);
+// the admission's slot is released then.
 bool hand_over(boost::beast::ssl_stream<boost::beast::tcp_stream>& stream,
-               const boost::beast::flat_buffer& buffer, const UpgradeRequest& request,
-               LoopIo& loop);
+               const boost::beast::flat_buffer& buffer, const UpgradeRequest& request, LoopIo& loop,
+               const ClientTable::Admission& admission = {});
 
 }  // namespace imgate

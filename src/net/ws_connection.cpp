@@ -102,6 +102,7 @@ class WsConnection::Sink final : public ws::FrameSink {
   bool on_message(ws::Opcode op, std::string_view payload) override {
     if (c_.state_ != State::kOpen) return true;  // closing: ignored, keep looking for close
     Counters::bump(c_.loop_.counters.messages_in);
+    if (!c_.within_message_rate()) return true;  // closing now: later messages are ignored
     c_.loop_.handler.on_activity(c_);
     c_.loop_.handler.on_message(c_, op, payload);
     return c_.state_ != State::kDone;
@@ -146,14 +147,22 @@ WsConnection::WsConnection(int fd, LoopIo& loop, SSL* ssl) : loop_(loop), fd_(fd
   if (loop_.upgraded) loop_.upgraded->fetch_add(1, std::memory_order_relaxed);
 }
 
+// The per-connection state budget (docs/architecture.md, memory per
+// connection): 184 bytes is a 192-byte malloc block; one byte more is 208.
+static_assert(sizeof(void*) != 8 || sizeof(WsConnection) <= 184,
+              "WsConnection outgrew its 192-byte allocation");
+
 WsConnection::~WsConnection() {
+  if (client_slot_ != 0 && loop_.clients) {
+    loop_.clients->release(client_slot_, to_ns(Clock::now()));  // every ending passes here
+  }
   delete tls_;
   if (fd_ >= 0) ::close(fd_);
   if (loop_.upgraded) loop_.upgraded->fetch_sub(1, std::memory_order_relaxed);
   if (loop_.sessions) loop_.sessions->fetch_sub(1, std::memory_order_relaxed);
 }
 
-void WsConnection::start(std::string response, std::string_view early) {
+bool WsConnection::open_socket(std::string& response) {
   // The 101 goes out at once (the client waits for it before sending
   // anything); whatever the socket does not take waits at the queue's front.
   // Over TLS it waits for the loop's flush (SSL_write).
@@ -167,7 +176,7 @@ void WsConnection::start(std::string response, std::string_view early) {
     state_ = State::kDone;  // gone before the upgrade completed: never opened
     ::close(fd_);
     fd_ = -1;
-    return;
+    return false;
   }
   link();  // the epoll set refers to us until finish()
   if (static_cast<std::size_t>(std::max<ssize_t>(n, 0)) < response.size()) {
@@ -175,6 +184,18 @@ void WsConnection::start(std::string response, std::string_view early) {
     queue_.push_back(ws::WireFrame::raw(std::move(response)));
     cork();
   }
+  return true;
+}
+
+void WsConnection::start_refused(std::string response, uint16_t code, std::string_view reason) {
+  if (!open_socket(response)) return;
+  ended_ = true;  // never opened for the handler: nothing to end
+  loop_.counters.count_close(code);
+  queue_close(ws::make_close_frame(code, reason));
+}
+
+void WsConnection::start(std::string response, std::string_view early) {
+  if (!open_socket(response)) return;
   Counters::bump(loop_.counters.connections_opened);
   loop_.handler.on_open(*this);
   // Bytes the client sent right behind its upgrade request.
@@ -421,6 +442,15 @@ void WsConnection::on_peer_close(std::string_view payload) {
   }
   // The answer to our close: the handshake is complete once ours is written.
   if (close_queued_ && queue_.empty()) finish();
+}
+
+bool WsConnection::within_message_rate() {
+  const TokenBucket& rate = loop_.settings.message_rate;
+  if (!rate.enabled() || rate.take(message_bucket_, to_ns(Clock::now()))) return true;
+  spdlog::debug("connection {:x}: message rate exceeded", tag);
+  loop_.counters.count_limit(Limit::kMessageRate);
+  fail(EndReason::kPolicy, close_code::kPolicyViolation, "message rate exceeded");
+  return false;
 }
 
 // ---- ending ----------------------------------------------------------------

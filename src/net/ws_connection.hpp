@@ -53,6 +53,7 @@
 #include "metrics/counters.hpp"
 #include "net/send_queue.hpp"
 #include "registry/types.hpp"
+#include "security/limits.hpp"
 #include "websocket/frame_parser.hpp"
 
 struct ssl_st;  // OpenSSL's SSL
@@ -91,6 +92,9 @@ struct WsSettings {
   // task). Above 0: they wait this long, so that a connection receiving many
   // pushes gets several per write (fewer system calls, more latency).
   Clock::duration flush_interval{0};
+  // Client data messages per connection (disabled: unlimited); the message
+  // that finds the bucket empty closes the connection with 1008.
+  TokenBucket message_rate;
 };
 
 // What one event loop shares among its connections.
@@ -123,6 +127,10 @@ struct LoopIo {
   // its own down when destroyed.
   std::atomic<std::size_t>* upgraded = nullptr;
   std::atomic<std::size_t>* sessions = nullptr;
+  // Optional (null: none): the per-address table; a connection given a slot
+  // (set_client_slot) releases it there when it is destroyed, whatever
+  // ended it.
+  ClientTable* clients = nullptr;
   std::unique_ptr<char[]> read_buffer;
   std::unique_ptr<char[]> tls_write_buffer;  // allocated by the loop's first TLS write
   // Connections with frames waiting for this pass's flush.
@@ -154,6 +162,14 @@ class WsConnection final : public Peer {
   // followed the upgrade request in the HTTP reader's buffer) and starts
   // waiting for data.
   void start(std::string response, std::string_view early);
+  // Instead of start(), for an upgrade refused by a per-client limit: queues
+  // `response` (the 101, so that a browser sees the close code and reason)
+  // and a close frame with `code` and `reason`, and finishes the close
+  // handshake. The handler never sees the connection (no on_open / on_end).
+  void start_refused(std::string response, uint16_t code, std::string_view reason);
+  // The connection holds `slot` of LoopIo::clients (released when it is
+  // destroyed). Set before start().
+  void set_client_slot(uint32_t slot) { client_slot_ = slot; }
 
   // Peer: called on this connection's loop.
   void send(const Frame& frame) override;
@@ -193,7 +209,9 @@ class WsConnection final : public Peer {
   ssize_t tls_read(char* buffer, std::size_t size);
   ssize_t tls_write(const iovec* iov, std::size_t count, std::size_t& offered);
   void tls_shutdown();
+  bool open_socket(std::string& response);   // start(): false when the socket is gone
   bool parse(char* data, std::size_t size);  // false: stop reading
+  bool within_message_rate();                // false: it closed the connection (1008)
   void on_peer_close(std::string_view payload);
   void fail(EndReason reason, uint16_t code, std::string_view text);
   void end(EndReason reason);
@@ -222,15 +240,19 @@ class WsConnection final : public Peer {
   TlsState* tls_ = nullptr;     // wss only; owned
   uint32_t front_written_ = 0;  // bytes of queue_.front() already written
   int fd_;
-  uint32_t refs_ = 0;
+  // References: the epoll set, the cork list, the close deadline and a posted
+  // task or two at a time; 16 bits are plenty.
+  uint16_t refs_ = 0;
   State state_ = State::kOpen;
-  bool ended_ = false;          // on_end() called
-  bool corked_ = false;         // in loop_.corked
-  bool write_waiting_ = false;  // waiting for writability
-  bool close_queued_ = false;   // our close frame is in the queue
-  bool close_received_ = false; // the peer's close frame arrived
-  bool input_failed_ = false;   // a protocol violation: the rest is not parsed
-  bool registered_ = false;     // in the epoll set and LoopIo::registered (holds a reference)
+  bool ended_ : 1 = false;           // on_end() called
+  bool corked_ : 1 = false;          // in loop_.corked
+  bool write_waiting_ : 1 = false;   // waiting for writability
+  bool close_queued_ : 1 = false;    // our close frame is in the queue
+  bool close_received_ : 1 = false;  // the peer's close frame arrived
+  bool input_failed_ : 1 = false;    // a protocol violation: the rest is not parsed
+  bool registered_ : 1 = false;      // in the epoll set and LoopIo::registered (holds a reference)
+  uint32_t client_slot_ = 0;         // in LoopIo::clients; 0: none
+  uint64_t message_bucket_ = 0;      // TokenBucket state of settings.message_rate
 };
 
 }  // namespace imgate

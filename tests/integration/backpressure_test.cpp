@@ -28,7 +28,11 @@ std::string ping_frames(int n) {
 
 TEST_F(BackpressureTest, SlowReaderIsClosedWhileOthersKeepBeingServed) {
   // One loop thread: the slow reader and the fast client share it.
-  gw.start({{"--threads", "1"}, {"--send-queue-bytes", "65536"}, {"--close-timeout", "0.5"}});
+  // No message limit: the flood must overflow the send queue, not the rate.
+  gw.start({{"--threads", "1"},
+            {"--send-queue-bytes", "65536"},
+            {"--close-timeout", "0.5"},
+            {"--message-rate", "0"}});
   WsClient fast;
   fast.connect(gw.ws_port());
   ASSERT_EQ(fast.login(101, "fast"), 200);
@@ -125,7 +129,7 @@ TEST_F(BackpressureTest, OverflowOnOneOfAUsersConnectionsKeepsTheUserOnline) {
 }
 
 TEST_F(BackpressureTest, FastReaderReceivesALargeBurstInOrderWithoutOverflow) {
-  gw.start({{"--send-queue-bytes", "65536"}});
+  gw.start({{"--send-queue-bytes", "65536"}, {"--message-rate", "0"}});  // a burst above 200
   WsClient c;  // keeps reading on its own thread
   c.connect(gw.ws_port());
   constexpr int kRequests = 3000;  // ~250 KB of answers, several times the queue cap

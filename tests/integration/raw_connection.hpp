@@ -75,14 +75,17 @@ class RawConnection {
     ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
   }
 
-  // Sends an upgrade request for `path`; returns the HTTP status of the
-  // answer (0 if the server closed or did not answer in time). Bytes after
-  // the answer's header stay buffered for read_frame.
-  unsigned upgrade(std::string_view path = "/acc", Millis timeout = Millis(3000)) {
+  // Sends an upgrade request for `path` (with `extra_headers`, each line
+  // ending in CRLF); returns the HTTP status of the answer (0 if the server
+  // closed or did not answer in time). Bytes after the answer's header stay
+  // buffered for read_frame.
+  unsigned upgrade(std::string_view path = "/acc", Millis timeout = Millis(3000),
+                   std::string_view extra_headers = "") {
     const std::string request = "GET " + std::string(path) +
                                 " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                                 "Connection: Upgrade\r\nSec-WebSocket-Key: "
-                                "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                                "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+                                std::string(extra_headers) + "\r\n";
     if (!send_all(request, timeout)) return 0;
     const auto deadline = Clock::now() + timeout;
     std::size_t end;

@@ -123,8 +123,11 @@ TEST_F(ShutdownTest, NoNewConnectionsAreAcceptedOnceShutdownBegins) {
 TEST_F(ShutdownTest, ExitIsBoundedWhenAWriteToAPeerIsStuck) {
   // The peer floods pings without reading until its receive window and the
   // server's socket buffer are full: the close frame can never be written.
-  gw.start(
-      {{"--shutdown-timeout", "1"}, {"--close-timeout", "10"}, {"--send-queue-bytes", "67108864"}});
+  // No message limit: the flood's answers must fill the buffers.
+  gw.start({{"--shutdown-timeout", "1"},
+            {"--close-timeout", "10"},
+            {"--send-queue-bytes", "67108864"},
+            {"--message-rate", "0"}});
   RawConnection stuck;
   stuck.connect(gw.ws_port(), 4096);
   ASSERT_EQ(stuck.upgrade(), 101u);

@@ -645,6 +645,70 @@ TEST_F(ConfigTest, AllowedOriginsAreValidated) {
   }
 }
 
+TEST_F(ConfigTest, PerClientLimitDefaults) {
+  const Config c = *Load({});
+  EXPECT_EQ(c.ip_max_connections, 1000u);
+  EXPECT_EQ(c.ip_upgrade_rate, 50.0);
+  EXPECT_EQ(c.ip_upgrade_burst, 100u);
+  EXPECT_EQ(c.message_rate, 100.0);
+  EXPECT_EQ(c.message_burst, 200u);
+  EXPECT_EQ(c.ip_table_size, 1u << 20);
+  EXPECT_TRUE(c.trusted_proxies.empty());
+}
+
+TEST_F(ConfigTest, PerClientLimitsFromFlagsEnvAndYaml) {
+  const Config f =
+      *Load({"--ip-max-connections", "5", "--ip-upgrade-rate", "0.5", "--ip-upgrade-burst", "3",
+             "--message-rate=2.25", "--message-burst", "7", "--ip-table-size", "4096",
+             "--trusted-proxies", "10.0.0.0/8", "--trusted-proxies", "::1/128, 127.0.0.1"});
+  EXPECT_EQ(f.ip_max_connections, 5u);
+  EXPECT_EQ(f.ip_upgrade_rate, 0.5);
+  EXPECT_EQ(f.ip_upgrade_burst, 3u);
+  EXPECT_EQ(f.message_rate, 2.25);
+  EXPECT_EQ(f.message_burst, 7u);
+  EXPECT_EQ(f.ip_table_size, 4096u);
+  EXPECT_EQ(f.trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "::1/128", "127.0.0.1"}));
+  // 0 turns each limit off.
+  const Config off =
+      *Load({"--ip-max-connections", "0", "--ip-upgrade-rate", "0", "--ip-upgrade-burst", "0",
+             "--message-rate", "0", "--message-burst", "0"});
+  EXPECT_EQ(off.ip_max_connections, 0u);
+  EXPECT_EQ(off.ip_upgrade_rate, 0.0);
+  EXPECT_EQ(off.message_rate, 0.0);
+  SetEnv("IMGATE_MESSAGE_RATE", "30");
+  SetEnv("IMGATE_TRUSTED_PROXIES", "192.168.0.0/16,fd00::/8");
+  const Config e = *Load({});
+  EXPECT_EQ(e.message_rate, 30.0);
+  EXPECT_EQ(e.trusted_proxies, (std::vector<std::string>{"192.168.0.0/16", "fd00::/8"}));
+  Config y;
+  apply_yaml(y,
+             "imgate:\n  ipMaxConnections: 9\n  ipUpgradeRate: 1.5\n  messageBurst: 11\n"
+             "  trustedProxies: [10.1.0.0/16, \"::1\"]\n");
+  EXPECT_EQ(y.ip_max_connections, 9u);
+  EXPECT_EQ(y.ip_upgrade_rate, 1.5);
+  EXPECT_EQ(y.message_burst, 11u);
+  EXPECT_EQ(y.trusted_proxies, (std::vector<std::string>{"10.1.0.0/16", "::1"}));
+}
+
+TEST_F(ConfigTest, PerClientLimitsAreValidated) {
+  ExpectLoadError({"--ip-upgrade-rate", "-1"}, {"--ip-upgrade-rate", "must not be negative"});
+  ExpectLoadError({"--message-rate", "fast"}, {"--message-rate", "per second"});
+  ExpectLoadError({"--message-rate", "inf"}, {"--message-rate"});
+  ExpectLoadError({"--message-rate", "2e6"}, {"--message-rate", "at most 1000000"});
+  ExpectLoadError({"--message-burst", "1000001"}, {"--message-burst", "burst"});
+  ExpectLoadError({"--ip-max-connections", "-5"}, {"--ip-max-connections"});
+  ExpectLoadError({"--message-burst", "0"}, {"imgate.messageBurst", "at least 1"});
+  ExpectLoadError({"--ip-upgrade-burst", "0"}, {"imgate.ipUpgradeBurst", "at least 1"});
+  ExpectLoadError({"--ip-table-size", "10"}, {"imgate.ipTableSize", "between 64"});
+  for (const char* bad :
+       {"10.0.0.0/33", "10.0.0.1/8", "proxy.example.com", "::1/129", "1.2.3.4:80"}) {
+    ExpectLoadError({"--trusted-proxies", std::string("127.0.0.1/32,") + bad},
+                    {"--trusted-proxies", bad});
+  }
+  SetEnv("IMGATE_IP_UPGRADE_BURST", "x");
+  ExpectLoadError({}, {"IMGATE_IP_UPGRADE_BURST"});
+}
+
 // docs/configuration.md must document every flag and env variable that --help lists.
 TEST_F(ConfigTest, DocsMentionEveryFlagAndEnvVariable) {
   std::ifstream in(kDocsPath);
