@@ -12,6 +12,12 @@
 // sends the token, and messages go out with the WebSocket `publish` command instead of
 // POST /user/sendMessageAll (which may need an API key the page does not have).
 //
+// History (a gateway started with --history-size): the client recovers what was sent while the
+// connection was down (and a first login gets the user's offline messages); the page marks those
+// messages "sent while you were disconnected" and says so when the recovery was incomplete. The
+// answers of its own sends name their place in the room stream, handed to the client so that its
+// own messages (never pushed back to it) do not count as gaps.
+//
 // Query parameters: appID (room, used when the server did not inject one), name (display name),
 // token (login token; the fragment's wins).
 
@@ -154,6 +160,7 @@ const client = new ImgateClient({
   appID: config.appID,
   userID: me,
   serviceToken: identity.token,
+  httpBase: config.httpBase,
 });
 
 const els = {
@@ -200,25 +207,38 @@ function appendLine(li) {
   if (nearBottom || li.dataset.kind === 'mine') list.scrollTop = list.scrollHeight;
 }
 
-/** kind: 'msg' (from someone), 'mine' (sent by this page). */
-function addMessage(kind, from, text) {
+/**
+ * kind: 'msg' (from someone), 'mine' (sent by this page). `missed`: sent while this page was not
+ * connected (recovered after a reconnect, or stored for you while you were offline).
+ */
+function addMessage(kind, from, text, { missed = false } = {}) {
   const li = el('li', kind === 'mine' ? 'msg mine' : 'msg');
   li.dataset.kind = kind;
   li.dataset.from = from;
   if (from === me) li.classList.add('self');
   const head = el('span', 'meta');
   head.append(el('span', 'from', from), el('time', null, clock()));
+  if (missed) {
+    li.classList.add('missed');
+    li.dataset.missed = 'true';
+    head.append(el('span', 'missed-label', 'sent while you were disconnected'));
+  }
   li.append(head, el('span', 'text', text));
   appendLine(li);
 }
 
-/** kind: 'enter' | 'exit' | 'system' | 'error'; `who` is set as data-from when given. */
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** kind: 'enter' | 'exit' | 'system' | 'warning' | 'error'; `who` is set as data-from when given. */
 function addNotice(kind, text, who) {
-  const li = el('li', kind === 'error' ? 'system error' : 'system', text);
+  const li = el('li', kind === 'error' || kind === 'warning' ? `system ${kind}` : 'system', text);
   li.dataset.kind = kind;
   if (who != null) li.dataset.from = who;
   li.append(el('time', null, clock()));
   appendLine(li);
+  return li;
 }
 
 function setStatus(state, text) {
@@ -332,6 +352,9 @@ async function sendMessage(text) {
         'POST',
       );
     if (data && data.sendResults === false) throw new Error(data.sendResultsErr || 'not delivered');
+    // History on: the answer has the push's {epoch, offset}, a room offset this page never gets
+    // pushed (publish answers are noted by the client itself).
+    if (!secure && data && data.epoch) client.notePosition('room', data);
     addMessage('mine', me, text);
     if (els.message.value === text) els.message.value = '';
   } catch (error) {
@@ -410,12 +433,29 @@ function init() {
     else if (state === 'closed' && els.status.dataset.state !== 'error') setStatus('offline', 'Offline');
   });
 
-  client.on('login', ({ exp }) => {
+  client.on('login', ({ exp, offline }) => {
     setStatus('online', `Online as ${me}`);
     const how = secure ? ` with a token${describeExp(exp)}` : '';
     addNotice('system', wasOnline ? 'Reconnected.' : `Logged in as ${me}${how}.`);
+    // The messages themselves follow (history on), marked as missed.
+    if (offline > 0) addNotice('system', `${plural(offline, 'message was', 'messages were')} sent to you while you were away:`);
     wasOnline = true;
     refreshOnlineList();
+  });
+
+  // After a reconnect (history on): what came back, and whether that was everything.
+  client.on('recovered', ({ recovered, missed }) => {
+    if (recovered && missed > 0) {
+      addNotice('system', `${plural(missed, 'message', 'messages')} sent while you were disconnected, shown above.`);
+    }
+  });
+  client.on('recoveryIncomplete', ({ reason, missed }) => {
+    const why = reason === 'epoch'
+      ? 'the server lost its history of that time (restarted, or forgot the room)'
+      : 'the oldest of them were no longer kept';
+    const got = missed > 0 ? ` (${plural(missed, 'message', 'messages')} recovered)` : '';
+    const li = addNotice('warning', `Some messages sent while you were disconnected may be missing: ${why}${got}.`);
+    li.dataset.notice = 'recovery-incomplete';
   });
 
   // The page has one token and cannot fetch another: the reconnect that follows is refused.
@@ -447,7 +487,7 @@ function init() {
     }
   });
 
-  client.on('msg', ({ from, msg }) => addMessage('msg', String(from ?? ''), String(msg ?? '')));
+  client.on('msg', ({ from, msg, missed }) => addMessage('msg', String(from ?? ''), String(msg ?? ''), { missed }));
 
   client.on('enter', ({ from }) => {
     const who = String(from ?? '');

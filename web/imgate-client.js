@@ -18,6 +18,20 @@
  * expired is closed by the server with code 4001. `publish` (every mode) sends a message to the
  * connection's own room, like POST /user/sendMessageAll from the logged-in user.
  *
+ * History (imgate started with --history-size N; docs/history.md): every `msg` push carries
+ * data.stream ('room' | 'user'), data.epoch and data.offset (consecutive per stream and epoch).
+ * The client keeps the last position {epoch, offset} of both streams of its appID/userID — from
+ * the login reply's data.room / data.user, from each push, and from `publish` answers (and
+ * notePosition() for your own sends by HTTP) — and on every later login with the same appID and
+ * userID (after a reconnect, or close() then connect()) sends data.recover: {room, user} with
+ * them. The gateway then pushes what was sent meanwhile right after the login reply; those
+ * pushes, and a first login's offline messages (data.offline), come as 'msg' events with
+ * `missed: true`. A `ping` sent after the login reply marks the end of that catch-up: then
+ * 'recovered' is emitted (after a login with recover), and 'recoveryIncomplete' when the reply
+ * said recovered: false. A push whose offset was already passed is dropped ('duplicate'); a jump
+ * over offsets neither received nor your own emits 'gap'. With history off the login reply has
+ * no positions, nothing of this happens, and no login ever carries recover.
+ *
  * @example
  *   const client = new ImgateClient({ url: 'ws://127.0.0.1:8089/acc', appID: 101, userID: 'alice' });
  *   client.on('login', () => console.log('logged in'));
@@ -53,6 +67,11 @@
  *   reconnect         { minMs = 500, maxMs = 30000 } exponential back-off with jitter, or `false`
  *                     to never reconnect
  *   autoLogin         log in after every (re)connect, default true
+ *   recover           send data.recover with the known positions on every login but the first
+ *                     (history on), default true; false = never (a reconnect then gets no replay)
+ *   httpBase          base of the HTTP API for history(), e.g. "http://host:8080"; default ""
+ *                     (this page's origin; outside a browser give an absolute base)
+ *   apiKey            sent by history() as X-API-Key (gateways with --api-key), default none
  *   WebSocket         WebSocket constructor to use, default globalThis.WebSocket
  *
  * Methods:
@@ -76,6 +95,17 @@
  *                         of this connection's room as a `msg` push from userID (not back to you).
  *                         Resolved whatever the code, like request(): 200 sent (data {} for a
  *                         duplicate msgID, nothing pushed), 1000 not logged in, 1001 bad message.
+ *                         History on: a 200 answer's data {epoch, offset} is noted (notePosition).
+ *   notePosition(stream, {epoch, offset})  notes a push of 'room' | 'user' this client will not
+ *                         receive: its own message, e.g. from the answer of POST
+ *                         /user/sendMessageAll (data.epoch, data.offset), so that it does not
+ *                         count as a gap. Returns true when taken (history on, same epoch, not
+ *                         passed yet). Never for pushes that do reach you (they would be dropped).
+ *   history({userID?, since?, epoch?, limit?})  Promise<data>; GET <httpBase>/user/history: the
+ *                         kept pushes of the room (no userID) or of userID's stream after `since`,
+ *                         `{epoch, offset, complete, messages: [{offset, seq, msg, from, type}]}`.
+ *                         Rejects with ImgateError: the answer's code (1009 history off, 1001 bad
+ *                         number, 1003 API key needed) or 'http' (network error, not JSON).
  *   heartbeat()           Promise<envelope>; sends `heartbeat` (done automatically every heartbeatMs)
  *   request(cmd, data)    Promise<envelope> resolved with the response whose `seq` matches, whatever
  *                         its code (check `envelope.response.code`); rejected with ImgateError on
@@ -94,19 +124,49 @@
  *   loggedIn   true between a successful login and the next close
  *   attempt    consecutive failed connection attempts (0 after a successful login)
  *   tokenExp   the current token's exp (unix seconds) from the last login / refresh, or null
+ *   positions  { room, user }: the last known {epoch, offset} of each stream, or null (history off,
+ *              no login yet); epoch "" = the stream held nothing at login
+ *   gaps       offsets counted as missing in 'gap' events so far
  *
  * Events (detail):
  *   'open'          { url }                                  socket opened
- *   'login'         { appID, userID, response, exp }         login answered 200 (exp: data.exp or null)
+ *   'login'         { appID, userID, response, exp, recovering, offline }
+ *                                                            login answered 200 (exp: data.exp or
+ *                                                            null; recovering: data.recover was
+ *                                                            sent; offline: data.offline or 0, that
+ *                                                            many offline messages follow)
  *   'refresh'       { exp }                                  refresh answered 200 (the new exp)
  *   'tokenExpired'  { code, reason }                         the server closed with 4001 (token
  *                                                            expired); a reconnect follows, with a
  *                                                            token from getToken (without getToken
  *                                                            the old token is refused: 1003, stop)
- *   'msg'           { from, msg, type, target, seq }         message pushed by the HTTP API
- *   'enter'         { from, msg, type, target, seq }         another user of the room logged in
- *   'exit'          { from, msg, type, target, seq }         a user of the room went away
- *   'push'          { cmd, seq, response }                   any push (also the three above)
+ *   'msg'           { from, msg, type, target, seq, stream, epoch, offset, missed }
+ *                                                            a message (HTTP API or publish);
+ *                                                            stream/epoch/offset with history on,
+ *                                                            else undefined; missed: true when it
+ *                                                            was sent while this client was not
+ *                                                            connected (recovery, offline message)
+ *   'enter'         { from, msg, type, target, seq, ... }    another user of the room logged in
+ *   'exit'          { from, msg, type, target, seq, ... }    a user of the room went away
+ *   'push'          { cmd, seq, response, duplicate }        any push (also the three above, and
+ *                                                            duplicates, which emit no 'msg')
+ *   'recovered'     { recovered, room, user, missed }        after a login with data.recover, once
+ *                                                            its catch-up pushes are in: the reply's
+ *                                                            `recovered`, the positions now, and
+ *                                                            how many 'msg' events were missed ones
+ *   'recoveryIncomplete' { recovered: false, room, user, missed, reason, streams }
+ *                                                            right after such a 'recovered': some
+ *                                                            pushes of the time away are lost;
+ *                                                            reason 'epoch' (the history of a
+ *                                                            stream in `streams` was lost: restart,
+ *                                                            or forgotten) or 'history' (the oldest
+ *                                                            were no longer kept; those still kept
+ *                                                            came). history() cannot bring back more.
+ *   'gap'           { stream, epoch, after, offset, missing, total }
+ *                                                            a live push skipped `missing` offsets
+ *                                                            after `after` (neither received nor
+ *                                                            noted as your own); total = gaps
+ *   'duplicate'     { stream, epoch, offset, seq }           a push already passed: dropped
  *   'close'         { code, reason, wasClean, willReconnect }
  *   'reconnecting'  { attempt, delayMs }                     a reconnect is scheduled
  *   'state'         { state, previous }                      state changed
@@ -183,6 +243,67 @@ export function refreshDelayMs(remainingMs) {
   return Math.max(MIN_REFRESH_DELAY_MS, Math.round(delay));
 }
 
+const STREAMS = ['room', 'user'];
+const MAX_OWN_OFFSETS = 1024; // own offsets kept above a stream's position (a hole that never fills)
+const NO_MARK = Object.freeze({ missed: false, duplicate: false });
+
+/** `{epoch, offset}` when `p` holds a well-formed stream position (a string epoch), else null. */
+function readPosition(p) {
+  if (!p || typeof p !== 'object' || typeof p.epoch !== 'string') return null;
+  const offset = Number(p.offset);
+  if (!Number.isSafeInteger(offset) || offset < 0) return null;
+  return { epoch: p.epoch, offset };
+}
+
+/**
+ * What the client knows of one stream (history on). Every offset of `epoch` up to `offset` was
+ * received, was one of this client's own pushes (the server never pushes those back), or was
+ * already reported as a gap; `own` holds own offsets above `offset`, noted before the pushes
+ * below them arrived. `top` is the position of the last login reply while the pushes up to it
+ * (the catch-up: recovery or offline messages) may still arrive. Epoch '' is the server's "this
+ * stream held nothing" (at login): whatever epoch comes next starts at offset 1.
+ */
+class StreamPosition {
+  constructor(epoch, offset) {
+    this.epoch = epoch;
+    this.offset = offset;
+    this.own = new Set();
+    this.top = null;
+  }
+
+  /** Moves to `offset` of `epoch` (forward only within one epoch). */
+  reset(epoch, offset) {
+    if (epoch !== this.epoch) {
+      this.epoch = epoch;
+      this.offset = offset;
+      this.own.clear();
+    } else {
+      this.offset = Math.max(this.offset, offset);
+    }
+    this.absorb();
+  }
+
+  /** Forgets own offsets at or below `offset`, and advances over those that follow it. */
+  absorb() {
+    for (const o of this.own) if (o <= this.offset) this.own.delete(o);
+    while (this.own.delete(this.offset + 1)) this.offset += 1;
+  }
+
+  /** How many offsets between `offset` and `next` (both excluded) are neither received nor own. */
+  missingBefore(next) {
+    let own = 0;
+    for (const o of this.own) if (o < next) own += 1;
+    return next - this.offset - 1 - own;
+  }
+
+  /** The catch-up is over: every push up to `top` has been delivered (own ones never are). */
+  endCatchUp() {
+    if (this.top && this.top.epoch === this.epoch) this.offset = Math.max(this.offset, this.top.offset);
+    this.top = null;
+    this.absorb();
+  }
+}
+
 export class ImgateClient extends EventTarget {
   /**
    * @param {object} options see the header comment
@@ -197,6 +318,9 @@ export class ImgateClient extends EventTarget {
     requestTimeoutMs = 10000,
     reconnect = {},
     autoLogin = true,
+    recover = true,
+    httpBase = '',
+    apiKey = '',
     WebSocket: WebSocketImpl = globalThis.WebSocket,
   } = {}) {
     super();
@@ -219,13 +343,16 @@ export class ImgateClient extends EventTarget {
         ? false
         : { minMs: reconnect.minMs ?? 500, maxMs: reconnect.maxMs ?? 30000 };
     this.autoLogin = autoLogin;
+    this.recover = recover !== false;
+    this.httpBase = String(httpBase ?? '').replace(/\/+$/, '');
+    this.apiKey = String(apiKey ?? '');
     this._WebSocket = WebSocketImpl;
     this._ws = null;
     this._state = 'idle';
     this._loggedIn = false;
     this._attempt = 0;
     this._stopped = true;
-    this._pending = new Map(); // seq -> { resolve, reject, timer, cmd }
+    this._pending = new Map(); // seq -> { resolve, reject, timer, cmd, onResponse }
     this._lastSeqs = new Set(); // recent seqs, to never reuse one
     this._heartbeatTimer = null;
     this._reconnectTimer = null;
@@ -233,6 +360,12 @@ export class ImgateClient extends EventTarget {
     this._refreshDue = 0; // Date.now() value at which the scheduled refresh is due
     this._tokenExp = null;
     this._listeners = new Map(); // type -> Map(fn -> wrapper)
+    // History (servers started with --history-size): the last position of each stream of
+    // _streamsOf (the appID/userID they belong to), see StreamPosition.
+    this._streams = { room: null, user: null };
+    this._streamsOf = '';
+    this._catchUp = null; // {asked, missed, offline} from a login reply until its barrier
+    this._gaps = 0;
   }
 
   get state() {
@@ -249,6 +382,21 @@ export class ImgateClient extends EventTarget {
 
   get tokenExp() {
     return this._tokenExp;
+  }
+
+  /**
+   * The last known position of each stream of appID/userID (history on): `{room, user}`, each
+   * `{epoch, offset}` or null (nothing known: history off, or no login yet).
+   */
+  get positions() {
+    this._ownStreams();
+    const copy = (p) => (p ? { epoch: p.epoch, offset: p.offset } : null);
+    return { room: copy(this._streams.room), user: copy(this._streams.user) };
+  }
+
+  /** Offsets counted as missing in 'gap' events since the client was made. */
+  get gaps() {
+    return this._gaps;
   }
 
   /** Opens the connection; after a loss the client reconnects until close() is called. */
@@ -289,20 +437,35 @@ export class ImgateClient extends EventTarget {
     const serviceToken = await this._token('login');
     if (this._ws !== ws) throw new ImgateError('login aborted: connection closed', 'closed');
     const data = { serviceToken, appID: this.appID, userID: this.userID };
-    const res = await this.request('login', data);
+    const recover = this._recoverRequest();
+    if (recover) data.recover = recover;
+    // A successful reply is taken as it is read, before any later frame: with history on, the
+    // catch-up pushes are the very next frames (and some WebSocket implementations dispatch
+    // several frames before a promise settles), so 'login' always comes before them.
+    const res = await this._request('login', data, (response) => {
+      if (response && response.code === 200) this._loggedInWith(ws, response, recover);
+    });
     if (!res.response || res.response.code !== 200) throw refusal('login', res.response);
+    return res;
+  }
+
+  /** A login answered 200: online, timers armed, positions taken, 'login' emitted. */
+  _loggedInWith(ws, response, recover) {
+    const catchUp = this._onLoginPositions(response.data, recover);
     this._loggedIn = true;
     this._attempt = 0;
     this._setState('online');
     this._startHeartbeat();
-    this._scheduleRefresh(res.response.data && res.response.data.exp);
+    this._scheduleRefresh(response.data && response.data.exp);
     this._emit('login', {
       appID: this.appID,
       userID: this.userID,
-      response: res.response,
+      response,
       exp: this._tokenExp,
+      recovering: Boolean(recover),
+      offline: catchUp ? catchUp.offline : 0,
     });
-    return res;
+    if (catchUp) this._awaitCatchUp(ws, catchUp);
   }
 
   /**
@@ -335,7 +498,64 @@ export class ImgateClient extends EventTarget {
   publish(message, msgID) {
     const data = { message };
     if (msgID !== undefined && msgID !== null && msgID !== '') data.msgID = String(msgID);
-    return this.request('publish', data);
+    return this.request('publish', data).then((res) => {
+      // History on: the answer names the push's place in the room stream, which never comes back.
+      if (res.response && res.response.code === 200) this.notePosition('room', res.response.data);
+      return res;
+    });
+  }
+
+  /**
+   * Notes that `position` ({epoch, offset}) of `stream` ('room' | 'user') is a push this client
+   * will not receive: its own message, from the answer of `POST /user/sendMessageAll` (or of
+   * `publish`, noted automatically). The position then advances over it instead of counting a
+   * gap. Not for pushes that do reach this client (they would be dropped as duplicates if noted
+   * first). Returns true when the position was taken (history on, same epoch, not already passed).
+   */
+  notePosition(stream, position) {
+    const s = STREAMS.includes(stream) ? this._streams[stream] : null;
+    const p = readPosition(position);
+    if (!s || !p || p.epoch === '') return false;
+    if (s.epoch === '') s.reset(p.epoch, 0); // the stream was empty at login: this epoch began after
+    if (p.epoch !== s.epoch || p.offset <= s.offset) return false;
+    s.own.add(p.offset);
+    if (s.own.size > MAX_OWN_OFFSETS) s.own.delete(Math.min(...s.own));
+    s.absorb();
+    return true;
+  }
+
+  /**
+   * GET <httpBase>/user/history: the kept pushes of the room (without userID) or of a user's
+   * stream, after offset `since` (default 0: all kept), at most `limit` (server default 100, at
+   * most 1000); `epoch` makes the server check it (no messages, complete false, if it is not the
+   * stream's). Sends `X-API-Key` when the apiKey option is set. Resolves with the answer's data
+   * `{epoch, offset, complete, messages: [{offset, seq, msg, from, type}]}`; rejects with
+   * ImgateError: the answer's code (1009 history off, 1001 bad number, 1003 API key needed), or
+   * 'http' (network error, not JSON).
+   */
+  async history({ userID, since, epoch, limit } = {}) {
+    const query = new URLSearchParams({ appID: String(this.appID) });
+    if (userID !== undefined && userID !== null && userID !== '') query.set('userID', String(userID));
+    if (since !== undefined && since !== null) query.set('since', String(since));
+    if (epoch) query.set('epoch', String(epoch));
+    if (limit !== undefined && limit !== null) query.set('limit', String(limit));
+    const headers = this.apiKey ? { 'X-API-Key': this.apiKey } : {};
+    let res;
+    let body = null;
+    try {
+      res = await fetch(`${this.httpBase}/user/history?${query}`, { headers });
+      body = await res.json();
+    } catch (error) {
+      if (!res || res.ok) throw new ImgateError(`history failed: ${error && error.message}`, 'http');
+    }
+    if (!body || typeof body !== 'object' || body.code !== 200) {
+      const code = body && typeof body.code === 'number' ? body.code : 'http';
+      const what = body ? `${body.code} ${body.msg || ''}`.trim() : `HTTP ${res.status}`;
+      const error = new ImgateError(`history refused: ${what}`, code, body ? body.msg : '', body && body.data);
+      if (error.reason) error.message += ` (${error.reason})`;
+      throw error;
+    }
+    return body.data;
   }
 
   /** Sends `heartbeat`; resolves with the response envelope. */
@@ -350,6 +570,11 @@ export class ImgateClient extends EventTarget {
    * @returns {Promise<{seq: string, cmd: string, response: {code: number, codeMsg: string, data: any}}>}
    */
   request(cmd, data = {}) {
+    return this._request(cmd, data, null);
+  }
+
+  /** request(), with `onResponse(response)` called as the response is read, before it resolves. */
+  _request(cmd, data, onResponse) {
     return new Promise((resolve, reject) => {
       const ws = this._ws;
       if (!ws || ws.readyState !== 1 /* OPEN */) {
@@ -362,7 +587,7 @@ export class ImgateClient extends EventTarget {
           reject(new ImgateError(`${cmd} timed out after ${this.requestTimeoutMs} ms`, 'timeout'));
         }
       }, this.requestTimeoutMs);
-      this._pending.set(seq, { resolve, reject, timer, cmd });
+      this._pending.set(seq, { resolve, reject, timer, cmd, onResponse });
       try {
         ws.send(JSON.stringify({ seq, cmd, data }));
       } catch (error) {
@@ -426,6 +651,114 @@ export class ImgateClient extends EventTarget {
     const previous = this._state;
     this._state = state;
     this._emit('state', { state, previous });
+  }
+
+  // ---- history: stream positions, recovery, missed / duplicate / gap ----------------------
+
+  /** Forgets the positions when appID or userID changed since they were taken. */
+  _ownStreams() {
+    const owner = `${this.appID}\n${this.userID}`;
+    if (owner !== this._streamsOf) {
+      this._streamsOf = owner;
+      this._streams = { room: null, user: null };
+    }
+  }
+
+  /** data.recover for the next login: the positions known, or null (first login, recover off). */
+  _recoverRequest() {
+    this._ownStreams();
+    if (!this.recover) return null;
+    const out = {};
+    for (const name of STREAMS) {
+      const s = this._streams[name];
+      if (s) out[name] = { epoch: s.epoch, offset: s.offset };
+    }
+    return Object.keys(out).length > 0 ? out : null;
+  }
+
+  /**
+   * Takes the positions of a login reply (data.room / data.user); they become each stream's
+   * catch-up top. Returns the catch-up's state, or null when the reply has none (history off).
+   */
+  _onLoginPositions(data, recover) {
+    if (!data || typeof data !== 'object') return null;
+    const offline = Number.isSafeInteger(data.offline) && data.offline > 0 ? data.offline : 0;
+    const epochChanged = [];
+    let tracked = false;
+    for (const name of STREAMS) {
+      const p = readPosition(data[name]);
+      if (!p) continue;
+      tracked = true;
+      const asked = recover && recover[name];
+      // Do the pushes up to p follow the reply? A recovery in p's epoch (or from nothing, epoch
+      // ''), or a first login's offline messages. Else nothing up to p comes: start at p.
+      const replay = asked ? asked.epoch === p.epoch || asked.epoch === '' : name === 'user' && offline > 0;
+      if (asked && !replay) epochChanged.push(name);
+      const s = this._streams[name];
+      if (s) s.reset(p.epoch, replay ? 0 : p.offset);
+      else this._streams[name] = new StreamPosition(p.epoch, replay ? 0 : p.offset);
+      this._streams[name].top = p;
+    }
+    if (!tracked) return null;
+    this._catchUp = { asked: Boolean(recover), recovered: data.recovered === true, offline, missed: 0, epochChanged };
+    return this._catchUp;
+  }
+
+  /**
+   * The catch-up pushes are queued before the answer of any later request: a `ping` answered
+   * marks their end. Then the positions move to the reply's and, after a recovery, 'recovered'
+   * (and 'recoveryIncomplete') are emitted.
+   */
+  _awaitCatchUp(ws, catchUp) {
+    const done = () => {
+      if (this._ws !== ws || this._catchUp !== catchUp) return; // closed meanwhile
+      this._catchUp = null;
+      for (const name of STREAMS) if (this._streams[name]) this._streams[name].endCatchUp();
+      if (!catchUp.asked) return;
+      const { room, user } = this.positions;
+      const detail = { recovered: catchUp.recovered, room, user, missed: catchUp.missed };
+      this._emit('recovered', detail);
+      if (!catchUp.recovered) {
+        const changed = catchUp.epochChanged;
+        this._emit('recoveryIncomplete', { ...detail, reason: changed.length > 0 ? 'epoch' : 'history', streams: changed });
+      }
+    };
+    this.request('ping', {}).then(done, done);
+  }
+
+  /**
+   * Places a msg push carrying stream/epoch/offset in its stream: `missed` when it is part of the
+   * catch-up after a login (offset up to the reply's), `duplicate` when its offset was passed
+   * already (dropped); a jump over offsets that are neither received nor own emits 'gap'.
+   */
+  _track(data, seq) {
+    const name = data.stream;
+    const p = readPosition(data);
+    if (!STREAMS.includes(name) || !p || p.epoch === '' || p.offset === 0) return NO_MARK;
+    let s = this._streams[name];
+    if (!s) s = this._streams[name] = new StreamPosition(p.epoch, p.offset - 1); // no login positions
+    let missed = false;
+    if (s.top) {
+      if (s.top.epoch === p.epoch && p.offset <= s.top.offset) missed = true;
+      else s.endCatchUp(); // a live push: the catch-up's pushes all came before it
+    }
+    if (s.epoch !== p.epoch) s.reset(p.epoch, 0); // a new epoch (stream created again) starts at 1
+    if (p.offset <= s.offset) {
+      this._emit('duplicate', { stream: name, epoch: p.epoch, offset: p.offset, seq });
+      return { missed, duplicate: true };
+    }
+    if (!missed && p.offset > s.offset + 1) {
+      // Not during a catch-up: the reply's `recovered` says whether it was complete.
+      const missing = s.missingBefore(p.offset);
+      if (missing > 0) {
+        this._gaps += missing;
+        this._emit('gap', { stream: name, epoch: p.epoch, after: s.offset, offset: p.offset, missing, total: this._gaps });
+      }
+    }
+    s.offset = p.offset;
+    s.absorb();
+    if (missed && this._catchUp) this._catchUp.missed += 1;
+    return { missed, duplicate: false };
   }
 
   /** The token to send: getToken's answer when set, else the static serviceToken. */
@@ -564,18 +897,25 @@ export class ImgateClient extends EventTarget {
     if (pending && (cmd === pending.cmd || !PUSH_COMMANDS.has(cmd))) {
       this._pending.delete(seq);
       clearTimeout(pending.timer);
+      if (pending.onResponse) pending.onResponse(message.response);
       pending.resolve(message);
       return;
     }
     if (typeof cmd === 'string' && PUSH_COMMANDS.has(cmd)) {
       const data = (message.response && message.response.data) || {};
-      this._emit('push', { cmd, seq, response: message.response });
+      const mark = cmd === 'msg' ? this._track(data, seq) : NO_MARK;
+      this._emit('push', { cmd, seq, response: message.response, duplicate: mark.duplicate });
+      if (mark.duplicate) return;
       this._emit(cmd, {
         from: data.from,
         msg: data.msg,
         type: data.type,
         target: data.target,
         seq,
+        stream: data.stream,
+        epoch: data.epoch,
+        offset: data.offset,
+        missed: mark.missed,
       });
     } else if (typeof cmd === 'string') {
       this._emit('push', { cmd, seq, response: message.response });
@@ -590,6 +930,9 @@ export class ImgateClient extends EventTarget {
     this._stopHeartbeat();
     this._cancelRefresh();
     this._tokenExp = null;
+    // A catch-up cut short: the next login recovers from what did arrive.
+    this._catchUp = null;
+    for (const name of STREAMS) if (this._streams[name]) this._streams[name].top = null;
     for (const [seq, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new ImgateError(`${p.cmd} aborted: connection closed`, 'closed'));

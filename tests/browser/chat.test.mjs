@@ -12,6 +12,8 @@
 //      IMGATE_TOKEN_A / IMGATE_TOKEN_B  valid HS256 tokens of two users (minted by run.sh)
 //      IMGATE_TOKEN_BAD     a token signed with another secret
 //      IMGATE_MINT_TOKEN    scripts/mint-token (the test mints short-lived tokens with it)
+// History (run when IMGATE_HISTORY_HTTP is set; run.sh starts a third server for it with
+// --history-size 100): IMGATE_HISTORY_HTTP  that server's HTTP base.
 // Never downloads a browser. All waits are bounded; there are no fixed sleeps.
 // Usually started by run.sh, which starts imgate first.
 
@@ -57,6 +59,8 @@ if (secure) {
     }
   }
 }
+
+const historyBase = (env.IMGATE_HISTORY_HTTP || '').replace(/\/+$/, '');
 
 const watchdog = setTimeout(() => {
   console.error(`chat.test.mjs: not done after ${OVERALL / 1000} s, giving up`);
@@ -127,8 +131,8 @@ async function screenshot(label, page, tag) {
 
 async function main(browser) {
   // Screenshots of an earlier run would be confusing next to this run's.
-  for (const label of ['A', 'B', 'C', 'SA', 'SB', 'SC', 'SD']) {
-    for (const tag of ['end', 'failure', 'phone', 'before-exit', 'refused']) {
+  for (const label of ['A', 'B', 'C', 'SA', 'SB', 'SC', 'SD', 'H1', 'H2', 'HO']) {
+    for (const tag of ['end', 'failure', 'phone', 'before-exit', 'refused', 'recovered']) {
       await rm(join(artifacts, `${label}-${tag}.png`), { force: true });
     }
   }
@@ -401,6 +405,189 @@ async function secureMain(browser) {
   assert.deepEqual(problems.filter((p) => !expected.test(p)), []);
 }
 
+// ---- history: recovery after a reconnect, offline messages ------------------------------------
+
+/**
+ * Runs in the page before its scripts: a switch for its network. `__imgateNet.down()` closes the
+ * page's WebSockets and makes new ones fail at once (as a refused connection does, without a
+ * console error); `up()` lets them through again and tells the page it is back online.
+ */
+function installNetworkSwitch() {
+  const Native = window.WebSocket;
+  const open = new Set();
+  let down = false;
+  class SwitchedWebSocket extends Native {
+    constructor(url, protocols) {
+      if (down) {
+        const refused = { url: String(url), readyState: 0, onopen: null, onmessage: null, onerror: null, onclose: null };
+        refused.send = () => {
+          throw new DOMException('not open', 'InvalidStateError');
+        };
+        refused.close = () => {};
+        setTimeout(() => {
+          refused.readyState = 3;
+          if (refused.onclose) refused.onclose({ code: 1006, reason: '', wasClean: false });
+        }, 0);
+        return refused;
+      }
+      super(url, protocols);
+      open.add(this);
+      this.addEventListener('close', () => open.delete(this));
+    }
+  }
+  window.WebSocket = SwitchedWebSocket;
+  window.__imgateNet = {
+    down() {
+      down = true;
+      for (const ws of open) ws.close(1000, 'network down (test)');
+    },
+    up() {
+      down = false;
+      window.dispatchEvent(new Event('online'));
+    },
+  };
+}
+
+async function postForm(path, fields) {
+  const res = await fetch(`${historyBase}${path}`, { method: 'POST', body: new URLSearchParams(fields) });
+  assert.equal(res.status, 200, `POST ${path}`);
+  const body = await res.json();
+  assert.equal(body.code, 200, `POST ${path}: ${JSON.stringify(body)}`);
+  return body.data;
+}
+
+function historyUrl(name) {
+  return `${historyBase}/home/index?appID=101&name=${encodeURIComponent(name)}`;
+}
+
+/** The `msg` lines of `page` whose text is exactly `text`. */
+function messageLines(page, text) {
+  return page.locator('#messages li[data-kind="msg"]').filter({ has: page.locator('.text', { hasText: text }) });
+}
+
+async function historyMain(browser) {
+  const nameH1 = `h1-${suffix}`;
+  const nameH2 = `h2-${suffix}`;
+  const nameOff = `off-${suffix}`;
+  const earlierProblems = problems.length; // the secure scenario's expected 401s
+
+  log('history server: pages H1 and H2 in room 101');
+  const h1 = await newPage(browser, 'H1', historyUrl(nameH1));
+  await h1.locator('#status[data-state="online"]').waitFor();
+  const logins = []; // data of every login H2 sends
+  const h2 = await newPage(browser, 'H2', historyUrl(nameH2), null, (page) => {
+    page.addInitScript(installNetworkSwitch);
+    page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
+      const frame = JSON.parse(payload);
+      if (frame.cmd === 'login') logins.push(frame.data);
+    }));
+  });
+  await h2.locator('#status[data-state="online"]').waitFor();
+  await h1.locator(`#online-list li[data-user=${attr(nameH2)}]`).waitFor();
+  assert.equal(logins.length, 1, 'H2: one login');
+  assert.equal(logins[0].recover, undefined, 'H2: the first login asks for no recovery');
+
+  log('a message from H1 reaches H2 live, not marked as missed');
+  const before = `before the loss ${suffix}`;
+  await sendAndReceive(h1, nameH1, h2, before);
+  assert.equal(await messageLines(h2, before).getAttribute('data-missed'), null, 'H2: a live message is not missed');
+
+  log('H2 loses its connection; H1 sees it leave');
+  await h2.evaluate(() => window.__imgateNet.down());
+  await h2.locator('#status[data-state="reconnecting"]').waitFor();
+  await h1.locator(`#online-list li[data-user=${attr(nameH2)}]`).waitFor({ state: 'detached' });
+
+  log('meanwhile H1 sends a message, and another comes through POST /user/sendMessageAll');
+  const away1 = `while you were away ${suffix}`;
+  const away2 = `also while away ${suffix}`;
+  await h1.fill('#message', away1);
+  await h1.click('#send');
+  await h1.locator('#messages li[data-kind="mine"]', { hasText: away1 }).waitFor();
+  const sent = await postForm('/user/sendMessageAll', {
+    appID: '101', userID: `tester-${suffix}`, msgID: `${Date.now()}-${suffix}`, message: away2,
+  });
+  assert.equal(typeof sent.offset, 'number', `sendMessageAll answers the push's offset: ${JSON.stringify(sent)}`);
+
+  log('H2 comes back: both messages show once, marked "sent while you were disconnected"');
+  await h2.evaluate(() => window.__imgateNet.up());
+  await h2.locator('#status[data-state="online"]').waitFor();
+  for (const text of [away1, away2]) {
+    const line = messageLines(h2, text);
+    await line.waitFor();
+    assert.equal(await line.getAttribute('data-missed'), 'true', `H2: "${text}" is marked as missed`);
+    assert.equal(await line.locator('.missed-label').textContent(), 'sent while you were disconnected');
+  }
+  await h2.locator('#messages li[data-kind="system"]', { hasText: '2 messages sent while you were disconnected' }).waitFor();
+  assert.equal(logins.length, 2, 'H2: one more login');
+  const { recover } = logins[1];
+  assert.ok(recover && recover.room && recover.room.epoch === sent.epoch, `H2 recovers the room stream: ${JSON.stringify(recover)}`);
+  assert.equal(recover.room.offset, sent.offset - 2, 'H2 recovers from the last push it got');
+
+  log('a live message after the recovery is not marked; nothing came twice');
+  const after = `after the recovery ${suffix}`;
+  await sendAndReceive(h1, nameH1, h2, after);
+  assert.equal(await messageLines(h2, after).getAttribute('data-missed'), null, 'H2: a live message is not missed');
+  for (const text of [before, away1, away2, after]) {
+    assert.equal(await messageLines(h2, text).count(), 1, `H2: "${text}" shown exactly once`);
+  }
+  assert.equal(await h2.locator('#messages li.warning').count(), 0, 'H2: the recovery was complete');
+  await screenshot('H2', h2, 'recovered');
+
+  log('H2 away again while more messages are sent than the server keeps (100): a notice says so');
+  await h2.evaluate(() => window.__imgateNet.down());
+  await h2.locator('#status[data-state="reconnecting"]').waitFor();
+  await h1.locator(`#online-list li[data-user=${attr(nameH2)}]`).waitFor({ state: 'detached' });
+  const burst = Array.from({ length: 101 }, (_, i) => `burst ${i + 1} ${suffix}`);
+  for (const [i, text] of burst.entries()) {
+    await postForm('/user/sendMessageAll', {
+      appID: '101', userID: `tester-${suffix}`, msgID: `${Date.now()}-b${i}-${suffix}`, message: text,
+    });
+  }
+  await h2.evaluate(() => window.__imgateNet.up());
+  await h2.locator('#messages li.warning[data-notice="recovery-incomplete"]').waitFor();
+  assert.equal(await messageLines(h2, burst[0]).count(), 0, 'H2: the push no longer kept is not shown');
+  assert.equal(await messageLines(h2, burst[100]).getAttribute('data-missed'), 'true', 'H2: the kept ones are');
+  assert.equal(await h2.locator('#messages li[data-missed="true"]', { hasText: 'burst ' }).count(), 100, 'H2: 100 kept');
+
+  log('a message to a user who is not connected is stored; their page shows it marked as missed');
+  const stored = `for you while you were offline ${suffix}`;
+  const kept = await postForm('/user/sendMessage', {
+    appID: '101', userID: nameOff, msgID: `${Date.now()}-o${suffix}`, message: stored,
+  });
+  assert.equal(kept.stored, true, `sendMessage to nobody stores it: ${JSON.stringify(kept)}`);
+  const ho = await newPage(browser, 'HO', historyUrl(nameOff));
+  await ho.locator('#status[data-state="online"]').waitFor();
+  const offlineLine = messageLines(ho, stored);
+  await offlineLine.waitFor();
+  assert.equal(await offlineLine.getAttribute('data-missed'), 'true', 'HO: the stored message is marked as missed');
+  await ho.locator('#messages li[data-kind="system"]', { hasText: '1 message was sent to you while you were away' }).waitFor();
+  assert.equal(await offlineLine.count(), 1, 'HO: the stored message shown once');
+
+  log('ImgateClient.history() in a page reads the kept messages of the room and of a user');
+  const history = await h1.evaluate(async (user) => {
+    const { ImgateClient } = await import('/web/imgate-client.js');
+    const client = new ImgateClient({ url: 'ws://127.0.0.1:9/acc', appID: 101, userID: 'reader' });
+    const room = await client.history({ since: 0 });
+    const cut = await client.history({ since: 1, epoch: room.epoch });
+    const last = await client.history({ since: room.offset - 1, epoch: room.epoch });
+    const mailbox = await client.history({ userID: user });
+    const refused = await client.history({ since: 'x' }).then(() => null, (e) => e.code);
+    return { room, cut, last, mailbox, refused };
+  }, nameOff);
+  assert.deepEqual(history.room.messages.map((m) => m.msg), burst.slice(1), 'history: the 100 kept room messages');
+  assert.equal(history.room.complete, true, 'history since 0: all that is kept, complete by definition');
+  assert.equal(history.cut.complete, false, 'history since offset 1: the pushes after it were dropped');
+  assert.equal(history.cut.messages.length, 100);
+  assert.equal(history.room.offset, history.room.messages.at(-1).offset, 'history: the last message is at the top');
+  assert.deepEqual(history.last.messages.map((m) => m.msg), [burst[100]], 'history after offset top - 1');
+  assert.equal(history.last.complete, true);
+  assert.deepEqual(history.mailbox.messages.map((m) => m.msg), [stored], 'history of the offline user\'s stream');
+  assert.equal(history.refused, 1001, 'history({since: "x"}) rejects with 1001');
+
+  log('no console errors, no page errors');
+  assert.deepEqual(problems.slice(earlierProblems), []);
+}
+
 let browser;
 let failed = false;
 try {
@@ -420,6 +607,8 @@ try {
   await main(browser);
   if (secure) await secureMain(browser);
   else console.log('- secure mode skipped (IMGATE_SECURE_HTTP not set)');
+  if (historyBase) await historyMain(browser);
+  else console.log('- history skipped (IMGATE_HISTORY_HTTP not set)');
 } catch (error) {
   failed = true;
   console.error(`\nFAILED at step "${step}":\n${error.stack || error}`);

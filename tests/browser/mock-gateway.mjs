@@ -2,18 +2,21 @@
 // A tiny stand-in for imgate, for developing and checking the chat page (web/) without the C++
 // server: `./run.sh --mock`. It speaks the same wire contract, in its simplest form:
 //   HTTP: GET /home/index?appID=N (web/index.html with the config injected), GET /web/<file>,
-//         /user/list, /user/sendMessageAll
+//         /user/list, /user/sendMessageAll, /user/sendMessage, /user/history
 //   WebSocket: /acc with login, heartbeat, ping, publish, refresh; pushes enter, exit, msg.
 // Flags (like imgate's): --bind ADDR --http-port N --ws-port N --ready-file FILE --web-root DIR
 //   --api-key KEY (repeatable: /user/* then need "Authorization: Bearer KEY" or "X-API-Key: KEY")
 //   --auth-hmac-secret S | --auth-hmac-secret-file F (secure mode: login needs an HS256/384/512 JWT
 //   whose sub is the userID; login answers data.exp; refresh; close 4001 at exp + leeway)
 //   --auth-leeway SECONDS (default 30) --max-failed-logins N (default 5; then close 1008)
+//   --history-size N (docs/history.md, simplest form: room and user streams with epochs and
+//   offsets, the last N pushes of each, login positions, recover, offline messages, /user/history;
+//   no TTL, no memory cap)
 // Other flags (--log-level, --config, ...) are ignored.
 // Zero dependencies; not a WebSocket implementation for anything else (no fragmentation, no
 // extensions, small frames).
 
-import { createHash, createHmac, randomInt, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -33,6 +36,7 @@ const authSecret = flag('auth-hmac-secret-file', '')
   : flag('auth-hmac-secret', '');
 const leewaySeconds = Number(flag('auth-leeway', '30'));
 const maxFailedLogins = Number(flag('max-failed-logins', '5'));
+const historySize = Number(flag('history-size', '0'));
 const APP_IDS = new Set([101, 102, 103, 104]);
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -46,8 +50,12 @@ function usersOf(appID) {
   return [...users];
 }
 
+function pushFrame(cmd, seq, data) {
+  return JSON.stringify({ seq, cmd, response: { code: 200, codeMsg: 'Ok', data } });
+}
+
 function push(appID, except, cmd, seq, data) {
-  const frame = JSON.stringify({ seq, cmd, response: { code: 200, codeMsg: 'Ok', data } });
+  const frame = pushFrame(cmd, seq, data);
   for (const c of connections) {
     if (c.userID && c.appID === appID && c.userID !== except) sendText(c.socket, frame);
   }
@@ -57,16 +65,103 @@ function pushData(from, msg) {
   return { target: '', type: 'text', msg, from };
 }
 
+// ---- history (--history-size N) -----------------------------------------------------------
+
+const epochBase = randomBytes(4).toString('hex');
+let epochCount = 0;
+const streams = new Map(); // "<appID>" (room) | "<appID>/<userID>" -> { epoch, top, entries }
+const leftAt = new Map(); // user stream key -> its top when the user's last connection went
+
+const streamKey = (appID, userID) => (userID ? `${appID}/${userID}` : String(appID));
+
+function position(key) {
+  const s = streams.get(key);
+  return s ? { epoch: s.epoch, offset: s.top } : { epoch: '', offset: 0 };
+}
+
+/** Stores a msg push of stream `key`; returns its data with stream, epoch and offset. */
+function keep(key, seq, data, except) {
+  let s = streams.get(key);
+  if (!s) streams.set(key, (s = { epoch: `${epochBase}-${++epochCount}`, top: 0, entries: [] }));
+  const stamped = { ...data, stream: key.includes('/') ? 'user' : 'room', epoch: s.epoch, offset: ++s.top };
+  s.entries.push({ offset: s.top, seq, data: stamped, except });
+  if (s.entries.length > historySize) s.entries.shift();
+  return stamped;
+}
+
+/** The kept pushes of `key` after `since` ({epoch, offset}), and whether that is all of them. */
+function readStream(key, since, userID) {
+  const s = streams.get(key);
+  const fromNothing = since.epoch === '' && since.offset === 0;
+  if (!s) return { entries: [], complete: fromNothing };
+  if (!fromNothing && since.epoch !== s.epoch) return { entries: [], complete: false };
+  const after = fromNothing ? 0 : since.offset;
+  const first = s.entries.length ? s.entries[0].offset : s.top + 1;
+  const entries = s.entries.filter((e) => e.offset > after && (!userID || e.except !== userID));
+  return { entries, complete: first <= after + 1 };
+}
+
+/** Login with history on: the reply's data, and the pushes to send right after it. */
+function catchUp(conn, recover, first) {
+  const roomKey = streamKey(conn.appID);
+  const userKey = streamKey(conn.appID, conn.userID);
+  const data = {};
+  const pushes = [];
+  let complete = true;
+  const positionOf = (p) => ({ epoch: typeof p.epoch === 'string' ? p.epoch : '', offset: Number(p.offset) || 0 });
+  if (recover && recover.room) {
+    const read = readStream(roomKey, positionOf(recover.room), conn.userID);
+    pushes.push(...read.entries);
+    complete &&= read.complete;
+  }
+  if (recover && recover.user) {
+    const read = readStream(userKey, positionOf(recover.user), '');
+    pushes.push(...read.entries);
+    complete &&= read.complete;
+  } else if (!recover && first) {
+    const s = streams.get(userKey);
+    const since = s && leftAt.has(userKey) ? { epoch: s.epoch, offset: leftAt.get(userKey) } : { epoch: '', offset: 0 };
+    const read = readStream(userKey, since, '');
+    pushes.push(...read.entries);
+    if (read.entries.length) data.offline = read.entries.length;
+  }
+  if (recover) data.recovered = complete;
+  data.room = position(roomKey);
+  data.user = position(userKey);
+  return { data, pushes: pushes.map((e) => pushFrame('msg', e.seq, e.data)) };
+}
+
 // Message ids already sent (HTTP and publish), so a duplicate is answered without pushing.
 const seenMsgIDs = new Set();
 
-/** Pushes a `msg` unless msgID was seen; returns false for a duplicate. */
+/**
+ * Pushes a `msg` unless msgID was seen; returns the answer's data: {sendResults: true} (with the
+ * push's epoch and offset when history is on), {} for a duplicate.
+ */
 function sendToRoom(appID, from, msgID, message) {
-  if (seenMsgIDs.has(msgID)) return false;
+  if (seenMsgIDs.has(msgID)) return {};
   seenMsgIDs.add(msgID);
   if (seenMsgIDs.size > 10000) seenMsgIDs.delete(seenMsgIDs.values().next().value);
-  push(appID, from, 'msg', msgID, pushData(from, message));
-  return true;
+  let data = pushData(from, message);
+  if (historySize > 0) data = keep(streamKey(appID), msgID, data, from);
+  push(appID, from, 'msg', msgID, data);
+  return historySize > 0 ? { sendResults: true, epoch: data.epoch, offset: data.offset } : { sendResults: true };
+}
+
+/** POST /user/sendMessage: a `msg` to every connection of (appID, userID), kept when history is on. */
+function sendToUser(appID, userID, msgID, message) {
+  let data = pushData(userID, message);
+  if (historySize > 0) data = keep(streamKey(appID, userID), msgID, data, '');
+  const frame = pushFrame('msg', msgID, data);
+  let sent = false;
+  for (const c of connections) {
+    if (c.appID === appID && c.userID === userID) {
+      sendText(c.socket, frame);
+      sent = true;
+    }
+  }
+  if (historySize === 0) return { sendResults: sent };
+  return { sendResults: sent, ...(sent ? {} : { stored: true }), epoch: data.epoch, offset: data.offset };
 }
 
 // ---- tokens (secure mode) -----------------------------------------------------------------
@@ -194,7 +289,14 @@ function handleRequest(conn, text) {
       const first = !usersOf(data.appID).includes(userID);
       conn.userID = userID;
       conn.appID = data.appID;
-      reply(200, exp === null ? null : { exp });
+      if (historySize > 0) {
+        const recover = data.recover && typeof data.recover === 'object' ? data.recover : null;
+        const { data: positions, pushes } = catchUp(conn, recover, first);
+        reply(200, exp === null ? positions : { exp, ...positions });
+        for (const frame of pushes) sendText(conn.socket, frame);
+      } else {
+        reply(200, exp === null ? null : { exp });
+      }
       if (first) push(conn.appID, userID, 'enter', String(randomInt(1e9)), pushData(userID, '哈喽~'));
       return undefined;
     }
@@ -214,7 +316,7 @@ function handleRequest(conn, text) {
       const message = data && data.message;
       if (typeof message !== 'string' || message === '') return reply(1001);
       const msgID = data.msgID ? String(data.msgID) : `${Date.now()}-${randomInt(100000, 1000000)}`;
-      return reply(200, sendToRoom(conn.appID, conn.userID, msgID, message) ? { sendResults: true } : {});
+      return reply(200, sendToRoom(conn.appID, conn.userID, msgID, message));
     }
     case 'heartbeat':
       return reply(conn.userID ? 200 : 1000);
@@ -229,6 +331,7 @@ function dropConnection(conn) {
   if (!connections.delete(conn)) return;
   clearTimeout(conn.expiryTimer);
   if (conn.userID && !usersOf(conn.appID).includes(conn.userID)) {
+    if (historySize > 0) leftAt.set(streamKey(conn.appID, conn.userID), position(streamKey(conn.appID, conn.userID)).offset);
     push(conn.appID, conn.userID, 'exit', String(randomInt(1e9)), pushData(conn.userID, '用户已经离开~'));
   }
 }
@@ -368,8 +471,34 @@ async function onHttp(req, res) {
       const msgID = params.get('msgID') || '';
       const message = params.get('message') || '';
       if (!userID || !msgID) return sendJson(res, 1001, '参数不合法', {});
-      const sent = sendToRoom(appID, userID, msgID, message);
-      return sendJson(res, 200, 'Success', sent ? { sendResults: true } : {});
+      return sendJson(res, 200, 'Success', sendToRoom(appID, userID, msgID, message));
+    }
+    if (path === '/user/sendMessage') {
+      const params = await readParams(req, url);
+      const userID = params.get('userID') || '';
+      const msgID = params.get('msgID') || '';
+      if (!userID || !msgID) return sendJson(res, 1001, '参数不合法', {});
+      return sendJson(res, 200, 'Success', sendToUser(Number(params.get('appID')), userID, msgID, params.get('message') || ''));
+    }
+    if (path === '/user/history') {
+      if (historySize === 0) return sendJson(res, 1009, '操作失败', { error: 'history is off (--history-size 0)' });
+      const params = await readParams(req, url);
+      for (const name of ['since', 'limit']) {
+        const v = params.get(name);
+        if (v !== null && !/^\d+$/.test(v)) return sendJson(res, 1001, '参数不合法', { error: `${name} must be an integer` });
+      }
+      const key = streamKey(Number(params.get('appID')), params.get('userID') || '');
+      const s = streams.get(key);
+      const epoch = params.get('epoch') || (s ? s.epoch : '');
+      const since = Number(params.get('since') || 0);
+      const all = since === 0 && !params.get('epoch'); // all that is kept: complete by definition
+      const read = readStream(key, all ? { epoch: '', offset: 0 } : { epoch, offset: since }, '');
+      if (all) read.complete = true;
+      const limit = Math.min(Number(params.get('limit') || 100), 1000);
+      const messages = read.entries.slice(0, limit).map((e) => ({
+        offset: e.offset, seq: e.seq, msg: e.data.msg, from: e.data.from, type: e.data.type,
+      }));
+      return sendJson(res, 200, 'Success', { ...position(key), complete: read.complete, messages });
     }
   } catch (error) {
     if (error.code !== 'ENOENT') throw error;
@@ -396,7 +525,8 @@ const httpServer = createServer((req, res) => {
 });
 wsPort = await listen(wsServer, Number(flag('ws-port', '8089')));
 const httpPort = await listen(httpServer, Number(flag('http-port', '8080')));
-const mode = `${authSecret ? 'tokens (HS256/384/512)' : 'no tokens'}, ${apiKeys.length ? 'API key' : 'no API key'}`;
+const mode = `${authSecret ? 'tokens (HS256/384/512)' : 'no tokens'}, ${apiKeys.length ? 'API key' : 'no API key'}` +
+  `, ${historySize > 0 ? `history ${historySize}` : 'no history'}`;
 console.log(`mock gateway: websocket ${bind}:${wsPort}/acc, http ${bind}:${httpPort}, web root ${webRoot}, ${mode}`);
 if (readyFile) {
   await writeFile(`${readyFile}.tmp`, `${JSON.stringify({ ws: wsPort, http: httpPort, pid: process.pid })}\n`);

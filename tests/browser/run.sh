@@ -4,14 +4,17 @@
 #   tests/browser/run.sh path/to/imgate      # the real server
 #   tests/browser/run.sh --mock              # tests/browser/mock-gateway.mjs instead (page work)
 #
-# Installs playwright-core (npm ci; never a browser), starts two servers on free loopback ports,
+# Installs playwright-core (npm ci; never a browser), starts three servers on free loopback ports,
 # each in a temporary directory with --web-root <repo>/web, waits for their ready files, runs
 # chat.test.mjs, and stops the servers on exit:
 #   default  as upstream (no tokens, no API key)                          -> IMGATE_HTTP
 #   secure   --auth-hmac-secret <random> --auth-leeway 1 --api-key <random> -> IMGATE_SECURE_HTTP,
 #            IMGATE_SECURE_WS, IMGATE_AUTH_SECRET, IMGATE_API_KEY, and tokens minted with
 #            scripts/mint-token: IMGATE_TOKEN_A, IMGATE_TOKEN_B, IMGATE_TOKEN_BAD (another secret)
-# IMGATE_BROWSER_SECURE=0 runs the default scenario only (e.g. a server without token support).
+#   history  --history-size 100 (docs/history.md: recovery after a reconnect, offline messages)
+#                                                                          -> IMGATE_HISTORY_HTTP
+# IMGATE_BROWSER_SECURE=0 / IMGATE_BROWSER_HISTORY=0 leave out the secure / history server and its
+# scenario (e.g. a server without token or history support). The mock gateway supports both.
 # Exit status: the test's; 77 when a prerequisite (node, npm, chromium; python3 for the secure
 # scenario) is missing (CTest: SKIP_RETURN_CODE 77). Screenshots go to $IMGATE_ARTIFACTS (default
 # tests/browser/artifacts).
@@ -26,6 +29,7 @@ if [[ $# -lt 1 ]]; then
 fi
 
 with_secure=${IMGATE_BROWSER_SECURE:-1}
+with_history=${IMGATE_BROWSER_HISTORY:-1}
 tools=(node npm)
 [[ $with_secure == 1 ]] && tools+=(python3)
 for tool in "${tools[@]}"; do
@@ -130,6 +134,11 @@ random_hex() {
 }
 
 start_server default
+if [[ $with_history == 1 ]]; then
+  # Before the exports below: imgate reads IMGATE_API_KEY (and the other IMGATE_* options) from
+  # its environment too.
+  start_server history --history-size 100
+fi
 if [[ $with_secure == 1 ]]; then
   export IMGATE_AUTH_SECRET IMGATE_API_KEY
   IMGATE_AUTH_SECRET=$(random_hex)
@@ -155,5 +164,10 @@ if [[ $with_secure == 1 ]]; then
   IMGATE_TOKEN_B=$("$IMGATE_MINT_TOKEN" --secret "$IMGATE_AUTH_SECRET" --sub "安全-$suffix" --app-ids 101,102)
   IMGATE_TOKEN_BAD=$("$IMGATE_MINT_TOKEN" --secret "$(random_hex)" --sub "mallory-$suffix")
   echo "run.sh: secure server at $IMGATE_SECURE_HTTP (log $work/secure/server.log)"
+fi
+if [[ $with_history == 1 ]]; then
+  wait_ready history
+  export IMGATE_HISTORY_HTTP="http://127.0.0.1:$(port_of history http)"
+  echo "run.sh: history server at $IMGATE_HISTORY_HTTP (log $work/history/server.log)"
 fi
 node "$here/chat.test.mjs"
