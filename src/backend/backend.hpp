@@ -67,6 +67,8 @@ class Backend {
 
   // History (docs/history.md); off by default (--history-size 0).
   virtual bool history_on() const = 0;
+  // True when read_stream answers before it returns (embedded).
+  virtual bool history_inline() const { return true; }
   // The pushes of `stream` (app, user; "" = the room) after `since` (all that
   // is kept when absent), at most `limit` (0: all), without those `reader`
   // never got live (its own room pushes). `done` gets ok = false when the

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "backend/embedded.hpp"
+#include "protocol/envelope.hpp"
 
 namespace imgate {
 
@@ -15,6 +16,70 @@ PushMessage message_of(const PushRequest& push) {
   return PushMessage{"msg", push.seq, push.msg, push.from};
 }
 }  // namespace
+
+RedisBackend::RedisBackend(RedisCluster& cluster, Hub& hub, MsgIdDedup& local_dedup,
+                           Counters& counters, const Config& config)
+    : cluster_(cluster),
+      hub_(hub),
+      local_dedup_(local_dedup),
+      counters_(counters),
+      history_(config.history_size > 0) {
+  if (history_) hub_.set_history_hooks(this);
+}
+
+RedisBackend::~RedisBackend() {
+  if (history_) hub_.set_history_hooks(nullptr);
+}
+
+void RedisBackend::user_left(const UserKey& key, uint64_t delivered) {
+  cluster_.mark_left(key, delivered);
+}
+
+void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> since,
+                               std::size_t limit, std::string reader,
+                               std::function<void(bool, StreamRead)> done) {
+  if (!history_) return done(false, {});
+  const bool room = stream.user.empty();
+  cluster_.read_stored(stream, [since = std::move(since), limit, reader = std::move(reader), room,
+                                done = std::move(done)](bool ok, RedisCluster::StoredStream s) {
+    if (!ok) return done(false, {});
+    StreamRead out;
+    out.top = s.top;
+    out.left = s.left;
+    uint64_t after = 0;
+    if (since && since->epoch != "*") {
+      if (since->epoch != s.top.epoch && (!since->epoch.empty() || since->offset != 0)) {
+        out.complete = false;  // another epoch: its offsets mean nothing here
+        return done(true, std::move(out));
+      }
+      if (since->epoch == s.top.epoch) after = since->offset;
+    } else if (since) {
+      after = since->offset;
+    }
+    uint64_t first = s.top.offset + 1;
+    for (const std::string& text : s.entries) {
+      json::error_code ec;
+      json::value v = json::parse(text, ec);
+      if (ec || !v.is_object()) continue;
+      const json::object& e = v.get_object();
+      auto field = [&](const char* name) -> std::string {
+        const json::value* f = e.if_contains(name);
+        return f && f->is_string() ? std::string(f->get_string()) : std::string();
+      };
+      const json::value* o = e.if_contains("o");
+      if (!o || !o->is_number()) continue;
+      const uint64_t offset = o->to_number<uint64_t>();
+      first = std::min(first, offset);
+      if (offset <= after) continue;
+      if (!reader.empty() && field("x") == reader) continue;
+      if (limit != 0 && out.pushes.size() >= limit) continue;
+      const StreamMark mark{room ? "room" : "user", s.top.epoch, offset};
+      out.pushes.emplace_back(offset, make_push(field("s"), "msg", field("m"), field("f"), &mark));
+    }
+    out.complete = !since || after + 1 >= first || after >= s.top.offset;
+    done(true, std::move(out));
+  });
+}
 
 json::value RedisBackend::status() const {
   return json::object{{"nodeId", cluster_.node_id()}, {"redis", healthy() ? "up" : "down"}};
@@ -47,6 +112,21 @@ void RedisBackend::route(PushRequest push, PushDone done) {
                                  {"sendResultsErr",
                                   std::string(kRedisDown) + ": delivered on this node only"}});
   };
+  if (history_) {
+    UserKey stream{push.app, push.to_room ? std::string() : push.user};
+    const bool to_room = push.to_room;
+    cluster_.send_stored(std::move(stream), to_room ? push.user : std::string(), message_of(push),
+                         [done, degraded, to_room](bool ok, StreamPos pos, int64_t nodes) {
+                           if (!ok) return degraded();
+                           const bool sent = to_room || nodes > 0;
+                           json::object answer{{"sendResults", sent},
+                                               {"epoch", pos.epoch},
+                                               {"offset", pos.offset}};
+                           if (!sent) answer["stored"] = true;
+                           done(Code::kOk, std::move(answer));
+                         });
+    return;
+  }
   if (push.to_room) {
     cluster_.send_room(push.app, push.user, message_of(push), [done, degraded](bool ok) {
       if (!ok) return degraded();

@@ -13,24 +13,31 @@
 
 namespace imgate {
 
-class RedisBackend final : public Backend {
+class RedisBackend final : public Backend, public HistoryHooks {
  public:
-  RedisBackend(RedisCluster& cluster, Hub& hub, MsgIdDedup& local_dedup, Counters& counters)
-      : cluster_(cluster), hub_(hub), local_dedup_(local_dedup), counters_(counters) {}
+  // History on when config.history_size > 0 (the Hub is then told of logouts).
+  RedisBackend(RedisCluster& cluster, Hub& hub, MsgIdDedup& local_dedup, Counters& counters,
+               const Config& config);
+  ~RedisBackend() override;
 
   bool healthy() const override { return cluster_.healthy(); }
   boost::json::value status() const override;
   void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;
   void online(AppId app, std::string user, std::function<void(bool, bool)> done) override;
   void publish(PushRequest push, PushDone done) override;
-  // History is not implemented in Redis mode yet (config refuses it).
-  bool history_on() const override { return false; }
-  void read_stream(const UserKey&, std::optional<StreamPos>, std::size_t, std::string,
-                   std::function<void(bool, StreamRead)> done) override {
-    done(false, {});
-  }
-  StreamPos stream_position(const UserKey&) override { return {}; }
+
+  // History in Redis (docs/history.md, docs/cluster.md): a meta hash and a
+  // list per stream, shared by every node; answered on the Redis thread.
+  bool history_on() const override { return history_; }
+  bool history_inline() const override { return false; }
+  void read_stream(const UserKey& stream, std::optional<StreamPos> since, std::size_t limit,
+                   std::string reader, std::function<void(bool, StreamRead)> done) override;
+  StreamPos stream_position(const UserKey&) override { return {}; }  // not inline here
   std::optional<StreamPos> user_left_at(const UserKey&) override { return std::nullopt; }
+
+  // HistoryHooks: Redis records where a user left (history_left.lua).
+  uint64_t user_offset(const UserKey&) override { return 0; }
+  void user_left(const UserKey& key, uint64_t delivered) override;
 
  private:
   void route(PushRequest push, PushDone done);
@@ -39,6 +46,7 @@ class RedisBackend final : public Backend {
   Hub& hub_;
   MsgIdDedup& local_dedup_;
   Counters& counters_;
+  const bool history_;
 };
 
 }  // namespace imgate

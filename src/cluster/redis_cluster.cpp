@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <future>
 #include <random>
 
@@ -314,12 +315,86 @@ void RedisCluster::on_message(const RedisReply& reply) {
   // An exit about a user still connected here (we were reaped during a
   // stall) is wrong for our clients: the user did not leave.
   if (text("cmd") == "exit" && hub_.directory().online(app, text("from"))) return;
-  Frame frame = make_push(text("seq"), text("cmd"), text("msg"), text("from"));
-  if (o.contains("except")) {
-    hub_.push_room(app, text("except"), frame);
-  } else {
-    hub_.push_user(UserKey{app, text("user")}, frame);
+  const bool room = o.contains("except");
+  // History on: the script that stored the push added its stream position.
+  uint64_t offset = 0;
+  if (const json::value* off = o.if_contains("offset"); off && off->is_number()) {
+    offset = off->to_number<uint64_t>();
   }
+  const std::string epoch = text("epoch");
+  const StreamMark mark{room ? "room" : "user", epoch, offset};
+  Frame frame = make_push(text("seq"), text("cmd"), text("msg"), text("from"),
+                          offset != 0 ? &mark : nullptr);
+  if (room) {
+    hub_.push_room(app, text("except"), frame, offset);
+  } else {
+    hub_.push_user(UserKey{app, text("user")}, frame, offset);
+  }
+}
+
+std::string RedisCluster::stream_key(const UserKey& stream, std::string_view part) const {
+  const std::string id = stream.user.empty() ? "room:" + std::to_string(stream.app)
+                                             : "user:" + member(stream);
+  return prefix_ + "hist:" + id + ":" + std::string(part);
+}
+
+void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage msg,
+                               std::function<void(bool, StreamPos, int64_t)> done) {
+  post([this, stream = std::move(stream), except = std::move(except), msg = std::move(msg),
+        done = std::move(done)] {
+    const bool room = stream.user.empty();
+    const std::string entry = json::serialize(
+        json::object{{"s", msg.seq}, {"m", msg.msg}, {"f", msg.from}, {"x", except}});
+    cmd_->command(
+        eval(lua::k_history_append,
+             {stream_key(stream, "meta"), stream_key(stream, "log"),
+              room ? prefix_ + "user:-" : user_hash(stream)},
+             {random_node_id(), std::to_string(now_ms()), std::to_string(config_.history_size),
+              std::to_string(config_.history_ttl.count()), entry,
+              payload(msg, stream.app, room ? except : stream.user, room),
+              room ? "room" : "user", room ? room_channel(stream.app) : prefix_ + "ch:node:"}),
+        [done](bool ok, const RedisReply& r) {
+          if (!ok || r.is_error() || r.elements.size() != 3) {
+            if (r.is_error()) spdlog::error("cluster: history script: {}", r.str);
+            return done(false, {}, 0);
+          }
+          done(true, StreamPos{r.elements[0].str, static_cast<uint64_t>(r.elements[1].integer)},
+               r.elements[2].integer);
+        });
+  });
+}
+
+void RedisCluster::read_stored(UserKey stream, std::function<void(bool, StoredStream)> done) {
+  post([this, stream = std::move(stream), done = std::move(done)] {
+    cmd_->command(eval(lua::k_history_read,
+                       {stream_key(stream, "meta"), stream_key(stream, "log")}, {}),
+                  [done](bool ok, const RedisReply& r) {
+                    if (!ok || r.is_error() || r.elements.size() != 2 ||
+                        r.elements[0].elements.size() != 3) {
+                      return done(false, {});
+                    }
+                    StoredStream out;
+                    const auto& meta = r.elements[0].elements;
+                    auto number = [](const RedisReply& v) -> std::optional<uint64_t> {
+                      if (v.type != RedisReply::Type::kString) return std::nullopt;
+                      return std::strtoull(v.str.c_str(), nullptr, 10);
+                    };
+                    if (meta[0].type == RedisReply::Type::kString) out.top.epoch = meta[0].str;
+                    out.top.offset = number(meta[1]).value_or(0);
+                    out.left = number(meta[2]);
+                    for (const auto& e : r.elements[1].elements) out.entries.push_back(e.str);
+                    done(true, std::move(out));
+                  });
+  });
+}
+
+void RedisCluster::mark_left(UserKey key, uint64_t delivered) {
+  post([this, key = std::move(key), delivered] {
+    if (!cmd_->connected()) return;
+    cmd_->command(eval(lua::k_history_left, {user_hash(key), stream_key(key, "meta")},
+                       {std::to_string(delivered)}),
+                  [](bool, const RedisReply&) {});
+  });
 }
 
 void RedisCluster::list_users(AppId app,

@@ -22,6 +22,7 @@
 #include "cluster/redis_connection.hpp"
 #include "config/config.hpp"
 #include "registry/shard.hpp"
+#include "registry/stream.hpp"
 
 namespace imgate {
 
@@ -54,6 +55,22 @@ class RedisCluster final : public PresenceSink {
   void send_user(UserKey key, PushMessage msg, std::function<void(bool ok, bool sent)> done);
   void send_room(AppId app, std::string except, PushMessage msg, std::function<void(bool ok)> done);
 
+  // History on (docs/history.md): stores `msg` in stream `stream` (user ""
+  // = the room of stream.app) and routes it in one script; `done` gets its
+  // position and, for a user stream, how many nodes hold the user.
+  void send_stored(UserKey stream, std::string except, PushMessage msg,
+                   std::function<void(bool ok, StreamPos pos, int64_t nodes)> done);
+  // A stream's meta data and its kept entries (JSON, oldest first).
+  struct StoredStream {
+    StreamPos top;
+    std::optional<uint64_t> left;
+    std::vector<std::string> entries;
+  };
+  void read_stored(UserKey stream, std::function<void(bool ok, StoredStream)> done);
+  // The user's last connection on this node left it having been delivered its
+  // stream up to `delivered` (recorded when no node holds the user any more).
+  void mark_left(UserKey key, uint64_t delivered);
+
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   const std::string& node_id() const { return node_id_; }
 
@@ -73,6 +90,7 @@ class RedisCluster final : public PresenceSink {
   std::string user_hash(const UserKey& key) const;
   std::string member(const UserKey& key) const;
   std::string room_channel(AppId app) const;
+  std::string stream_key(const UserKey& stream, std::string_view part) const;
   std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user,
                       bool room) const;
   int64_t expiry_ms() const;

@@ -776,8 +776,6 @@ void validate(const Config& cfg) {
         "must be at most 1000" + got(to_text(cfg.max_failed_logins)));
   check(cfg.history_size <= 100'000, "imgate.historySize",
         "must be at most 100000" + got(to_text(cfg.history_size)));
-  check(cfg.history_size == 0 || cfg.redis_addr.empty(), "imgate.historySize",
-        "is not supported in cluster mode (redis.addr) yet");
   check(cfg.history_size == 0 || cfg.history_max_bytes >= (1u << 20), "imgate.historyMaxBytes",
         "must be at least 1M" + got(to_text(cfg.history_max_bytes)));
 }

@@ -184,7 +184,7 @@ void user_history(Call& call) {
   if (auto epoch = call.params.get("epoch"); epoch && !epoch->empty()) {
     from = StreamPos{*epoch, since};
   } else if (since > 0) {
-    from = StreamPos{call.ctx.backend->stream_position(UserKey{app, user}).epoch, since};
+    from = StreamPos{"*", since};  // the stream's current epoch
   }
   call.ctx.backend->read_stream(
       UserKey{app, user}, from, limit, "", [c = later(call)](bool ok, StreamRead read) {

@@ -75,6 +75,24 @@ std::optional<StreamPos> GatewayHandler::user_left_at(const UserKey& key) {
   return ctx_.backend->user_left_at(key);
 }
 
+bool GatewayHandler::history_inline() const { return ctx_.backend->history_inline(); }
+
+void GatewayHandler::read_later(ConnId conn, const UserKey& stream, std::optional<StreamPos> since,
+                                std::string reader,
+                                std::function<void(Shard&, bool, StreamRead)> then) {
+  const uint32_t index = Shard::index_of(conn);
+  if (index >= ctx_.hub.shard_count()) return;
+  ctx_.backend->read_stream(
+      stream, std::move(since), 0, std::move(reader),
+      [this, index, then = std::move(then)](bool ok, StreamRead read) mutable {
+        // Through the shard's ordered inbox: after every push queued there before.
+        ctx_.hub.send(index, [this, index, then = std::move(then), ok,
+                              read = std::move(read)]() mutable {
+          then(ctx_.hub.shard(index), ok, std::move(read));
+        });
+      });
+}
+
 void GatewayHandler::send_later(ConnId conn, std::string text) {
   const uint32_t index = Shard::index_of(conn);
   if (index >= ctx_.loops.size()) return;

@@ -30,6 +30,10 @@ class GatewayHandler final : public WsHandler, public CommandServices {
                          std::string_view reader) override;
   StreamPos stream_position(const UserKey& stream) override;
   std::optional<StreamPos> user_left_at(const UserKey& key) override;
+  bool history_inline() const override;
+  void read_later(ConnId conn, const UserKey& stream, std::optional<StreamPos> since,
+                  std::string reader,
+                  std::function<void(Shard&, bool, StreamRead)> then) override;
 
  private:
   Shard& shard_of(const WsConnection& conn) { return ctx_.hub.shard(conn.loop().index); }

@@ -87,7 +87,7 @@ Server::Server(Config config)
     cluster_ = std::make_unique<RedisCluster>(config_, hub_);
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();
-    backend_ = std::make_unique<RedisBackend>(*cluster_, hub_, *ctx_.dedup, counters_);
+    backend_ = std::make_unique<RedisBackend>(*cluster_, hub_, *ctx_.dedup, counters_, config_);
   } else {
     backend_ = std::make_unique<EmbeddedBackend>(
         hub_, *ctx_.dedup, counters_,

@@ -5,7 +5,9 @@
 // publish (docs/security.md).
 #include <boost/json.hpp>
 #include <algorithm>
+#include <memory>
 
+#include "protocol/envelope.hpp"
 #include "protocol/router.hpp"
 #include "security/token.hpp"
 
@@ -185,6 +187,97 @@ void catch_up(CommandContext& ctx, AppId app, std::string_view user, const Recov
   if (recover.asked) data["recovered"] = complete;
 }
 
+// catch_up when the history is in Redis: the connection is already in the
+// indexes, so live deliveries to it are held while both streams are read;
+// then, on its shard, the reply goes out, then the missed pushes, then the held
+// ones above them (in order), and the floors take care of deliveries still
+// queued. The same merge by offset as catch_up, spread over a round trip.
+struct LaterLogin {
+  ConnId conn;
+  std::string seq, cmd, user;
+  Recover recover;
+  bool first = false;
+  json::object reply;
+  StreamRead room, own;  // read results
+  bool ok = true;
+};
+
+void finish_later(Shard& shard, const std::shared_ptr<LaterLogin>& l) {
+  std::vector<Shard::Held> held = shard.release_hold(l->conn);
+  if (!shard.contains(l->conn)) return;  // gone meanwhile: unlink dropped everything
+  json::object data = std::move(l->reply);
+  bool complete = l->ok;
+  std::vector<Frame> frames;
+  uint64_t room_floor = 0, user_floor = 0;
+  auto take = [&](const StreamRead& read, uint64_t& floor) {
+    for (const auto& [offset, frame] : read.pushes) frames.push_back(frame);
+    floor = read.top.offset;
+    complete = complete && read.complete;
+  };
+  const bool room_asked = l->recover.asked && l->recover.room;
+  const bool user_asked = l->recover.asked && l->recover.user;
+  const bool offline = !l->recover.asked && l->first;
+  if (room_asked) take(l->room, room_floor);
+  if (user_asked || offline) take(l->own, user_floor);
+  if (offline && !l->own.pushes.empty()) data["offline"] = l->own.pushes.size();
+  data["room"] = position_json(l->room.top);
+  data["user"] = position_json(l->own.top);
+  if (l->recover.asked) data["recovered"] = complete;
+  shard.send_to(l->conn, make_frame(make_response(l->seq, l->cmd, Code::kOk, data)));
+  for (const Frame& f : frames) shard.send_to(l->conn, f);
+  for (const Shard::Held& h : held) {
+    const uint64_t floor = h.room ? room_floor : user_floor;
+    if (h.offset != 0 && h.offset <= floor) continue;  // already sent from history
+    shard.send_to(l->conn, h.frame);
+    if (h.offset != 0) (h.room ? room_floor : user_floor) = std::max(floor, h.offset);
+  }
+  shard.set_floors(l->conn, room_floor, user_floor);
+}
+
+Reply catch_up_later(CommandContext& ctx, AppId app, std::string_view user, const Recover& recover,
+                     bool first, json::object reply) {
+  CommandServices& services = *ctx.services;
+  auto l = std::make_shared<LaterLogin>();
+  l->conn = ctx.conn;
+  l->seq = ctx.seq;
+  l->cmd = ctx.cmd;
+  l->user = user;
+  l->recover = recover;
+  l->first = first;
+  l->reply = std::move(reply);
+  ctx.shard.hold(ctx.conn);
+  const UserKey room_stream{app, ""};
+  const UserKey user_stream{app, std::string(user)};
+  // Room first, then the user stream (its `left` mark gives the offline start).
+  std::optional<StreamPos> room_since =
+      recover.asked && recover.room ? recover.room : std::optional<StreamPos>(StreamPos{"-", 0});
+  services.read_later(
+      ctx.conn, room_stream, room_since, l->user,
+      [l, &services, user_stream](Shard&, bool ok, StreamRead room) {
+        l->ok = ok;
+        l->room = std::move(room);
+        std::optional<StreamPos> since{StreamPos{"-", 0}};  // position only
+        const bool offline = !l->recover.asked && l->first;
+        if (l->recover.asked && l->recover.user) since = l->recover.user;
+        services.read_later(
+            l->conn, user_stream, offline ? std::nullopt : since, l->user,
+            [l, offline](Shard& shard, bool ok2, StreamRead own) {
+              l->ok = l->ok && ok2;
+              if (offline && own.left) {
+                // Only what came after the user's last connection left.
+                std::vector<std::pair<uint64_t, Frame>> after;
+                for (auto& p : own.pushes) {
+                  if (p.first > *own.left) after.push_back(std::move(p));
+                }
+                own.pushes = std::move(after);
+              }
+              l->own = std::move(own);
+              finish_later(shard, l);
+            });
+      });
+  return Reply::answered_later();
+}
+
 Reply login(CommandContext& ctx, const json::value& data) {
   bool ok = false;
   const json::object* obj = data_object(data, ok);
@@ -217,6 +310,9 @@ Reply login(CommandContext& ctx, const json::value& data) {
       if (tokens) {
         ctx.shard.set_token_deadline(ctx.conn, token_deadline(ctx, *tokens, claims.exp));
         reply["exp"] = claims.exp;
+      }
+      if (history && !ctx.services->history_inline()) {
+        return catch_up_later(ctx, app, user, recover, first, std::move(reply));
       }
       if (history) catch_up(ctx, app, user, recover, first, reply);
       return {Code::kOk, std::move(reply)};

@@ -61,6 +61,17 @@ class CommandServices {
     (void)key;
     return std::nullopt;
   }
+  // False when history is read with a round trip (Redis): the login is then
+  // answered through read_later.
+  virtual bool history_inline() const { return true; }
+  // Reads `stream` (as read_stream) and runs `then` on connection `conn`'s
+  // shard thread, after every delivery queued to that shard before the read's
+  // answer, with ok = false when the history could not be read.
+  virtual void read_later(ConnId conn, const UserKey& stream, std::optional<StreamPos> since,
+                          std::string reader,
+                          std::function<void(Shard& shard, bool ok, StreamRead read)> then) {
+    (void)conn, (void)stream, (void)since, (void)reader, (void)then;
+  }
 
  protected:
   ~CommandServices() = default;

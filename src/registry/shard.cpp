@@ -137,7 +137,11 @@ bool Shard::unlink(ConnId id, EndReason reason) {
     // History on: where the user's stream stands before the user may go, so
     // that a push racing with the logout is not taken as seen.
     HistoryHooks* hooks = hub_.history_hooks();
-    const uint64_t user_offset = hooks ? hooks->user_offset(*conn.key) : 0;
+    uint64_t user_offset = hooks ? hooks->user_offset(*conn.key) : 0;
+    if (auto d = user_delivered_.find(*conn.key); d != user_delivered_.end()) {
+      user_offset = std::max(user_offset, d->second);
+      if (!conn.next_of_user && user_conns_.at(*conn.key) == &conn) user_delivered_.erase(d);
+    }
     bool last = false;
     // The directory first: the key lives in user_conns_, which unindexing may
     // erase. Its callbacks only post, so the order is not observable.
@@ -149,6 +153,7 @@ bool Shard::unlink(ConnId id, EndReason reason) {
     unindex_login(conn);
   }
   floors_.erase(&conn);
+  holds_.erase(&conn);
   if (auto deadline = token_deadlines_.find(id); deadline != token_deadlines_.end()) {
     deadline_order_.erase({deadline->second, id});
     token_deadlines_.erase(deadline);
@@ -232,6 +237,12 @@ std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const F
   std::size_t sent = 0;
   for (Conn* conn : room->second) {
     if (conn->key->user == except_user) continue;
+    if (!holds_.empty()) {
+      if (auto h = holds_.find(conn); h != holds_.end()) {
+        h->second.push_back(Held{true, offset, frame});
+        continue;
+      }
+    }
     if (check_floors && below_floor(conn, offset, true)) continue;
     conn->peer->send(frame);
     ++sent;
@@ -245,9 +256,19 @@ std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame, uint64_t
   const bool check_floors = offset != 0 && !floors_.empty();
   std::size_t sent = 0;
   for (Conn* conn = user->second; conn; conn = conn->next_of_user) {
+    if (!holds_.empty()) {
+      if (auto h = holds_.find(conn); h != holds_.end()) {
+        h->second.push_back(Held{false, offset, frame});
+        continue;
+      }
+    }
     if (check_floors && below_floor(conn, offset, false)) continue;
     conn->peer->send(frame);
     ++sent;
+  }
+  if (offset != 0) {
+    uint64_t& delivered = user_delivered_[key];
+    delivered = std::max(delivered, offset);
   }
   return sent;
 }
@@ -267,6 +288,25 @@ void Shard::set_floors(ConnId id, uint64_t room, uint64_t user) {
   auto it = conns_.find(id);
   if (it == conns_.end() || (room == 0 && user == 0)) return;
   floors_[&it->second] = Floors{room, user};
+  if (user != 0 && it->second.key) {
+    uint64_t& delivered = user_delivered_[*it->second.key];
+    delivered = std::max(delivered, user);
+  }
+}
+
+void Shard::hold(ConnId id) {
+  auto it = conns_.find(id);
+  if (it != conns_.end()) holds_.try_emplace(&it->second);
+}
+
+std::vector<Shard::Held> Shard::release_hold(ConnId id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return {};
+  auto h = holds_.find(&it->second);
+  if (h == holds_.end()) return {};
+  std::vector<Held> held = std::move(h->second);
+  holds_.erase(h);
+  return held;
 }
 
 std::vector<ConnId> Shard::ids() const {

@@ -141,6 +141,16 @@ class Shard {
   void set_floors(ConnId id, uint64_t room, uint64_t user);
   std::size_t floors() const { return floors_.size(); }
 
+  // Recovery read from Redis (answered later): deliveries to the connection
+  // are held from hold() until release_hold(), which returns them in order.
+  struct Held {
+    bool room;        // room stream (else user stream or no stream)
+    uint64_t offset;  // 0: not a stream push (enter / exit)
+    Frame frame;
+  };
+  void hold(ConnId id);
+  std::vector<Held> release_hold(ConnId id);
+
   // Registered connections; readable from any thread.
   std::size_t size() const { return size_.load(std::memory_order_relaxed); }
   std::vector<ConnId> ids() const;
@@ -181,6 +191,10 @@ class Shard {
     uint64_t user = 0;
   };
   std::unordered_map<const Conn*, Floors> floors_;
+  std::unordered_map<const Conn*, std::vector<Held>> holds_;
+  // History on: the user stream offset last delivered to each user here
+  // (where its offline messages start when its last connection goes).
+  std::unordered_map<UserKey, uint64_t, UserKeyHash> user_delivered_;
   // True when `conn` must not get push `offset` of the room (or user) stream.
   bool below_floor(const Conn* conn, uint64_t offset, bool room);
   std::atomic<std::size_t> size_{0};

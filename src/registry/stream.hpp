@@ -27,6 +27,7 @@ struct StreamRead {
   StreamPos top;          // the stream's position now
   bool complete = true;   // every push after `since` is in `pushes`
   std::vector<std::pair<uint64_t, Frame>> pushes;  // after `since`, oldest first
+  std::optional<uint64_t> left;  // user streams: where the user's last connection left it
 };
 
 // What the registry tells the history about users leaving, so that a user's
