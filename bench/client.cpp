@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <future>
+#include <optional>
 
 namespace bench {
 
@@ -98,12 +99,36 @@ constexpr uint32_t kFirstPort = 10000;  // explicit source ports: 10000 .. 10000
 constexpr std::string_view kCmdKey = "\"cmd\":\"";
 constexpr std::string_view kMsgKey = "\"msg\":\"T";
 constexpr std::string_view kCodeKey = "\"code\":";
+constexpr std::string_view kStreamKey = "\"stream\":\"";
+constexpr std::string_view kEpochKey = "\"epoch\":\"";
+constexpr std::string_view kOffsetKey = "\"offset\":";
+constexpr std::string_view kRoomKey = "\"room\":{";
 
 uint64_t parse_u64(std::string_view text, std::size_t& pos) {
   uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), v);
   pos = static_cast<std::size_t>(end - text.data());
   return ec == std::errc() ? v : UINT64_MAX;
+}
+
+// The text of "key":"<text>" found at or after `from` (no escapes: stream
+// names and epochs are plain); `from` moves past it. nullopt if absent.
+std::optional<std::string_view> quoted_after(std::string_view text, std::string_view key,
+                                             std::size_t& from) {
+  auto pos = text.find(key, from);
+  if (pos == std::string_view::npos) return std::nullopt;
+  pos += key.size();
+  const auto end = text.find('"', pos);
+  if (end == std::string_view::npos) return std::nullopt;
+  from = end + 1;
+  return text.substr(pos, end - pos);
+}
+
+uint64_t number_after(std::string_view text, std::string_view key, std::size_t from) {
+  auto pos = text.find(key, from);
+  if (pos == std::string_view::npos) return UINT64_MAX;
+  pos += key.size();
+  return parse_u64(text, pos);
 }
 
 unsigned reply_code(std::string_view text) {
@@ -191,6 +216,13 @@ void Worker::reset_latency() {
   asio::post(io_, [this] { latency_ = Histogram{}; });
 }
 
+void Worker::sync() {
+  std::promise<void> ran;
+  auto done = ran.get_future();
+  asio::post(io_, [&ran] { ran.set_value(); });
+  done.get();
+}
+
 Worker::Conn* Worker::live(uint32_t slot, uint32_t gen) {
   Conn& c = *conns_[slot];
   return c.gen == gen && c.phase != Phase::kFree ? &c : nullptr;
@@ -263,11 +295,13 @@ void Worker::open(uint64_t index) {
   // 4-tuple, a cost that grows with every connection already made from that
   // address (60% of the generator's CPU at 20k connections). If that port is
   // taken, the kernel picks one after all.
+  // Job::source_offset gives a batch of the same indices (users) other ports.
+  const uint64_t source_index = index + job_->source_offset;
   const asio::ip::address_v4 source((127u << 24) + opts_.first_source +
-                                    static_cast<uint32_t>(index / opts_.per_source));
+                                    static_cast<uint32_t>(source_index / opts_.per_source));
   int one = 1;
   ::setsockopt(c.sock.native_handle(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const auto port = static_cast<uint16_t>(kFirstPort + index % opts_.per_source);
+  const auto port = static_cast<uint16_t>(kFirstPort + source_index % opts_.per_source);
   c.sock.bind(tcp::endpoint(source, opts_.kernel_ports ? 0 : port), ec);
   if (ec && !opts_.kernel_ports) {
     stats_.port_fallbacks.add();
@@ -458,12 +492,15 @@ bool Worker::on_upgrade_reply(Conn& c) {
   stats_.upgraded.add();
   c.phase = Phase::kLoggingIn;
   c.since_ns = now_ns();
-  char login[160];
+  char login[512];
   const uint32_t app = job_->app_of ? job_->app_of(c.index) : opts_.app_base;
+  const std::string extra = job_->login_extra ? job_->login_extra(c.index) : std::string();
   int n = std::snprintf(
       login, sizeof login,
-      R"({"seq":"1","cmd":"login","data":{"serviceToken":"","appID":%u,"userID":"%s%llu"}})", app,
-      opts_.user_prefix.c_str(), static_cast<unsigned long long>(c.index / opts_.conns_per_user));
+      R"({"seq":"1","cmd":"login","data":{"serviceToken":"","appID":%u,"userID":"%s%llu"%s}})", app,
+      opts_.user_prefix.c_str(), static_cast<unsigned long long>(c.index / opts_.conns_per_user),
+      extra.c_str());
+  n = std::min(n, static_cast<int>(sizeof login) - 1);
   send_frame(c, kText, std::string_view(login, static_cast<std::size_t>(n)));
   if (c.plan == Plan::kDropBeforeLoginReply) {
     stats_.early_dropped.add();
@@ -568,6 +605,7 @@ bool Worker::on_text(Conn& c, std::string_view text) {
     stats_.last_delivery_ns.max(static_cast<uint64_t>(now));
     if (no <= c.last_msg) stats_.reordered.add();
     c.last_msg = std::max(c.last_msg, no);
+    if (job_ && job_->streams) track_push(c, text, now);
     return true;
   }
   if (cmd.starts_with("enter\"") || cmd.starts_with("exit\"")) {
@@ -584,6 +622,7 @@ bool Worker::on_text(Conn& c, std::string_view text) {
       return false;
     }
     stats_.logged_in.add();
+    if (job_ && job_->streams) track_login(c, text);
     setup_done(c);
     return after_login(c);
   }
@@ -608,6 +647,71 @@ bool Worker::after_login(Conn& c) {
       return false;
     default:
       return true;
+  }
+}
+
+// ---- room stream (recovery mode) ----------------------------------------------
+
+void Worker::track_login(Conn& c, std::string_view reply) {
+  StreamTracker& t = *job_->streams;
+  if (c.index >= t.seen.size()) return;
+  StreamSeen& s = t.seen[c.index];
+  if (reply.find("\"recovered\":true") != std::string_view::npos) {
+    s.recovered = 1;
+  } else if (reply.find("\"recovered\":false") != std::string_view::npos) {
+    s.recovered = 0;
+  }
+  if (!job_->recovering) {
+    // A fresh login: the room's position is where this client starts.
+    std::size_t pos = reply.find(kRoomKey);
+    if (pos == std::string_view::npos) return;  // history off: no positions
+    if (auto epoch = quoted_after(reply, kEpochKey, pos)) s.epoch = *epoch;
+    const uint64_t offset = number_after(reply, kOffsetKey, pos);
+    if (offset != UINT64_MAX) s.offset = offset;
+  }
+  const uint64_t target = t.target.load(std::memory_order_relaxed);
+  if (target && s.offset >= target && s.caught_up_ns == 0) {  // nothing to recover
+    s.caught_up_ns = now_ns();
+    stats_.caught_up.add();
+  }
+}
+
+void Worker::track_push(Conn& c, std::string_view push, int64_t now) {
+  StreamTracker& t = *job_->streams;
+  if (c.index >= t.seen.size()) return;
+  std::size_t pos = 0;
+  const auto stream = quoted_after(push, kStreamKey, pos);
+  if (!stream || *stream != "room") return;  // history off, or a user push
+  const auto epoch = quoted_after(push, kEpochKey, pos);
+  const uint64_t offset = number_after(push, kOffsetKey, pos);
+  StreamSeen& s = t.seen[c.index];
+  stats_.stream_msgs.add();
+  ++s.received;
+  if (!epoch || offset == UINT64_MAX) {
+    stats_.stream_errors.add();
+    return;
+  }
+  if (s.epoch.empty() && s.offset == 0) {
+    s.epoch = *epoch;  // the stream began after this client's login
+  } else if (*epoch != s.epoch) {
+    ++s.foreign;
+    stats_.stream_errors.add();
+    return;
+  }
+  if (offset <= s.offset) {
+    ++s.duplicates;
+    stats_.stream_errors.add();
+    return;
+  }
+  if (offset != s.offset + 1) {
+    s.gaps += offset - s.offset - 1;
+    stats_.stream_errors.add();
+  }
+  s.offset = offset;
+  const uint64_t target = t.target.load(std::memory_order_relaxed);
+  if (target && s.offset >= target && s.caught_up_ns == 0) {
+    s.caught_up_ns = now;
+    stats_.caught_up.add();
   }
 }
 
@@ -821,6 +925,9 @@ Totals Client::totals() const {
     t.other += s.other.get();
     t.reordered += s.reordered.get();
     t.bad_msgs += s.bad_msgs.get();
+    t.stream_msgs += s.stream_msgs.get();
+    t.stream_errors += s.stream_errors.get();
+    t.caught_up += s.caught_up.get();
     if (s.server_close_code.get()) t.last_server_close_code = s.server_close_code.get();
     t.last_delivery_ns = std::max(t.last_delivery_ns, s.last_delivery_ns.get());
   }
@@ -852,6 +959,10 @@ Histogram Client::latency() {
 
 void Client::reset_latency() {
   for (auto& w : workers_) w->reset_latency();
+}
+
+void Client::sync() {
+  for (auto& w : workers_) w->sync();
 }
 
 }  // namespace bench

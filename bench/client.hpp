@@ -85,6 +85,7 @@ struct WorkerStats {
   Counter frames_in, bytes_in, msgs, presence, heartbeats_sent, heartbeats_ok, pings, other;
   Counter reordered, bad_msgs, server_close_code;
   Counter last_delivery_ns;
+  Counter stream_msgs, stream_errors, caught_up;  // Job::streams (recovery mode)
 };
 
 // Totals over all workers, read by the main thread.
@@ -97,9 +98,29 @@ struct Totals {
            port_fallbacks = 0;
   uint64_t frames_in = 0, bytes_in = 0, msgs = 0, presence = 0, heartbeats_sent = 0,
            heartbeats_ok = 0, pings = 0, other = 0, reordered = 0, bad_msgs = 0;
+  uint64_t stream_msgs = 0, stream_errors = 0, caught_up = 0;
   uint64_t last_server_close_code = 0, last_delivery_ns = 0;
   uint64_t setups_done() const { return logged_in + setup_failed + early_dropped; }
   uint64_t failures() const;
+};
+
+// recovery mode: what connection `index` saw of its room stream (history on:
+// pushes carry data.stream / epoch / offset, docs/history.md). An entry is
+// written only by the worker that owns that connection at the time, and read or
+// reset by the main thread between phases, after Client::sync().
+struct StreamSeen {
+  std::string epoch;         // the room stream's epoch (login reply or first push)
+  uint64_t offset = 0;       // last offset received (or the login reply's position)
+  uint64_t received = 0;     // room pushes with an offset since the last reset
+  uint64_t duplicates = 0;   // offsets at or below the last one
+  uint64_t gaps = 0;         // offsets skipped
+  uint64_t foreign = 0;      // pushes of another epoch
+  int64_t caught_up_ns = 0;  // when `offset` reached the tracker's target
+  int8_t recovered = -1;     // login reply's "recovered": -1 absent, 0 false, 1 true
+};
+struct StreamTracker {
+  std::vector<StreamSeen> seen;     // by global connection index
+  std::atomic<uint64_t> target{0};  // an offset at or above it is caught up; 0: none
 };
 
 // A batch of connection setups shared by all workers: global indices
@@ -112,6 +133,11 @@ struct Job {
   uint32_t inflight = 512;
   std::function<Plan(uint64_t index)> plan;
   std::function<uint32_t(uint64_t index)> app_of;
+  // More fields for the login's data (e.g. `,"recover":{..}`); none when empty.
+  std::function<std::string(uint64_t index)> login_extra;
+  StreamTracker* streams = nullptr;  // track the room stream per connection
+  bool recovering = false;           // streams: keep what was seen, not the reply's position
+  uint64_t source_offset = 0;        // source address and port from index + this
   int64_t start_ns = 0;
   std::atomic<uint64_t> next{0};
   std::atomic<bool> stop{false};
@@ -135,6 +161,7 @@ class Worker {
   void force_close_all();          // after the teardown deadline
   Histogram latency_snapshot();    // blocks until the worker copied it
   void reset_latency();
+  void sync();  // blocks until the worker ran what was posted before
 
   const WorkerStats& stats() const { return stats_; }
 
@@ -156,6 +183,8 @@ class Worker {
   bool on_frame(Conn& c, uint8_t opcode, const char* payload, std::size_t size);
   bool on_text(Conn& c, std::string_view text);
   bool after_login(Conn& c);
+  void track_login(Conn& c, std::string_view reply);
+  void track_push(Conn& c, std::string_view push, int64_t now);
   void on_eof(Conn& c);
   void send_frame(Conn& c, uint8_t opcode, std::string_view payload);
   void send_raw(Conn& c, std::string_view bytes);
@@ -208,6 +237,9 @@ class Client {
   void force_close_all();
   Histogram latency();
   void reset_latency();
+  // Returns once every worker has run what was posted to it before: its writes
+  // (e.g. to a StreamTracker) are then visible to the caller.
+  void sync();
 
  private:
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -219,8 +219,10 @@ void Pusher::on_response(Conn& c, std::string_view head, std::string_view body) 
     ++result_.errors;
   } else if (body.find("\"sendResults\":true") != std::string_view::npos) {
     ++result_.delivered_ok;
+    note_position(body);
   } else if (body.find("\"sendResults\":false") != std::string_view::npos) {
     ++result_.not_online;
+    note_position(body);
   } else {
     ++result_.errors;
   }
@@ -233,6 +235,23 @@ void Pusher::on_response(Conn& c, std::string_view head, std::string_view body) 
     return;
   }
   schedule();
+}
+
+// History on, an answer carries the push's "epoch" and "offset" (docs/history.md).
+void Pusher::note_position(std::string_view body) {
+  static constexpr std::string_view kOffset = "\"offset\":", kEpoch = "\"epoch\":\"";
+  auto pos = body.find(kOffset);
+  if (pos == std::string_view::npos) return;
+  pos += kOffset.size();
+  uint64_t offset = 0;
+  std::from_chars(body.data() + pos, body.data() + body.size(), offset);
+  if (offset <= result_.max_offset) return;
+  result_.max_offset = offset;
+  if (auto e = body.find(kEpoch); e != std::string_view::npos) {
+    e += kEpoch.size();
+    const auto end = body.find('"', e);
+    if (end != std::string_view::npos) result_.epoch = std::string(body.substr(e, end - e));
+  }
 }
 
 void Pusher::on_error(Conn& c) {

@@ -33,6 +33,8 @@ class Pusher {
     uint64_t reconnects = 0;
     uint64_t max_backlog = 0;  // messages due but not yet sent (all connections busy)
     uint64_t skipped = 0;      // never sent: --send-for ended the sending behind schedule
+    uint64_t max_offset = 0;   // history on: the highest "offset" answered (0: none)
+    std::string epoch;         // history on: the "epoch" of that answer
     int64_t first_ns = 0, last_ns = 0, done_ns = 0;
     bool deadline_hit = false;
     Histogram api_latency;  // request written -> response read
@@ -54,6 +56,7 @@ class Pusher {
   void read_more(Conn& c);
   void on_response(Conn& c, std::string_view head, std::string_view body);
   void on_error(Conn& c);
+  void note_position(std::string_view body);
   void schedule();
   bool finished() const;
 

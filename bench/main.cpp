@@ -33,15 +33,17 @@ void raise_fd_limit(uint64_t needed) {
 
 int main(int argc, char** argv) {
   bench::Options o;
-  CLI::App app("imgate-bench: WebSocket load generator for imgate (hold, fanout, unicast, churn)",
-               "imgate-bench");
-  const std::map<std::string, bench::Mode> modes{{"hold", bench::Mode::kHold},
-                                                 {"fanout", bench::Mode::kFanout},
-                                                 {"unicast", bench::Mode::kUnicast},
-                                                 {"churn", bench::Mode::kChurn}};
-  app.add_option("mode", o.mode_name, "hold | fanout | unicast | churn")
+  CLI::App app(
+      "imgate-bench: WebSocket load generator for imgate (hold, fanout, unicast, churn, recovery, "
+      "fill)",
+      "imgate-bench");
+  const std::map<std::string, bench::Mode> modes{
+      {"hold", bench::Mode::kHold},         {"fanout", bench::Mode::kFanout},
+      {"unicast", bench::Mode::kUnicast},   {"churn", bench::Mode::kChurn},
+      {"recovery", bench::Mode::kRecovery}, {"fill", bench::Mode::kFill}};
+  app.add_option("mode", o.mode_name, "hold | fanout | unicast | churn | recovery | fill")
       ->required()
-      ->check(CLI::IsMember({"hold", "fanout", "unicast", "churn"}));
+      ->check(CLI::IsMember({"hold", "fanout", "unicast", "churn", "recovery", "fill"}));
   app.add_option("--host", o.host, "gateway address (IPv4)")->capture_default_str();
   app.add_option("--ws-port", o.ws_port, "gateway WebSocket port")->capture_default_str();
   app.add_option("--http-port", o.http_port, "gateway HTTP API port")->capture_default_str();
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
                  "stop setting up after this many failures (0: 1%+10)")
       ->capture_default_str();
   app.add_option("--app-base", o.app_base, "first appID (room)")->capture_default_str();
-  app.add_option("--apps", o.apps, "spread members over this many appIDs (hold, unicast, churn)")
+  app.add_option("--apps", o.apps,
+                 "spread members (fill: pushes) over this many appIDs (hold, unicast, churn, fill)")
       ->capture_default_str();
   app.add_option("--user-prefix", o.user_prefix, "userID = prefix + connection number")
       ->capture_default_str();
@@ -94,7 +97,8 @@ int main(int argc, char** argv) {
   app.add_option("-r,--rate", o.rate,
                  "messages per second (fanout, unicast); connections per second (churn)")
       ->capture_default_str();
-  app.add_option("-m,--messages", o.messages, "messages to send (0: rate * duration)")
+  app.add_option("-m,--messages", o.messages,
+                 "messages to send (0: rate * duration; fill: 100 per room)")
       ->capture_default_str();
   app.add_option("--http-connections", o.http_connections, "keep-alive HTTP connections for pushes")
       ->capture_default_str();
@@ -106,6 +110,12 @@ int main(int argc, char** argv) {
                  "fanout, unicast: stop issuing pushes this many seconds after the first, even "
                  "when the API fell behind the schedule (the rest are reported as skipped); 0: "
                  "send every message")
+      ->capture_default_str();
+  app.add_option("--message-bytes", o.message_bytes,
+                 "pad each push's text with 'x' to this many bytes (0: no padding)")
+      ->capture_default_str();
+  app.add_option("--missed", o.missed,
+                 "recovery: room pushes sent while every member is away (needs history on)")
       ->capture_default_str();
   app.add_option("--abrupt", o.abrupt, "churn: fraction dropped without a close frame")
       ->capture_default_str()
@@ -123,7 +133,8 @@ int main(int argc, char** argv) {
   o.mode = modes.at(o.mode_name);
 
   std::signal(SIGPIPE, SIG_IGN);
-  raise_fd_limit(o.mode == bench::Mode::kChurn ? 1024 : o.connections);
+  const bool few_sockets = o.mode == bench::Mode::kChurn || o.mode == bench::Mode::kFill;
+  raise_fd_limit(few_sockets ? 1024 : o.connections);
   switch (o.mode) {
     case bench::Mode::kHold:
       return bench::run_hold(o);
@@ -133,6 +144,10 @@ int main(int argc, char** argv) {
       return bench::run_unicast(o);
     case bench::Mode::kChurn:
       return bench::run_churn(o);
+    case bench::Mode::kRecovery:
+      return bench::run_recovery(o);
+    case bench::Mode::kFill:
+      return bench::run_fill(o);
   }
   return 2;
 }

@@ -6,7 +6,7 @@
 
 namespace bench {
 
-enum class Mode { kHold, kFanout, kUnicast, kChurn };
+enum class Mode { kHold, kFanout, kUnicast, kChurn, kRecovery, kFill };
 
 struct Options {
   Mode mode = Mode::kHold;
@@ -49,8 +49,12 @@ struct Options {
   uint32_t http_connections = 4;
   bool msg_ids = true;  // send msgID (de-duplication on the gateway)
   std::string sender = "bench-sender";
-  bool allow_loss = false;  // exit 0 even when deliveries are missing
-  double send_for = 0;      // stop issuing pushes this many seconds after the first; 0: send all
+  bool allow_loss = false;     // exit 0 even when deliveries are missing
+  double send_for = 0;         // stop issuing pushes this many seconds after the first; 0: send all
+  uint32_t message_bytes = 0;  // pad each push's text to this many bytes; 0: no padding
+
+  // Recovery (history on): pushes sent while every member is away.
+  uint64_t missed = 100;
 
   // Churn.
   double abrupt = 0.5;  // fraction of churn connections dropped without a close frame

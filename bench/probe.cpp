@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <boost/json/parse.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -110,6 +111,23 @@ std::optional<GatewayState> gateway_state(const Options& opts, std::string& erro
     s.counters = c->get_object();
   }
   return s;
+}
+
+std::optional<std::string> gateway_metrics(const Options& opts, std::string& error) {
+  return http_get(opts.host, opts.http_port, "/metrics", 5, error);
+}
+
+double metric_value(std::string_view metrics, std::string_view name) {
+  for (std::size_t pos = 0; pos < metrics.size();) {
+    std::size_t eol = metrics.find('\n', pos);
+    if (eol == std::string_view::npos) eol = metrics.size();
+    const std::string_view line = metrics.substr(pos, eol - pos);
+    if (line.size() > name.size() && line.starts_with(name) && line[name.size()] == ' ') {
+      return std::strtod(std::string(line.substr(name.size() + 1)).c_str(), nullptr);
+    }
+    pos = eol + 1;
+  }
+  return -1;
 }
 
 json::object state_json(const GatewayState& s) {

@@ -1,12 +1,13 @@
 // What the generator reads about the machine and the gateway: process memory
 // from /proc/<pid>/status, kernel TCP memory from /proc/net/sockstat, and the
-// gateway's own counts from GET /system/state.
+// gateway's own counts from GET /system/state and GET /metrics.
 #pragma once
 
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "options.hpp"
 
@@ -43,6 +44,11 @@ struct GatewayState {
   }
 };
 std::optional<GatewayState> gateway_state(const Options& opts, std::string& error);
+
+// GET /metrics (Prometheus text); nullopt with `error` on failure.
+std::optional<std::string> gateway_metrics(const Options& opts, std::string& error);
+// The value of the unlabelled sample `name` in a /metrics body; -1 when absent.
+double metric_value(std::string_view metrics, std::string_view name);
 boost::json::object state_json(const GatewayState& s);
 
 }  // namespace bench

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Smoke run of imgate-bench (CTest: bench.smoke): starts a real gateway on free
-# loopback ports and runs every mode at small scale. Asserts the tool's own
-# accounting only (every setup succeeds, no fan-out / unicast loss at a low
-# rate, churn leaves no residue in /system/state); no performance threshold.
+# loopback ports and runs every mode at small scale, then a second gateway with
+# history on for the recovery and fill modes. Asserts the tool's own accounting
+# only (every setup succeeds, no fan-out / unicast loss at a low rate, churn
+# leaves no residue in /system/state, every recovered client got each missed
+# push exactly once with consecutive offsets); no performance threshold.
 #
 #   bench/smoke.sh path/to/imgate path/to/imgate-bench
 set -euo pipefail
@@ -12,12 +14,16 @@ bench=${2:?usage: smoke.sh IMGATE IMGATE_BENCH}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/imgate-bench-smoke.XXXXXX")
 gw=
 
-cleanup() {
+stop_gateway() {
   if [[ -n "$gw" ]] && kill -0 "$gw" 2>/dev/null; then
     kill -TERM "$gw" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$gw" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$gw" 2>/dev/null || true
   fi
+  gw=
+}
+cleanup() {
+  stop_gateway
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -29,21 +35,29 @@ fail() {
   exit 1
 }
 
-# Every generator connection comes from 127.0.0.1, as fast as it can: no per-address limits.
-"$imgate" --config "" --bind 127.0.0.1 --ws-port 0 --http-port 0 --ready-file "$dir/ready.json" \
-  --threads 2 --app-ids 101,102,103,104 --log-level warn \
-  --ip-max-connections 0 --ip-upgrade-rate 0 >"$dir/gateway.log" 2>&1 &
-gw=$!
-for _ in $(seq 100); do [[ -s "$dir/ready.json" ]] && break; sleep 0.1; done
-[[ -s "$dir/ready.json" ]] || fail "gateway did not become ready"
-ready=$(cat "$dir/ready.json")
-field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$ready"; }
-ws=$(field ws)
-http=$(field http)
-pid=$(field pid)
-[[ -n "$ws" && -n "$http" && -n "$pid" ]] || fail "bad ready file: $ready"
-common=(--ws-port "$ws" --http-port "$http" --pid "$pid" --threads 2 --quiet --setup-timeout 10
-        --drain-timeout 10 --close-timeout 10)
+# start_gateway FLAGS...: a gateway on free ports; sets gw and the generator's common options.
+# Every generator connection comes from 127.0.0.x, as fast as it can: no per-address limits.
+start_gateway() {
+  rm -f "$dir/ready.json"
+  "$imgate" --config "" --bind 127.0.0.1 --ws-port 0 --http-port 0 --ready-file "$dir/ready.json" \
+    --threads 2 --log-level warn --ip-max-connections 0 --ip-upgrade-rate 0 "$@" \
+    >"$dir/gateway.log" 2>&1 &
+  gw=$!
+  for _ in $(seq 100); do [[ -s "$dir/ready.json" ]] && break; sleep 0.1; done
+  [[ -s "$dir/ready.json" ]] || fail "gateway did not become ready"
+  local ready
+  ready=$(cat "$dir/ready.json")
+  field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$ready"; }
+  local ws http pid
+  ws=$(field ws)
+  http=$(field http)
+  pid=$(field pid)
+  [[ -n "$ws" && -n "$http" && -n "$pid" ]] || fail "bad ready file: $ready"
+  common=(--ws-port "$ws" --http-port "$http" --pid "$pid" --threads 2 --quiet --setup-timeout 10
+          --drain-timeout 10 --close-timeout 10)
+}
+
+start_gateway --app-ids 101,102,103,104
 
 # run NAME EXPECT... -- ARGS: runs one mode, requires exit 0 and each EXPECT
 # (a JSON fragment) in its JSON line.
@@ -75,4 +89,14 @@ run churn '"back_to_baseline":true' '"failures":{}' -- \
   churn --rate 150 --duration 3 --apps 4 --abrupt 0.5
 
 kill -0 "$gw" 2>/dev/null || fail "gateway died"
-echo "bench.smoke: 4 passed, 0 failed"
+stop_gateway
+
+# History on (docs/history.md): 50 clients drop, 10 room pushes go out, all recover them.
+start_gateway --app-ids 101,102,103,104,105,106,107,108 --history-size 20
+run recovery '"caught_up":50' '"pushes_received":500' '"duplicates":0' '"gaps":0' \
+  '"recovered_true":50' '"wrong_clients":0' -- \
+  recovery -n 50 --missed 10
+run fill '"stored_pushes":40' '"evictions":0' -- \
+  fill --app-base 105 --apps 4 -m 40 --rate 0 --no-msg-id
+kill -0 "$gw" 2>/dev/null || fail "gateway died"
+echo "bench.smoke: 6 passed, 0 failed"

@@ -3,6 +3,7 @@
 
    table.py results.jsonl             # one row per run
    table.py --compare results.jsonl   # bench/run compare: old and new gateway side by side
+   table.py --history results.jsonl   # bench/run history: history off vs on, fill, recovery
 """
 import json
 import sys
@@ -48,6 +49,21 @@ def row(r):
         result = (f"{fmt(s.get('started'))} connections at {fmt(r.get('rate'))}/s for {fmt(r.get('duration'))} s; "
                   f"endings: {', '.join(f'{k} {v}' for k, v in r.get('endings', {}).items())}; residue: "
                   f"{', '.join(f'{k} {v:+d}' for k, v in res.items())}; back to baseline: {r.get('back_to_baseline')}")
+    elif m == "recovery":
+        rc = r.get("recovery", {})
+        pc = rc.get("per_client_ms", {})
+        result = (f"{fmt(rc.get('caught_up'))} of {fmt(rc.get('clients'))} clients recovered "
+                  f"{fmt(rc.get('pushes_received'))} of {fmt(rc.get('pushes_expected'))} missed pushes in "
+                  f"{fmt(rc.get('seconds'))} s (per client p50/p99 {fmt(pc.get('p50'))}/{fmt(pc.get('p99'))} ms); "
+                  f"duplicates {fmt(rc.get('duplicates'))}, gaps {fmt(rc.get('gaps'))}, "
+                  f"recovered true {fmt(rc.get('recovered_true'))}; gateway CPU "
+                  f"{fmt(rc.get('gateway_cpu_us_per_client'))} µs/client")
+    elif m == "fill":
+        g, f = r.get("gateway", {}), r.get("fill", {})
+        result = (f"{fmt(get(f, 'pushes', 'sent'))} pushes to {fmt(f.get('rooms'))} rooms; "
+                  f"{fmt(g.get('stored_pushes'))} kept; RSS {fmt(g.get('rss_bytes_per_stored_push'))} B and "
+                  f"imgate_history_bytes {fmt(g.get('metric_bytes_per_stored_push'))} B per kept push "
+                  f"(RSS {fmt(g.get('rss_bytes_per_message'))} B per push sent)")
     else:
         result = ""
     return f"| {name} | {setup} | {fails} | {result} | {'yes' if r.get('ok') else 'no'} |"
@@ -183,9 +199,106 @@ def compare(path):
         print(f"| imgate-bench accounting ok | {okv(old)} | {okv(new)} | |")
 
 
+# ---- history: off vs on (bench/run history) ------------------------------------
+
+def mean(values):
+    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(values) / len(values) if values else None
+
+
+def each(runs, value, digits):
+    """The mean of value(run) over runs, and each run's value in file order."""
+    values = [value(r) for r in runs]
+    m = mean(values)
+    shown = num(m, digits)
+    if len(values) > 1:
+        shown += " (" + ", ".join(num(v, digits) for v in values) + ")"
+    return m, shown
+
+
+def history(path):
+    runs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                runs.append(json.loads(line))
+    pick = lambda scenario, side: [r for r in runs if r.get("scenario") == scenario and r.get("side") == side]
+    off, on = pick("history-fanout", "off"), pick("history-fanout", "on")
+    if off or on:
+        first = (off or on)[0]
+        print(f"| fan-out, {num(first.get('members'))} members, {num(get(first, 'messages', 'target_rate'))} msg/s "
+              f"offered for {num(get(first, 'messages', 'send_for'))} s (mean of {max(len(off), len(on))} runs each; "
+              f"each run in brackets, in the order run) | history off | history on | on/off |")
+        print("|---|---|---|---|")
+        for figure, value, digits in delivery_rows():
+            if digits is None:
+                print(f"| {figure} | {'; '.join(str(value(r) or '–') for r in off)} | "
+                      f"{'; '.join(str(value(r) or '–') for r in on)} | |")
+                continue
+            mo, so = each(off, value, digits)
+            mn, sn = each(on, value, digits)
+            print(f"| {figure} | {so} | {sn} | {ratio(mo, mn)} |")
+        print(f"| load average (1 min) before each run | "
+              f"{', '.join(num(r.get('load_average_before'), 2) for r in off)} | "
+              f"{', '.join(num(r.get('load_average_before'), 2) for r in on)} | |")
+        print(f"| imgate-bench accounting ok | {', '.join(num(bool(r.get('ok'))) for r in off)} | "
+              f"{', '.join(num(bool(r.get('ok'))) for r in on)} | |")
+        print()
+    fo, fn = pick("history-fill", "off"), pick("history-fill", "on")
+    if fo or fn:
+        f = (fn or fo)[0]
+        print(f"| fill: {num(get(f, 'fill', 'requested'))} pushes of {num(get(f, 'fill', 'message_bytes'))}-byte "
+              f"texts to {num(get(f, 'fill', 'rooms'))} empty rooms | history off | history on | |")
+        print("|---|---|---|---|")
+        rows = [
+            ("pushes kept (imgate_history_pushes, delta)", lambda r: get(r, "gateway", "stored_pushes"), 0),
+            ("**imgate_history_bytes per kept push, B**", lambda r: get(r, "gateway", "metric_bytes_per_stored_push"), 0),
+            ("gateway RSS delta, kB", lambda r: None if get(r, "gateway", "rss_delta_bytes") is None
+             else get(r, "gateway", "rss_delta_bytes") / 1024, 0),
+            ("gateway RSS delta per push sent, B", lambda r: get(r, "gateway", "rss_bytes_per_message"), 0),
+            ("**gateway RSS delta per kept push, B**", lambda r: get(r, "gateway", "rss_bytes_per_stored_push"), 0),
+            ("evictions (history_max_bytes reached)", lambda r: get(r, "history_after", "evictions"), 0),
+            ("API pushes /s", lambda r: get(r, "fill", "per_second"), 0),
+            ("gateway CPU per API push, µs", lambda r: get(r, "cpu_while_sending", "gateway_cpu_us_per_message"), 1),
+        ]
+        for figure, value, digits in rows:
+            _, so = each(fo, value, digits)
+            _, sn = each(fn, value, digits)
+            print(f"| {figure} | {so} | {sn} | |")
+        d_off = mean([get(r, "gateway", "rss_delta_bytes") for r in fo])
+        d_on = mean([get(r, "gateway", "rss_delta_bytes") for r in fn])
+        kept = mean([get(r, "gateway", "stored_pushes") for r in fn])
+        if d_off is not None and d_on is not None and kept:
+            print(f"| **RSS per kept push, net of the off run, B** | | {num((d_on - d_off) / kept)} | |")
+        print()
+    rec = [r for r in runs if r.get("scenario") == "history-recovery"]
+    if rec:
+        print("| recovery run | clients × missed | recovery time (first reconnect → all caught up) | "
+              "per client p50 / p99 | pushes /s | gateway CPU per client (connect + login + replay) | "
+              "per replayed push | join: gateway CPU per setup | exactly once, consecutive, recovered: true |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rec:
+            rc = r.get("recovery", {})
+            missed = get(r, "missed_pushes", "sent")
+            exact = (rc.get("pushes_received") == rc.get("pushes_expected") and rc.get("duplicates") == 0
+                     and rc.get("gaps") == 0 and rc.get("wrong_clients") == 0)
+            print(f"| {r.get('repeat', '')} | {num(rc.get('clients'))} × {num(missed)} | "
+                  f"**{num(rc.get('seconds') * 1000 if rc.get('seconds') is not None else None)} ms** | "
+                  f"{num(get(rc, 'per_client_ms', 'p50'))} / {num(get(rc, 'per_client_ms', 'p99'))} ms | "
+                  f"{num(rc.get('pushes_per_second'))} | {num(rc.get('gateway_cpu_us_per_client'), 1)} µs | "
+                  f"{num(rc.get('gateway_cpu_us_per_push'), 2)} µs | "
+                  f"{num(get(r, 'setup', 'cpu', 'gateway_cpu_us_per_setup'), 1)} µs | "
+                  f"{'yes' if exact else 'NO'} ({num(rc.get('pushes_received'))} of {num(rc.get('pushes_expected'))}, "
+                  f"dup {num(rc.get('duplicates'))}, gaps {num(rc.get('gaps'))}; ok {num(bool(r.get('ok')))}) |")
+
+
 def main():
     if sys.argv[1] == "--compare":
         compare(sys.argv[2])
+        return
+    if sys.argv[1] == "--history":
+        history(sys.argv[2])
         return
     print("| scenario | connect + login | failures | result | accounting ok |")
     print("|---|---|---|---|---|")
@@ -195,7 +308,7 @@ def main():
             if line:
                 r = json.loads(line)
                 if r.get("side"):
-                    r["scenario"] = f"{r.get('scenario')} ({r['side']})"
+                    r["scenario"] = f"{r.get('scenario')} ({r['side']}{', ' + r['repeat'] if r.get('repeat') else ''})"
                 print(row(r))
 
 
