@@ -64,7 +64,8 @@ class ClusterHistoryTest : public testing::Test {
     // Both nodes subscribed (a room push published now reaches both).
     ASSERT_TRUE(eventually([&] {
       for (auto& n : nodes) {
-        const auto* v = n.state().find({"imgate", "cluster", "redis"});
+        const State state = n.state();  // find() points into it
+        const auto* v = state.find({"imgate", "cluster", "redis"});
         if (!v || !v->is_string() || v->as_string() != "up") return false;
       }
       return true;
