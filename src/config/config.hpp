@@ -45,7 +45,7 @@ struct Config {
   std::size_t max_connections = 1'000'000;    // global; 0 = unlimited
   std::string log_level = "info";             // trace, debug, info, warn, error, critical, off
   std::string ready_file;                     // if set, written with the bound ports once listening
-  std::string web_root = "web";               // chat page and client assets, loaded at start-up
+  std::string web_root;                       // chat page directory; "" = the page compiled in
   std::string cors_origin = "*";              // Access-Control-Allow-Origin of API responses
   Millis msg_id_ttl{12 * 3600 * 1000};        // msgID de-duplication window (upstream: 12 h)
   std::size_t msg_id_capacity = 200'000;      // msgIDs remembered at most (embedded mode)

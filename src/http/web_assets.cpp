@@ -45,6 +45,16 @@ WebAssets WebAssets::load(const std::string& root) {
   return assets;
 }
 
+WebAssets WebAssets::embedded() {
+  WebAssets assets;
+  for (const EmbeddedFile& file : embedded_web_files()) {
+    if (auto type = content_type_of(file.name)) {
+      assets.assets_.emplace(file.name, WebAsset{*type, std::string(file.text)});
+    }
+  }
+  return assets;
+}
+
 const WebAsset* WebAssets::find(std::string_view name) const {
   auto it = assets_.find(name);
   return it == assets_.end() ? nullptr : &it->second;

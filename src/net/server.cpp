@@ -124,9 +124,15 @@ Server::Server(Config config)
     ctx_.tls = tls_.get();
     reload_signal_ = std::make_unique<asio::signal_set>(*loops_[0], SIGHUP);
   }
-  ctx_.web = WebAssets::load(config_.web_root);
-  if (!ctx_.web.find("index.html")) {
-    spdlog::warn("no chat page: {}/index.html not found (--web-root)", config_.web_root);
+  if (config_.web_root.empty()) {
+    ctx_.web = WebAssets::embedded();
+  } else {
+    ctx_.web = WebAssets::load(config_.web_root);
+    if (!ctx_.web.find("index.html")) {
+      spdlog::warn("no chat page in {} (--web-root): serving the one compiled in",
+                   config_.web_root);
+      ctx_.web = WebAssets::embedded();
+    }
   }
 }
 

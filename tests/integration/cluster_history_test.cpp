@@ -73,7 +73,9 @@ class ClusterHistoryTest : public testing::Test {
   }
   void TearDown() override {
     for (auto& n : nodes) {
-      if (n.pid() > 0 && n.running()) EXPECT_TRUE(n.wait_idle());
+      if (n.pid() > 0 && n.running()) {
+        EXPECT_TRUE(n.wait_idle());
+      }
     }
   }
   Flags flags() const {
