@@ -321,8 +321,10 @@ void Worker::open(uint64_t index) {
     return;
   }
   setting_up_.push_back(slot);
+  const tcp::endpoint server =
+      job_->ws_port ? tcp::endpoint(server_.address(), job_->ws_port) : server_;
   c.sock.async_connect(
-      server_, [this, slot, gen = c.gen](const error_code& e) { on_connect(slot, gen, e); });
+      server, [this, slot, gen = c.gen](const error_code& e) { on_connect(slot, gen, e); });
 }
 
 void Worker::on_connect(uint32_t slot, uint32_t gen, const error_code& ec) {

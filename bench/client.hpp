@@ -138,6 +138,7 @@ struct Job {
   StreamTracker* streams = nullptr;  // track the room stream per connection
   bool recovering = false;           // streams: keep what was seen, not the reply's position
   uint64_t source_offset = 0;        // source address and port from index + this
+  uint16_t ws_port = 0;              // connect to this port of --host; 0: --ws-port
   int64_t start_ns = 0;
   std::atomic<uint64_t> next{0};
   std::atomic<bool> stop{false};

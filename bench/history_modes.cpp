@@ -157,6 +157,7 @@ int run_recovery(const Options& o) {
   back.streams = &tracker;
   back.recovering = true;
   back.source_offset = o.connections;  // new source ports, as a reconnecting client gets
+  back.ws_port = o.reconnect_ws_port;  // another node (cluster mode), or the same
   back.login_extra = [&tracker](uint64_t i) {
     const StreamSeen& s = tracker.seen[i];
     return R"(,"recover":{"room":{"epoch":")" + s.epoch + R"(","offset":)" +
@@ -188,6 +189,7 @@ int run_recovery(const Options& o) {
 
   run.out["recovery"] = json::object{
       {"clients", o.connections},
+      {"reconnect_ws_port", o.reconnect_ws_port ? o.reconnect_ws_port : o.ws_port},
       {"positioned", positioned},
       {"logged_in", re.logged_in},
       {"caught_up", c.caught_up},

@@ -6,11 +6,24 @@
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "modes.hpp"
 #include "options.hpp"
 
 namespace {
+
+// --cpu-pid NAME=PID; nullopt when it is not that.
+std::optional<bench::WatchedProcess> parse_watched(const std::string& v) {
+  const auto eq = v.find('=');
+  if (eq == 0 || eq == std::string::npos || eq + 1 == v.size() ||
+      v.find_first_not_of("0123456789", eq + 1) != std::string::npos) {
+    return std::nullopt;
+  }
+  return bench::WatchedProcess{v.substr(0, eq), std::stoi(v.substr(eq + 1))};
+}
 
 // Every connection is a descriptor: take all the hard limit allows, and say
 // when that is fewer than the run needs.
@@ -49,6 +62,13 @@ int main(int argc, char** argv) {
   app.add_option("--http-port", o.http_port, "gateway HTTP API port")->capture_default_str();
   app.add_option("--ws-path", o.ws_path, "WebSocket path")->capture_default_str();
   app.add_option("--pid", o.gateway_pid, "gateway pid, for its RSS (/proc/<pid>/status)");
+  std::vector<std::string> cpu_pids;
+  app.add_option("--cpu-pid", cpu_pids,
+                 "NAME=PID: also report this process's CPU (/proc/PID/stat) in every phase and per "
+                 "unit of work, as NAME (another gateway node, redis-server); repeatable")
+      ->check(CLI::Validator(
+          [](std::string& v) { return parse_watched(v) ? std::string() : "expected NAME=PID"; },
+          "NAME=PID"));
   app.add_option("--threads", o.threads, "client threads (0: one per core)")->capture_default_str();
   app.add_option("-n,--connections", o.connections, "connections (members) to set up")
       ->capture_default_str();
@@ -117,6 +137,10 @@ int main(int argc, char** argv) {
   app.add_option("--missed", o.missed,
                  "recovery: room pushes sent while every member is away (needs history on)")
       ->capture_default_str();
+  app.add_option("--reconnect-ws-port", o.reconnect_ws_port,
+                 "recovery: the clients come back on this WebSocket port of --host (another "
+                 "node of the cluster); 0: --ws-port")
+      ->capture_default_str();
   app.add_option("--abrupt", o.abrupt, "churn: fraction dropped without a close frame")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
@@ -131,6 +155,7 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", o.quiet, "no progress lines on stderr");
   CLI11_PARSE(app, argc, argv);
   o.mode = modes.at(o.mode_name);
+  for (const std::string& v : cpu_pids) o.cpu_pids.push_back(*parse_watched(v));
 
   std::signal(SIGPIPE, SIG_IGN);
   const bool few_sockets = o.mode == bench::Mode::kChurn || o.mode == bench::Mode::kFill;

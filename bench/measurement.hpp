@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "client.hpp"
 #include "histogram.hpp"
@@ -42,57 +44,86 @@ class Run {
   json::object out;
   int64_t t0;
 
-  // CPU used by the gateway and by this generator since the last mark(): shows
-  // which side saturated the cores during a phase.
+  // CPU used by the gateway, by this generator and by each --cpu-pid process
+  // since the last mark(): shows which side saturated the cores during a phase.
   void mark_cpu() {
     cpu_mark_ns = now_ns();
     gw_cpu_mark = cpu_seconds(o.gateway_pid);
     self_cpu_mark = cpu_seconds(0);
+    watched_cpu_marks.clear();
+    for (const WatchedProcess& p : o.cpu_pids) watched_cpu_marks.push_back(cpu_seconds(p.pid));
   }
   json::object cpu_json() const {
     const double wall = static_cast<double>(now_ns() - cpu_mark_ns) / kNs;
     const double gw = o.gateway_pid ? cpu_seconds(o.gateway_pid) - gw_cpu_mark : -1;
     const double self = cpu_seconds(0) - self_cpu_mark;
-    return json::object{{"wall_seconds", wall},
-                        {"gateway_cpu_seconds", gw},
-                        {"generator_cpu_seconds", self},
-                        {"gateway_cores", wall > 0 && gw >= 0 ? gw / wall : -1},
-                        {"generator_cores", wall > 0 ? self / wall : -1}};
+    json::object j{{"wall_seconds", wall},
+                   {"gateway_cpu_seconds", gw},
+                   {"generator_cpu_seconds", self},
+                   {"gateway_cores", wall > 0 && gw >= 0 ? gw / wall : -1},
+                   {"generator_cores", wall > 0 ? self / wall : -1}};
+    for (std::size_t i = 0; i < o.cpu_pids.size() && i < watched_cpu_marks.size(); ++i) {
+      const double now = cpu_seconds(o.cpu_pids[i].pid);
+      const double used = now >= 0 && watched_cpu_marks[i] >= 0 ? now - watched_cpu_marks[i] : -1;
+      j[o.cpu_pids[i].name + "_cpu_seconds"] = used;
+      j[o.cpu_pids[i].name + "_cores"] = wall > 0 && used >= 0 ? used / wall : -1;
+    }
+    return j;
   }
   std::string cpu_line() const {
     const json::object c = cpu_json();
     char line[160];
-    std::snprintf(line, sizeof line, "cpu: gateway %.2f cores, generator %.2f cores (over %.1f s)",
+    std::snprintf(line, sizeof line, "cpu: gateway %.2f cores, generator %.2f cores",
                   c.at("gateway_cores").to_number<double>(),
-                  c.at("generator_cores").to_number<double>(),
-                  c.at("wall_seconds").to_number<double>());
-    return line;
+                  c.at("generator_cores").to_number<double>());
+    std::string text = line;
+    for (const WatchedProcess& p : o.cpu_pids) {
+      std::snprintf(line, sizeof line, ", %s %.2f cores", p.name.c_str(),
+                    c.at(p.name + "_cores").to_number<double>());
+      text += line;
+    }
+    std::snprintf(line, sizeof line, " (over %.1f s)", c.at("wall_seconds").to_number<double>());
+    return text + line;
   }
-  // Adds "<prefix>gateway_cpu_us_per_<unit>" and the generator's to a cpu_json()
-  // object: CPU microseconds (user + system, /proc/<pid>/stat) per unit of work.
+  // Adds "<name>_cpu_us_per_<unit>" to a cpu_json() object for every
+  // "<name>_cpu_seconds" in it (gateway, generator, each --cpu-pid): CPU
+  // microseconds (user + system, /proc/<pid>/stat) per unit of work.
   // Returns a line for the human summary.
   static std::string per_unit(json::object& cpu, uint64_t units, const char* unit,
                               const char* plural) {
-    const double gw = cpu.at("gateway_cpu_seconds").to_number<double>();
-    const double self = cpu.at("generator_cpu_seconds").to_number<double>();
+    const std::string seconds_suffix = "_cpu_seconds";
     const std::string suffix = std::string("_cpu_us_per_") + unit;
-    json::value gw_per = nullptr, self_per = nullptr;
-    if (units > 0 && gw >= 0) gw_per = gw * 1e6 / static_cast<double>(units);
-    if (units > 0) self_per = self * 1e6 / static_cast<double>(units);
-    cpu["gateway" + suffix] = gw_per;
-    cpu["generator" + suffix] = self_per;
-    char line[200];
-    if (gw_per.is_double()) {
-      std::snprintf(line, sizeof line,
-                    "cpu per %s: gateway %.2f us, generator %.2f us (%" PRIu64 " %s)", unit,
-                    gw_per.get_double(), self_per.get_double(), units, plural);
-    } else {
-      std::snprintf(line, sizeof line, "cpu per %s: gateway unknown (no --pid)", unit);
+    std::vector<std::pair<std::string, json::value>> per;  // gateway, generator, then the others
+    for (const auto& [key, value] : cpu) {
+      const std::string k(key);
+      if (k.size() <= seconds_suffix.size() ||
+          k.compare(k.size() - seconds_suffix.size(), std::string::npos, seconds_suffix) != 0) {
+        continue;
+      }
+      const double used = value.to_number<double>();
+      json::value v = nullptr;
+      if (units > 0 && used >= 0) v = used * 1e6 / static_cast<double>(units);
+      per.emplace_back(k.substr(0, k.size() - seconds_suffix.size()), v);
     }
-    return line;
+    std::string text = std::string("cpu per ") + unit + ":";
+    char part[120];
+    for (const auto& [name, v] : per) {
+      cpu[name + suffix] = v;
+      if (v.is_double()) {
+        std::snprintf(part, sizeof part, " %s %.2f us,", name.c_str(), v.get_double());
+      } else {
+        std::snprintf(part, sizeof part, " %s unknown%s,", name.c_str(),
+                      name == "gateway" ? " (no --pid)" : "");
+      }
+      text += part;
+    }
+    if (text.back() == ',') text.pop_back();
+    std::snprintf(part, sizeof part, " (%" PRIu64 " %s)", units, plural);
+    return text + part;
   }
   int64_t cpu_mark_ns = 0;
   double gw_cpu_mark = 0, self_cpu_mark = 0;
+  std::vector<double> watched_cpu_marks;  // by o.cpu_pids
 
   double since_start() const { return static_cast<double>(now_ns() - t0) / kNs; }
 

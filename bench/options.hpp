@@ -3,8 +3,16 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace bench {
+
+// A process whose CPU is reported beside the gateway's in every phase (a
+// second gateway node, redis-server): --cpu-pid NAME=PID.
+struct WatchedProcess {
+  std::string name;  // JSON keys <name>_cpu_seconds, <name>_cores, <name>_cpu_us_per_<unit>
+  int pid = 0;
+};
 
 enum class Mode { kHold, kFanout, kUnicast, kChurn, kRecovery, kFill };
 
@@ -18,6 +26,7 @@ struct Options {
   uint16_t http_port = 8080;
   std::string ws_path = "/acc";
   int gateway_pid = 0;  // 0: no server-side memory figures
+  std::vector<WatchedProcess> cpu_pids;
 
   // Client.
   unsigned threads = 0;         // 0: one per hardware thread
@@ -55,6 +64,7 @@ struct Options {
 
   // Recovery (history on): pushes sent while every member is away.
   uint64_t missed = 100;
+  uint16_t reconnect_ws_port = 0;  // the reconnects go to this WebSocket port; 0: --ws-port
 
   // Churn.
   double abrupt = 0.5;  // fraction of churn connections dropped without a close frame

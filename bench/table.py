@@ -3,7 +3,8 @@
 
    table.py results.jsonl             # one row per run
    table.py --compare results.jsonl   # bench/run compare: old and new gateway side by side
-   table.py --history results.jsonl   # bench/run history: history off vs on, fill, recovery
+   table.py --history results.jsonl   # bench/run history / history-redis: history off vs on,
+                                      # fill, recovery (embedded and Redis mode)
 """
 import json
 import sys
@@ -291,6 +292,157 @@ def history(path):
                   f"{num(get(r, 'setup', 'cpu', 'gateway_cpu_us_per_setup'), 1)} µs | "
                   f"{'yes' if exact else 'NO'} ({num(rc.get('pushes_received'))} of {num(rc.get('pushes_expected'))}, "
                   f"dup {num(rc.get('duplicates'))}, gaps {num(rc.get('gaps'))}; ok {num(bool(r.get('ok')))}) |")
+    if any(str(r.get("scenario", "")).startswith("history-redis-") for r in runs):
+        history_redis(runs)
+
+
+# ---- history in Redis mode (bench/run history-redis) --------------------------
+
+def per_us(seconds, units):
+    if not isinstance(seconds, (int, float)) or not units or seconds < 0:
+        return None
+    return seconds * 1e6 / units
+
+
+def answered(r):
+    a, b = get(r, "messages", "answered_delivered"), get(r, "messages", "answered_not_online")
+    return (a or 0) + (b or 0) if a is not None or b is not None else None
+
+
+def history_redis(runs):
+    pick = lambda scenario, side=None: [r for r in runs if r.get("scenario") == scenario
+                                        and (side is None or r.get("side") == side)]
+    idle = pick("history-redis-idle")
+    idle_rate = None
+    if idle and idle[0].get("wall_seconds"):
+        idle_rate = idle[0]["redis_cpu_seconds"] / idle[0]["wall_seconds"]
+    off, on = pick("history-redis-fanout", "off"), pick("history-redis-fanout", "on")
+
+    def redis_net(r):  # Redis CPU over the sending window minus its idle rate
+        c, w = get(r, "cpu_while_sending", "redis_cpu_seconds"), get(r, "cpu_while_sending", "wall_seconds")
+        if c is None or w is None or idle_rate is None:
+            return None
+        return c - idle_rate * w
+
+    if off or on:
+        first = (off or on)[0]
+        print(f"| Redis mode, one node: fan-out, {num(first.get('members'))} members, "
+              f"{num(get(first, 'messages', 'target_rate'))} msg/s offered for {num(get(first, 'messages', 'send_for'))} s "
+              f"(mean of {max(len(off), len(on))} runs each; each run in brackets, in the order run) "
+              f"| history off | history on | on/off |")
+        print("|---|---|---|---|")
+        rows = delivery_rows()[:5] + [
+            ("Redis CPU per push (over the sending window), µs",
+             lambda r: per_us(get(r, "cpu_while_sending", "redis_cpu_seconds"), answered(r)), 1),
+            (f"**Redis CPU per push, net of its idle {num(idle_rate * 1000 if idle_rate is not None else None, 1)} ms/s, µs**",
+             lambda r: per_us(redis_net(r), answered(r)), 1),
+        ]
+        for figure, value, digits in rows:
+            mo, so = each(off, value, digits)
+            mn, sn = each(on, value, digits)
+            print(f"| {figure} | {so} | {sn} | {ratio(mo, mn)} |")
+        pooled = lambda rs: per_us(sum(redis_net(r) or 0 for r in rs), sum(answered(r) or 0 for r in rs))
+        po, pn = pooled(off), pooled(on)
+        print(f"| Redis CPU per push, net, pooled (all runs' CPU / all runs' pushes), µs | {num(po, 1)} | "
+              f"{num(pn, 1)} | {ratio(po, pn)} |")
+        print(f"| Redis CPU over the sending window, ms (10 ms ticks) | "
+              f"{', '.join(num((get(r, 'cpu_while_sending', 'redis_cpu_seconds') or 0) * 1000) for r in off)} | "
+              f"{', '.join(num((get(r, 'cpu_while_sending', 'redis_cpu_seconds') or 0) * 1000) for r in on)} | |")
+        cores = lambda r: (f"{num(get(r, 'cpu_while_sending', 'gateway_cores'), 2)} / "
+                           f"{num(get(r, 'cpu_while_sending', 'generator_cores'), 2)} / "
+                           f"{num(get(r, 'cpu_while_sending', 'redis_cores'), 3)}")
+        print(f"| gateway / generator / redis cores while sending | {'; '.join(cores(r) for r in off)} | "
+              f"{'; '.join(cores(r) for r in on)} | |")
+        lat = lambda r: (f"{num(get(r, 'deliveries', 'latency', 'p50_us') / 1000, 1)} / "
+                         f"{num(get(r, 'deliveries', 'latency', 'p99_us') / 1000, 1)}"
+                         if get(r, "deliveries", "latency") else "–")
+        print(f"| delivery latency p50 / p99, ms | {'; '.join(lat(r) for r in off)} | "
+              f"{'; '.join(lat(r) for r in on)} | |")
+        print(f"| lost | {', '.join(num(get(r, 'deliveries', 'lost')) for r in off)} | "
+              f"{', '.join(num(get(r, 'deliveries', 'lost')) for r in on)} | |")
+        print(f"| load average (1 min) before each run | "
+              f"{', '.join(num(r.get('load_average_before'), 2) for r in off)} | "
+              f"{', '.join(num(r.get('load_average_before'), 2) for r in on)} | |")
+        print(f"| imgate-bench accounting ok | {', '.join(num(bool(r.get('ok'))) for r in off)} | "
+              f"{', '.join(num(bool(r.get('ok'))) for r in on)} | |")
+        print()
+    mo, mn = pick("history-redis-memory", "off"), pick("history-redis-memory", "on")
+    fo, fn = pick("history-redis-fill", "off"), pick("history-redis-fill", "on")
+    if mo or mn:
+        f = (fn or fo or [{}])[0]
+        print(f"| Redis mode, fill: {num(get(f, 'fill', 'requested'))} pushes of {num(get(f, 'fill', 'message_bytes'))}-byte "
+              f"texts to {num(get(f, 'fill', 'rooms'))} empty rooms, one node | history off | history on |")
+        print("|---|---|---|")
+        delta = lambda m, a: (m.get(a + "_after") - m.get(a + "_before")
+                              if isinstance(m.get(a + "_after"), (int, float)) and isinstance(m.get(a + "_before"), (int, float))
+                              else None)
+        per_kept = lambda m, a: delta(m, a) / m["stored_pushes"] if m.get("stored_pushes") and delta(m, a) is not None else None
+        memory_rows = [
+            ("entries kept in Redis (sum of LLEN over the stream lists) / stream lists",
+             lambda m: f"{num(m.get('stored_pushes'))} / {num(m.get('log_keys'))}"),
+            ("Redis `used_memory` before → after, B",
+             lambda m: f"{num(m.get('used_memory_before'))} → {num(m.get('used_memory_after'))}"),
+            ("Redis `used_memory` delta, B", lambda m: num(delta(m, "used_memory"))),
+            ("**Redis `used_memory` delta per kept push, B**", lambda m: num(per_kept(m, "used_memory"))),
+            ("Redis `used_memory_dataset` delta per kept push, B", lambda m: num(per_kept(m, "used_memory_dataset"))),
+            ("Redis `used_memory_rss` delta per kept push, B", lambda m: num(per_kept(m, "used_memory_rss"))),
+            ("`MEMORY USAGE` of one stream list / its entries, B",
+             lambda m: num(m["memory_usage_one_log"] / (m["stored_pushes"] / m["log_keys"]))
+             if m.get("memory_usage_one_log") and m.get("log_keys") and m.get("stored_pushes") else "–"),
+        ]
+        for figure, value in memory_rows:
+            print(f"| {figure} | {'; '.join(value(m) for m in mo) or '–'} | {'; '.join(value(m) for m in mn) or '–'} |")
+        fill_rows = [
+            ("gateway RSS delta per push sent, B",
+             lambda r: get(r, "gateway", "rss_bytes_per_message"), 0),
+            ("API pushes /s", lambda r: get(r, "fill", "per_second"), 0),
+            ("gateway CPU per API push, µs", lambda r: get(r, "cpu_while_sending", "gateway_cpu_us_per_message"), 1),
+            ("**Redis CPU per API push, µs**", lambda r: get(r, "cpu_while_sending", "redis_cpu_us_per_message"), 1),
+            ("gateway / generator / redis cores", lambda r: None, None),
+        ]
+        for figure, value, digits in fill_rows:
+            if digits is None:
+                c = lambda r: (f"{num(get(r, 'cpu_while_sending', 'gateway_cores'), 2)} / "
+                               f"{num(get(r, 'cpu_while_sending', 'generator_cores'), 2)} / "
+                               f"{num(get(r, 'cpu_while_sending', 'redis_cores'), 2)}")
+                print(f"| {figure} | {'; '.join(c(r) for r in fo)} | {'; '.join(c(r) for r in fn)} |")
+                continue
+            _, so = each(fo, value, digits)
+            _, sn = each(fn, value, digits)
+            print(f"| {figure} | {so} | {sn} |")
+        if mo and mn and mn[0].get("stored_pushes") and delta(mo[0], "used_memory") is not None:
+            net = (delta(mn[0], "used_memory") - delta(mo[0], "used_memory")) / mn[0]["stored_pushes"]
+            print(f"| **Redis `used_memory` per kept push, net of the off run, B** | | {num(net)} |")
+        print()
+    rec = pick("history-redis-recovery")
+    if rec:
+        print("| recovery run | clients × missed | back on | recovery time (first reconnect → all caught up) | "
+              "per client p50 / p99 | pushes /s | CPU per client (connect + login + replay): node recovering / "
+              "the other node / Redis | join: node A / Redis CPU per setup | cores: node recovering / generator / Redis "
+              "| exactly once, consecutive, recovered: true |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rec:
+            rc = r.get("recovery", {})
+            cpu = rc.get("cpu", {})
+            other = "-other-" in str(r.get("repeat", ""))  # bench/run's repeat tag: N-other-i / N-same-i
+            here, there = ("node_b", "gateway") if other else ("gateway", "node_b")
+            exact = (rc.get("pushes_received") == rc.get("pushes_expected") and rc.get("duplicates") == 0
+                     and rc.get("gaps") == 0 and rc.get("wrong_clients") == 0)
+            print(f"| {r.get('repeat', '')} | {num(rc.get('clients'))} × {num(get(r, 'missed_pushes', 'sent'))} | "
+                  f"{'node B (left node A)' if other else 'node A (the node left)'} | "
+                  f"**{num(rc.get('seconds') * 1000 if rc.get('seconds') is not None else None)} ms** | "
+                  f"{num(get(rc, 'per_client_ms', 'p50'))} / {num(get(rc, 'per_client_ms', 'p99'))} ms | "
+                  f"{num(rc.get('pushes_per_second'))} | "
+                  f"{num(cpu.get(here + '_cpu_us_per_client'), 1)} / {num(cpu.get(there + '_cpu_us_per_client'), 1)} / "
+                  f"{num(cpu.get('redis_cpu_us_per_client'), 1)} µs | "
+                  f"{num(get(r, 'setup', 'cpu', 'gateway_cpu_us_per_setup'), 1)} / "
+                  f"{num(get(r, 'setup', 'cpu', 'redis_cpu_us_per_setup'), 1)} µs | "
+                  f"{num(cpu.get(here + '_cores'), 2)} / {num(cpu.get('generator_cores'), 2)} / "
+                  f"{num(cpu.get('redis_cores'), 2)} | "
+                  f"{'yes' if exact else 'NO'} ({num(rc.get('pushes_received'))} of {num(rc.get('pushes_expected'))}, "
+                  f"dup {num(rc.get('duplicates'))}, gaps {num(rc.get('gaps'))}, recovered true "
+                  f"{num(rc.get('recovered_true'))}; ok {num(bool(r.get('ok')))}) |")
+        print()
 
 
 def main():
@@ -307,6 +459,8 @@ def main():
             line = line.strip()
             if line:
                 r = json.loads(line)
+                if "mode" not in r:  # bench/run's own lines (history-redis: Redis figures)
+                    continue
                 if r.get("side"):
                     r["scenario"] = f"{r.get('scenario')} ({r['side']}{', ' + r['repeat'] if r.get('repeat') else ''})"
                 print(row(r))
