@@ -40,8 +40,19 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
                                std::function<void(bool, StreamRead)> done) {
   if (!history_) return done(false, {});
   const bool room = stream.user.empty();
-  cluster_.read_stored(stream, [since = std::move(since), limit, reader = std::move(reader), room,
-                                done = std::move(done)](bool ok, RedisCluster::StoredStream s) {
+  // Only what the reader may need leaves Redis: nothing for a position read
+  // (epoch "-"), the entries after its offset otherwise (all for another epoch
+  // would be useless, but its epoch is only known with the answer).
+  int64_t wanted_after = 0;
+  if (since && since->epoch == "-") {
+    wanted_after = -1;
+  } else if (since) {
+    wanted_after = static_cast<int64_t>(std::min<uint64_t>(since->offset, INT64_MAX));
+  }
+  cluster_.read_stored(stream, wanted_after, [since = std::move(since), limit,
+                                              reader = std::move(reader), room,
+                                              done = std::move(done)](
+                                                 bool ok, RedisCluster::StoredStream s) {
     if (!ok) return done(false, {});
     StreamRead out;
     out.top = s.top;
@@ -56,7 +67,7 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
     } else if (since) {
       after = since->offset;
     }
-    uint64_t first = s.top.offset + 1;
+    const uint64_t first = s.first;
     for (const std::string& text : s.entries) {
       json::error_code ec;
       json::value v = json::parse(text, ec);
@@ -69,7 +80,6 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
       const json::value* o = e.if_contains("o");
       if (!o || !o->is_number()) continue;
       const uint64_t offset = o->to_number<uint64_t>();
-      first = std::min(first, offset);
       if (offset <= after) continue;
       if (!reader.empty() && field("x") == reader) continue;
       if (limit != 0 && out.pushes.size() >= limit) continue;

@@ -364,12 +364,14 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
   });
 }
 
-void RedisCluster::read_stored(UserKey stream, std::function<void(bool, StoredStream)> done) {
-  post([this, stream = std::move(stream), done = std::move(done)] {
+void RedisCluster::read_stored(UserKey stream, int64_t after,
+                               std::function<void(bool, StoredStream)> done) {
+  post([this, stream = std::move(stream), after, done = std::move(done)] {
     cmd_->command(eval(lua::k_history_read,
-                       {stream_key(stream, "meta"), stream_key(stream, "log")}, {}),
+                       {stream_key(stream, "meta"), stream_key(stream, "log")},
+                       {std::to_string(after)}),
                   [done](bool ok, const RedisReply& r) {
-                    if (!ok || r.is_error() || r.elements.size() != 2 ||
+                    if (!ok || r.is_error() || r.elements.size() != 3 ||
                         r.elements[0].elements.size() != 3) {
                       return done(false, {});
                     }
@@ -382,6 +384,7 @@ void RedisCluster::read_stored(UserKey stream, std::function<void(bool, StoredSt
                     if (meta[0].type == RedisReply::Type::kString) out.top.epoch = meta[0].str;
                     out.top.offset = number(meta[1]).value_or(0);
                     out.left = number(meta[2]);
+                    out.first = static_cast<uint64_t>(std::max<int64_t>(r.elements[2].integer, 1));
                     for (const auto& e : r.elements[1].elements) out.entries.push_back(e.str);
                     done(true, std::move(out));
                   });

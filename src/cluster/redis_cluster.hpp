@@ -60,13 +60,16 @@ class RedisCluster final : public PresenceSink {
   // position and, for a user stream, how many nodes hold the user.
   void send_stored(UserKey stream, std::string except, PushMessage msg,
                    std::function<void(bool ok, StreamPos pos, int64_t nodes)> done);
-  // A stream's meta data and its kept entries (JSON, oldest first).
+  // A stream's meta data and its kept entries after offset `after` (JSON,
+  // oldest first; none when `after` is negative: the position only).
   struct StoredStream {
     StreamPos top;
     std::optional<uint64_t> left;
+    uint64_t first = 1;  // oldest kept offset (top + 1 when none is kept)
     std::vector<std::string> entries;
   };
-  void read_stored(UserKey stream, std::function<void(bool ok, StoredStream)> done);
+  void read_stored(UserKey stream, int64_t after,
+                   std::function<void(bool ok, StoredStream)> done);
   // The user's last connection on this node left it having been delivered its
   // stream up to `delivered` (recorded when no node holds the user any more).
   void mark_left(UserKey key, uint64_t delivered);
