@@ -8,7 +8,7 @@
 // Secure mode (run when IMGATE_SECURE_HTTP is set; run.sh starts a second server for it with
 // --auth-hmac-secret, --api-key and --auth-leeway):
 //      IMGATE_SECURE_HTTP / IMGATE_SECURE_WS  that server's HTTP base and WebSocket URL
-//      IMGATE_AUTH_SECRET   its HMAC secret; IMGATE_API_KEY  its API key
+//      BROWSER_AUTH_SECRET   its HMAC secret; BROWSER_API_KEY  its API key
 //      IMGATE_TOKEN_A / IMGATE_TOKEN_B  valid HS256 tokens of two users (minted by run.sh)
 //      IMGATE_TOKEN_BAD     a token signed with another secret
 //      IMGATE_MINT_TOKEN    scripts/mint-token (the test mints short-lived tokens with it)
@@ -43,8 +43,8 @@ const secure = env.IMGATE_SECURE_HTTP
   ? {
     http: env.IMGATE_SECURE_HTTP.replace(/\/+$/, ''),
     ws: env.IMGATE_SECURE_WS,
-    secret: env.IMGATE_AUTH_SECRET,
-    apiKey: env.IMGATE_API_KEY,
+    secret: env.BROWSER_AUTH_SECRET,
+    apiKey: env.BROWSER_API_KEY,
     tokenA: env.IMGATE_TOKEN_A,
     tokenB: env.IMGATE_TOKEN_B,
     tokenBad: env.IMGATE_TOKEN_BAD,

@@ -9,7 +9,7 @@
 # chat.test.mjs, and stops the servers on exit:
 #   default  as upstream (no tokens, no API key)                          -> IMGATE_HTTP
 #   secure   --auth-hmac-secret <random> --auth-leeway 1 --api-key <random> -> IMGATE_SECURE_HTTP,
-#            IMGATE_SECURE_WS, IMGATE_AUTH_SECRET, IMGATE_API_KEY, and tokens minted with
+#            IMGATE_SECURE_WS, BROWSER_AUTH_SECRET, BROWSER_API_KEY, and tokens minted with
 #            scripts/mint-token: IMGATE_TOKEN_A, IMGATE_TOKEN_B, IMGATE_TOKEN_BAD (another secret)
 #   history  --history-size 100 (docs/history.md: recovery after a reconnect, offline messages)
 #                                                                          -> IMGATE_HISTORY_HTTP
@@ -135,16 +135,15 @@ random_hex() {
 
 start_server default
 if [[ $with_history == 1 ]]; then
-  # Before the exports below: imgate reads IMGATE_API_KEY (and the other IMGATE_* options) from
-  # its environment too.
+  # The test's own variables are not IMGATE_*: imgate reads IMGATE_* options from its environment.
   start_server history --history-size 100
 fi
 if [[ $with_secure == 1 ]]; then
-  export IMGATE_AUTH_SECRET IMGATE_API_KEY
-  IMGATE_AUTH_SECRET=$(random_hex)
-  IMGATE_API_KEY=$(random_hex)
+  export BROWSER_AUTH_SECRET BROWSER_API_KEY
+  BROWSER_AUTH_SECRET=$(random_hex)
+  BROWSER_API_KEY=$(random_hex)
   # Leeway 1 s: the test's 3 s tokens expire (close 4001) within a few seconds.
-  start_server secure --auth-hmac-secret "$IMGATE_AUTH_SECRET" --auth-leeway 1 --api-key "$IMGATE_API_KEY"
+  start_server secure --auth-hmac-secret "$BROWSER_AUTH_SECRET" --auth-leeway 1 --api-key "$BROWSER_API_KEY"
 fi
 
 wait_ready default
@@ -160,8 +159,8 @@ if [[ $with_secure == 1 ]]; then
   export IMGATE_MINT_TOKEN=$repo/scripts/mint-token
   export IMGATE_TOKEN_A IMGATE_TOKEN_B IMGATE_TOKEN_BAD
   suffix=$((RANDOM % 10000))
-  IMGATE_TOKEN_A=$("$IMGATE_MINT_TOKEN" --secret "$IMGATE_AUTH_SECRET" --sub "sec-alice-$suffix")
-  IMGATE_TOKEN_B=$("$IMGATE_MINT_TOKEN" --secret "$IMGATE_AUTH_SECRET" --sub "安全-$suffix" --app-ids 101,102)
+  IMGATE_TOKEN_A=$("$IMGATE_MINT_TOKEN" --secret "$BROWSER_AUTH_SECRET" --sub "sec-alice-$suffix")
+  IMGATE_TOKEN_B=$("$IMGATE_MINT_TOKEN" --secret "$BROWSER_AUTH_SECRET" --sub "安全-$suffix" --app-ids 101,102)
   IMGATE_TOKEN_BAD=$("$IMGATE_MINT_TOKEN" --secret "$(random_hex)" --sub "mallory-$suffix")
   echo "run.sh: secure server at $IMGATE_SECURE_HTTP (log $work/secure/server.log)"
 fi
