@@ -7,52 +7,13 @@
 #include <thread>
 
 #include "gateway_process.hpp"
+#include "stream_helpers.hpp"
 #include "redis_process.hpp"
 #include "ws_client.hpp"
 
 namespace imgate::test {
 namespace {
 namespace json = boost::json;
-
-const json::object& data_of(const json::object& push) {
-  return push.at("response").at("data").as_object();
-}
-uint64_t offset_of(const json::object& p) { return data_of(p).at("offset").to_number<uint64_t>(); }
-std::string epoch_of(const json::object& p) { return std::string(data_of(p).at("epoch").as_string()); }
-
-json::object api(uint16_t port, const std::string& target) {
-  const HttpResponse r = http_get(port, target);
-  const json::value v = json::parse(r.body);
-  EXPECT_EQ(v.at("code").to_number<int>(), 200) << target << " " << r.body;
-  return v.at("data").is_object() ? v.at("data").as_object() : json::object{};
-}
-
-json::object login(WsClient& c, std::string_view user, const json::value& recover = nullptr) {
-  json::object data{{"appID", 101}, {"userID", user}};
-  if (!recover.is_null()) data["recover"] = recover;
-  return c.request("login", json::serialize(data)).at("response").as_object();
-}
-
-json::object pos(std::string_view epoch, uint64_t offset) {
-  return json::object{{"epoch", epoch}, {"offset", offset}};
-}
-
-std::vector<json::object> msgs(WsClient& c, std::size_t n, Millis timeout = 5s) {
-  std::vector<json::object> out;
-  while (out.size() < n) {
-    auto p = c.next_push("msg", timeout);
-    if (!p) break;
-    out.push_back(std::move(*p));
-  }
-  EXPECT_EQ(out.size(), n);
-  return out;
-}
-
-std::size_t msg_count(const std::vector<json::object>& pushes) {
-  std::size_t n = 0;
-  for (const auto& p : pushes) n += p.at("cmd").as_string() == "msg";
-  return n;
-}
 
 class ClusterHistoryTest : public testing::Test {
  protected:
@@ -115,7 +76,7 @@ TEST_F(ClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeOnceAndInOrder) {
   ASSERT_EQ(missed.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(offset_of(missed[i]), static_cast<uint64_t>(i + 2));
-    EXPECT_EQ(data_of(missed[i]).at("msg").as_string(), "r" + std::to_string(i + 2));
+    EXPECT_EQ(push_data(missed[i]).at("msg").as_string(), "r" + std::to_string(i + 2));
     EXPECT_EQ(epoch_of(missed[i]), epoch);
   }
   send_all(0, "r5");
@@ -165,7 +126,7 @@ TEST_F(ClusterHistoryTest, AnOfflineUserGetsItsStoredMessagesAtAnyNode) {
     EXPECT_EQ(r.at("data").at("offline").to_number<int>(), 1);
     auto got = msgs(c, 1);
     ASSERT_EQ(got.size(), 1u);
-    EXPECT_EQ(data_of(got[0]).at("msg").as_string(), "stored");
+    EXPECT_EQ(push_data(got[0]).at("msg").as_string(), "stored");
     // Delivered live once she is online (on whichever node she is).
     api(nodes[0].http_port(), "/user/sendMessage?appID=101&userID=olga&message=live");
     EXPECT_EQ(msgs(c, 1).size(), 1u);
@@ -181,7 +142,7 @@ TEST_F(ClusterHistoryTest, AnOfflineUserGetsItsStoredMessagesAtAnyNode) {
   EXPECT_EQ(r.at("data").at("offline").to_number<int>(), 1);  // only what came since she left
   auto got = msgs(c, 1);
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(data_of(got[0]).at("msg").as_string(), "second");
+  EXPECT_EQ(push_data(got[0]).at("msg").as_string(), "second");
 }
 
 TEST_F(ClusterHistoryTest, RecoveriesUnderAPushRateLeaveNoGapAndNoDuplicate) {

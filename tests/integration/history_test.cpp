@@ -7,27 +7,12 @@
 #include <thread>
 
 #include "gateway_process.hpp"
+#include "stream_helpers.hpp"
 #include "ws_client.hpp"
 
 namespace imgate::test {
 namespace {
 namespace json = boost::json;
-
-const json::object& data_of(const json::object& push) {
-  return push.at("response").at("data").as_object();
-}
-
-uint64_t offset_of(const json::object& push) { return data_of(push).at("offset").to_number<uint64_t>(); }
-
-std::string epoch_of(const json::object& push) { return std::string(data_of(push).at("epoch").as_string()); }
-
-// GET an API route and return its data (asserting code 200).
-json::object api(Gateway& gw, const std::string& target) {
-  const HttpResponse r = http_get(gw.http_port(), target);
-  const json::value v = json::parse(r.body);
-  EXPECT_EQ(v.at("code").to_number<int>(), 200) << target << " " << r.body;
-  return v.at("data").is_object() ? v.at("data").as_object() : json::object{};
-}
 
 json::object send_all(Gateway& gw, std::string_view message, uint32_t app = 101) {
   return api(gw, "/user/sendMessageAll?appID=" + std::to_string(app) +
@@ -38,36 +23,6 @@ json::object send_to(Gateway& gw, std::string_view user, std::string_view messag
                      uint32_t app = 101) {
   return api(gw, "/user/sendMessage?appID=" + std::to_string(app) + "&userID=" + pct(user) +
                      "&message=" + pct(message));
-}
-
-// The login response's response object, for a login with optional recover data.
-json::object login(WsClient& c, std::string_view user, const json::value& recover = nullptr,
-                   uint32_t app = 101) {
-  json::object data{{"appID", app}, {"userID", user}};
-  if (!recover.is_null()) data["recover"] = recover;
-  return c.request("login", json::serialize(data)).at("response").as_object();
-}
-
-json::object pos(std::string_view epoch, uint64_t offset) {
-  return json::object{{"epoch", epoch}, {"offset", offset}};
-}
-
-// The next `n` msg pushes (fails the test when fewer arrive in time).
-std::vector<json::object> msgs(WsClient& c, std::size_t n, Millis timeout = 5s) {
-  std::vector<json::object> out;
-  while (out.size() < n) {
-    auto p = c.next_push("msg", timeout);
-    if (!p) break;
-    out.push_back(std::move(*p));
-  }
-  EXPECT_EQ(out.size(), n);
-  return out;
-}
-
-std::size_t msg_count(const std::vector<json::object>& pushes) {
-  std::size_t n = 0;
-  for (const auto& p : pushes) n += p.at("cmd").as_string() == "msg";
-  return n;
 }
 
 class HistoryTest : public GatewayTest {
@@ -95,13 +50,13 @@ TEST_F(HistoryTest, PushesCarryTheirStreamEpochAndConsecutiveOffsets) {
   ASSERT_EQ(got.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(offset_of(got[i]), static_cast<uint64_t>(i + 1));
-    EXPECT_EQ(data_of(got[i]).at("stream").as_string(), "room");
+    EXPECT_EQ(push_data(got[i]).at("stream").as_string(), "room");
     EXPECT_EQ(epoch_of(got[i]), epoch_of(got[0]));
   }
   EXPECT_EQ(send_to(gw, "bob", "for bob").at("sendResults").as_bool(), true);
   auto mine = msgs(b, 1);
   ASSERT_EQ(mine.size(), 1u);
-  EXPECT_EQ(data_of(mine[0]).at("stream").as_string(), "user");
+  EXPECT_EQ(push_data(mine[0]).at("stream").as_string(), "user");
   EXPECT_EQ(offset_of(mine[0]), 1u);
   EXPECT_EQ(msgs(a, 3).size(), 3u);
   EXPECT_EQ(msg_count(a.take_pushes()), 0u);  // bob's user stream is not alice's
@@ -137,9 +92,9 @@ TEST_F(HistoryTest, AClientCutOffMidStreamGetsEveryMissedPushOnceAndInOrder) {
   ASSERT_EQ(missed.size(), 6u);
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(offset_of(missed[i]), static_cast<uint64_t>(i + 3));
-    EXPECT_EQ(data_of(missed[i]).at("msg").as_string(), "r" + std::to_string(i + 3));
+    EXPECT_EQ(push_data(missed[i]).at("msg").as_string(), "r" + std::to_string(i + 3));
   }
-  EXPECT_EQ(data_of(missed[5]).at("msg").as_string(), "u2");
+  EXPECT_EQ(push_data(missed[5]).at("msg").as_string(), "u2");
   // Live delivery continues after the recovered ones, exactly once.
   send_all(gw, "r8");
   auto live = msgs(back, 1);
@@ -284,7 +239,7 @@ TEST_F(HistoryTest, AnOfflineUserGetsWhatWasStoredAtItsNextLogin) {
     EXPECT_EQ(r.at("data").at("offline").to_number<int>(), 1);
     auto got = msgs(c, 1);
     ASSERT_EQ(got.size(), 1u);
-    EXPECT_EQ(data_of(got[0]).at("msg").as_string(), "while you were away");
+    EXPECT_EQ(push_data(got[0]).at("msg").as_string(), "while you were away");
     send_to(gw, "olga", "live");
     EXPECT_EQ(msgs(c, 1).size(), 1u);
     c.close();
@@ -297,7 +252,7 @@ TEST_F(HistoryTest, AnOfflineUserGetsWhatWasStoredAtItsNextLogin) {
   EXPECT_EQ(r.at("data").at("offline").to_number<int>(), 1);  // only what came since
   auto got = msgs(c, 1);
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(data_of(got[0]).at("msg").as_string(), "second absence");
+  EXPECT_EQ(push_data(got[0]).at("msg").as_string(), "second absence");
   EXPECT_EQ(msg_count(c.take_pushes()), 0u);
   // A second connection of a user already online gets no "offline" replay.
   WsClient tab;
@@ -334,7 +289,7 @@ TEST_F(GatewayTest, WithoutHistoryPushesAndLoginsLookAsUpstream) {
   http_get(gw.http_port(), "/user/sendMessageAll?appID=101&userID=x&message=hi");
   auto got = msgs(b, 1);
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(data_of(got[0]).size(), 4u);  // target, type, msg, from
+  EXPECT_EQ(push_data(got[0]).size(), 4u);  // target, type, msg, from
   const HttpResponse h = http_get(gw.http_port(), "/user/history?appID=101");
   EXPECT_NE(h.body.find("\"code\":1009"), std::string::npos) << h.body;
 }

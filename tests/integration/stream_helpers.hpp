@@ -1,0 +1,66 @@
+// Helpers of the history tests (history_test.cpp, cluster_history_test.cpp):
+// stream positions of pushes, logins with recover data, collecting msg pushes.
+#pragma once
+
+#include <boost/json.hpp>
+#include <string>
+#include <vector>
+
+#include "gateway_process.hpp"
+#include "ws_client.hpp"
+
+namespace imgate::test {
+
+// The data object of a push (ws_client.hpp's data_of copies any data value).
+inline const boost::json::object& push_data(const boost::json::object& push) {
+  return push.at("response").at("data").as_object();
+}
+inline uint64_t offset_of(const boost::json::object& push) {
+  return push_data(push).at("offset").to_number<uint64_t>();
+}
+inline std::string epoch_of(const boost::json::object& push) {
+  return std::string(push_data(push).at("epoch").as_string());
+}
+
+// The data of an API answer, asserting code 200.
+inline boost::json::object api(uint16_t port, const std::string& target) {
+  const HttpResponse r = http_get(port, target);
+  const boost::json::value v = boost::json::parse(r.body);
+  EXPECT_EQ(v.at("code").to_number<int>(), 200) << target << " " << r.body;
+  return v.at("data").is_object() ? v.at("data").as_object() : boost::json::object{};
+}
+inline boost::json::object api(const Gateway& gw, const std::string& target) {
+  return api(gw.http_port(), target);
+}
+
+// The login response's response object, for a login with optional recover data.
+inline boost::json::object login(WsClient& c, std::string_view user,
+                                 const boost::json::value& recover = nullptr, uint32_t app = 101) {
+  boost::json::object data{{"appID", app}, {"userID", user}};
+  if (!recover.is_null()) data["recover"] = recover;
+  return c.request("login", boost::json::serialize(data)).at("response").as_object();
+}
+
+inline boost::json::object pos(std::string_view epoch, uint64_t offset) {
+  return boost::json::object{{"epoch", epoch}, {"offset", offset}};
+}
+
+// The next `n` msg pushes (fails the test when fewer arrive in time).
+inline std::vector<boost::json::object> msgs(WsClient& c, std::size_t n, Millis timeout = 5s) {
+  std::vector<boost::json::object> out;
+  while (out.size() < n) {
+    auto p = c.next_push("msg", timeout);
+    if (!p) break;
+    out.push_back(std::move(*p));
+  }
+  EXPECT_EQ(out.size(), n);
+  return out;
+}
+
+inline std::size_t msg_count(const std::vector<boost::json::object>& pushes) {
+  std::size_t n = 0;
+  for (const auto& p : pushes) n += p.at("cmd").as_string() == "msg";
+  return n;
+}
+
+}  // namespace imgate::test
