@@ -104,7 +104,7 @@ async function newPage(browser, label, url, viewport, setup) {
   });
   page.on('pageerror', (error) => problems.push(`${label} page error: ${error.message}`));
   pages.set(label, page);
-  if (setup) setup(page);
+  if (setup) await setup(page); // addInitScript is a round trip to the browser: done before goto
   const response = await page.goto(url, { waitUntil: 'domcontentloaded' });
   assert.equal(response.status(), 200, `${label}: GET /home/index status`);
   return page;
@@ -475,8 +475,8 @@ async function historyMain(browser) {
   const h1 = await newPage(browser, 'H1', historyUrl(nameH1));
   await h1.locator('#status[data-state="online"]').waitFor();
   const logins = []; // data of every login H2 sends
-  const h2 = await newPage(browser, 'H2', historyUrl(nameH2), null, (page) => {
-    page.addInitScript(installNetworkSwitch);
+  const h2 = await newPage(browser, 'H2', historyUrl(nameH2), null, async (page) => {
+    await page.addInitScript(installNetworkSwitch);
     page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
       const frame = JSON.parse(payload);
       if (frame.cmd === 'login') logins.push(frame.data);
