@@ -50,6 +50,13 @@ class Backend {
   virtual bool healthy() const = 0;
   // What /system/state shows under imgate.cluster; null when there is nothing to show.
   virtual boost::json::value status() const = 0;
+  // The Redis the mode runs on, for /metrics: shards 0 = none (embedded), 1 =
+  // one server, N = the masters of a Redis Cluster; up = reachable ones.
+  struct RedisShards {
+    std::size_t shards = 0;
+    std::size_t up = 0;
+  };
+  virtual RedisShards redis_shards() const { return {}; }
 
   // Presence queries over the whole deployment. ok = false when the answer
   // is unavailable (Redis down); the caller answers 1004.

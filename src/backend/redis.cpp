@@ -92,7 +92,12 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
 }
 
 json::value RedisBackend::status() const {
-  return json::object{{"nodeId", cluster_.node_id()}, {"redis", healthy() ? "up" : "down"}};
+  json::object o{{"nodeId", cluster_.node_id()}, {"redis", healthy() ? "up" : "down"}};
+  if (cluster_.on_redis_cluster()) {
+    o["redisCluster"] = json::object{{"masters", cluster_.shards()},
+                                     {"mastersUp", cluster_.shards_up()}};
+  }
+  return o;
 }
 
 void RedisBackend::list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) {

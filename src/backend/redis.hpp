@@ -22,6 +22,7 @@ class RedisBackend final : public Backend, public HistoryHooks {
 
   bool healthy() const override { return cluster_.healthy(); }
   boost::json::value status() const override;
+  RedisShards redis_shards() const override { return {cluster_.shards(), cluster_.shards_up()}; }
   void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;
   void online(AppId app, std::string user, std::function<void(bool, bool)> done) override;
   void publish(PushRequest push, PushDone done) override;

@@ -51,16 +51,31 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
       refresh_timer_(loop_),
       reap_timer_(loop_),
       reconcile_timer_(loop_) {
-  RedisEndpoint ep = RedisEndpoint::parse(config.redis_addr);
-  ep.password = config.redis_password;
-  ep.db = config.redis_db;
-  cmd_ = std::make_shared<RedisConnection>(loop_, ep, node_id_ + "-cmd", false);
-  sub_ = std::make_shared<RedisConnection>(loop_, ep, node_id_ + "-sub", true);
-  cmd_->on_ready = [this] { on_command_ready(); };
-  cmd_->on_lost = [this] { update_health(); };
-  sub_->on_ready = [this] { on_subscriber_ready(); };
-  sub_->on_lost = [this] { update_health(); };
-  sub_->on_message = [this](const RedisReply& r) { on_message(r); };
+  if (!config.redis_cluster.empty()) {
+    std::vector<RedisEndpoint> seeds;
+    std::string_view list = config.redis_cluster;
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      std::string item(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      item.erase(0, item.find_first_not_of(' '));
+      item.erase(item.find_last_not_of(' ') + 1);
+      if (item.empty()) continue;
+      RedisEndpoint ep = RedisEndpoint::parse(item);
+      ep.password = config.redis_password;
+      seeds.push_back(std::move(ep));
+    }
+    link_ = std::make_unique<ShardedRedis>(loop_, std::move(seeds), node_id_);
+    sharded_ = true;
+  } else {
+    RedisEndpoint ep = RedisEndpoint::parse(config.redis_addr);
+    ep.password = config.redis_password;
+    ep.db = config.redis_db;
+    link_ = std::make_unique<SingleRedis>(loop_, ep, node_id_);
+  }
+  link_->on_ready = [this](const RedisLink::Owns& owns) { on_link_ready(owns); };
+  link_->on_health = [this] { update_health(); };
+  link_->on_message = [this](const RedisReply& r) { on_message(r); };
 }
 
 RedisCluster::~RedisCluster() {
@@ -71,11 +86,23 @@ RedisCluster::~RedisCluster() {
 }
 
 void RedisCluster::start() {
-  spdlog::info("cluster mode: node {} on redis {} (prefix \"{}\")", node_id_, config_.redis_addr,
-               prefix_);
+  spdlog::info("cluster mode: node {} on {} {} (prefix \"{}\")", node_id_,
+               sharded_ ? "redis cluster" : "redis",
+               sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_);
   post([this] {
-    cmd_->start();
-    sub_->start();
+    // Per node: its own channel; per room: the room channel. On a Redis
+    // Cluster the node has a channel in each room's slot (the scripts of a
+    // room publish only in their slot) and both are one subscription.
+    if (sharded_) {
+      for (AppId app : config_.app_ids) {
+        link_->subscribe({room_channel(app), node_channel_prefix(app) + node_id_});
+      }
+    } else {
+      std::vector<std::string> channels{node_channel_prefix(0) + node_id_};
+      for (AppId app : config_.app_ids) channels.push_back(room_channel(app));
+      link_->subscribe(std::move(channels));
+    }
+    link_->start();
     refresh_loop();
     reap_loop();
   });
@@ -93,132 +120,231 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
     refresh_timer_.cancel();
     reap_timer_.cancel();
     reconcile_timer_.cancel();
-    // Runs after every logout queued before it (one connection, in order).
-    cmd_->command(eval(lua::k_reap, {prefix_ + "nodes"},
-                       {std::to_string(now_ms()), prefix_, std::string(kExitText),
-                        node_id_ + "-bye", node_id_, max_room(), quiet_list()}),
-                  [left](bool, const RedisReply&) { left->set_value(); });
+    // Runs after every logout queued before it (one connection per shard, in order).
+    reap(node_id_, [left](int64_t) { left->set_value(); });
   });
   if (done.wait_for(deadline) != std::future_status::ready) {
     spdlog::warn("cluster: leaving timed out; the other nodes will reap this node");
   }
-  post([this] {
-    cmd_->stop();
-    sub_->stop();
-  });
+  post([this] { link_->stop(); });
   loop_.stop();
   thread_.join();
 }
 
-void RedisCluster::post(std::function<void()> task) { asio::post(loop_, std::move(task)); }
+void RedisCluster::post(std::function<void()> task) {
+  asio::post(loop_, std::move(task));
+}
 
 void RedisCluster::update_health() {
-  bool up = cmd_->connected() && sub_->connected();
+  const bool up = link_->healthy();
+  shards_.store(link_->shards(), std::memory_order_relaxed);
+  shards_up_.store(link_->shards_up(), std::memory_order_relaxed);
   if (healthy_.exchange(up) != up) {
     spdlog::log(up ? spdlog::level::info : spdlog::level::warn, "cluster: redis {}",
                 up ? "available" : "unavailable, running degraded (local only)");
   }
 }
 
-void RedisCluster::on_command_ready() {
-  register_node(true);
-  update_health();
+// A Redis server (or a Redis Cluster master, after a start, reconnect or
+// failover) is reachable: register, and publish again the presence of this
+// node's users in the rooms it holds (the scripts are idempotent).
+void RedisCluster::on_link_ready(const RedisLink::Owns& owns) {
+  std::vector<AppId> apps;
+  for (AppId app : config_.app_ids) {
+    if (owns(room_set(app))) apps.push_back(app);
+  }
+  if (!owns(nodes_key())) {
+    if (!apps.empty()) republish(false, apps);
+    return;
+  }
+  link_->command(nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
+                 [this, apps](bool ok, const RedisReply& r) {
+                   if (!ok || r.is_error()) return;
+                   // A Redis Cluster master that lost our registration (a
+                   // failover before it was replicated) may have had us reaped.
+                   if (sharded_ && r.integer == 1) {
+                     republish(true, config_.app_ids);
+                   } else if (!apps.empty()) {
+                     republish(false, apps);
+                   }
+                 });
 }
 
-void RedisCluster::on_subscriber_ready() {
-  std::vector<std::string> cmd{"SUBSCRIBE", prefix_ + "ch:node:" + node_id_};
-  for (AppId app : config_.app_ids) cmd.push_back(room_channel(app));
-  sub_->command(std::move(cmd));
-  update_health();
-}
-
-void RedisCluster::register_node(bool republish_always) {
-  cmd_->command({"ZADD", prefix_ + "nodes", std::to_string(expiry_ms()), node_id_},
-                [this, republish_always](bool ok, const RedisReply& r) {
-                  if (!ok || r.is_error()) return;
-                  // After a (re)connect: reconcile with whatever Redis still holds.
-                  // 1 on a live connection: we were reaped after a stall and the
-                  // others announced our users' exit, so announce them again.
-                  if (republish_always) {
-                    republish(false);
-                  } else if (r.integer == 1) {
-                    spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining",
-                                 node_id_);
-                    republish(true);
-                  }
-                });
-}
-
-void RedisCluster::republish(bool announce) {
-  auto users = hub_.directory().users();
-  for (const auto& key : users) presence_script(key, true, announce);
-  spdlog::info("cluster: node {} registered, {} users published", node_id_, users.size());
-  reconcile_when_subscribed(Clock::now() + config_.node_ttl);
+void RedisCluster::republish(bool announce, const std::vector<AppId>& apps) {
+  std::size_t published = 0;
+  for (const auto& key : hub_.directory().users()) {
+    if (std::find(apps.begin(), apps.end(), key.app) == apps.end()) continue;
+    presence_script(key, true, announce);
+    ++published;
+  }
+  spdlog::info("cluster: node {} registered, {} users published", node_id_, published);
+  reconcile_when_subscribed(Clock::now() + config_.node_ttl, apps);
 }
 
 // The exits of stale users go out on the room channels, and pub/sub keeps
 // nothing: after a Redis restart the nodes resubscribe at different moments,
 // so wait until every live node is subscribed again (at most until
-// `deadline`) before reconciling.
-void RedisCluster::reconcile_when_subscribed(TimePoint deadline) {
-  const std::string channel = room_channel(config_.app_ids.front());
-  cmd_->command(
-      {"ZCOUNT", prefix_ + "nodes", std::to_string(now_ms()), "+inf"},
-      [this, deadline, channel](bool ok, const RedisReply& nodes) {
+// `deadline`) before reconciling. On a Redis Cluster each room separately.
+void RedisCluster::reconcile_when_subscribed(TimePoint deadline, std::vector<AppId> apps) {
+  if (apps.empty()) return;
+  if (sharded_ && apps.size() > 1) {
+    for (AppId app : apps) reconcile_when_subscribed(deadline, {app});
+    return;
+  }
+  const std::string channel = room_channel(apps.front());
+  link_->command(
+      nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
+      [this, deadline, channel, apps](bool ok, const RedisReply& nodes) {
         if (!ok || nodes.is_error()) return;  // connection lost: the next reconnect starts over
-        cmd_->command({"PUBSUB", "NUMSUB", channel}, [this, deadline, live = nodes.integer](
-                                                         bool ok2, const RedisReply& r) {
-          if (!ok2) return;
-          const int64_t subscribers = r.elements.size() == 2 ? r.elements[1].integer : 0;
-          if (subscribers >= live || Clock::now() >= deadline) return reconcile();
-          reconcile_timer_.expires_after(std::chrono::milliseconds(200));
-          reconcile_timer_.async_wait([this, deadline](const boost::system::error_code& ec) {
-            if (!ec) reconcile_when_subscribed(deadline);
-          });
-        });
+        std::vector<std::string> numsub{"PUBSUB", sharded_ ? "SHARDNUMSUB" : "NUMSUB", channel};
+        link_->command(channel, std::move(numsub),
+                       [this, deadline, apps, live = nodes.integer](bool ok2, const RedisReply& r) {
+                         if (!ok2) return;
+                         const int64_t subscribers =
+                             r.elements.size() == 2 ? r.elements[1].integer : 0;
+                         if (subscribers >= live || Clock::now() >= deadline)
+                           return reconcile(apps);
+                         reconcile_timer_.expires_after(std::chrono::milliseconds(200));
+                         reconcile_timer_.async_wait(
+                             [this, deadline, apps](const boost::system::error_code& ec) {
+                               if (!ec) reconcile_when_subscribed(deadline, apps);
+                             });
+                       });
       });
 }
 
-void RedisCluster::reconcile() {
-  std::vector<std::string> args{node_id_, prefix_, std::string(kExitText),
-                                node_id_ + "-sync" + std::to_string(++exit_seq_), max_room(),
-                                quiet_list()};
-  for (const auto& key : hub_.directory().users()) args.push_back(member(key));
-  cmd_->command(eval(lua::k_sync, {prefix_ + "node:" + node_id_ + ":users"}, std::move(args)),
-                [](bool ok, const RedisReply& r) {
-                  if (ok && r.integer > 0) {
-                    spdlog::info("cluster: {} users who left meanwhile removed", r.integer);
-                  }
-                });
+void RedisCluster::reconcile(const std::vector<AppId>& apps) {
+  auto report = [](bool ok, const RedisReply& r) {
+    if (ok && r.integer > 0)
+      spdlog::info("cluster: {} users who left meanwhile removed", r.integer);
+  };
+  const auto users = hub_.directory().users();
+  if (!sharded_) {
+    std::vector<std::string> args{node_id_,
+                                  prefix_,
+                                  std::string(kExitText),
+                                  node_id_ + "-sync" + std::to_string(++exit_seq_),
+                                  max_room(),
+                                  quiet_list()};
+    for (const auto& key : users) args.push_back(member(key));
+    link_->command(node_users(0, node_id_),
+                   eval(lua::k_sync, {node_users(0, node_id_)}, std::move(args)), report);
+    return;
+  }
+  for (AppId app : apps) {
+    std::vector<std::string> args{node_id_,
+                                  room_base(app),
+                                  std::string(kExitText),
+                                  node_id_ + "-sync" + std::to_string(++exit_seq_),
+                                  max_room(),
+                                  quiet_list(),
+                                  room_channel(app),
+                                  std::to_string(app)};
+    for (const auto& key : users) {
+      if (key.app == app) args.push_back(key.user);
+    }
+    link_->command(
+        room_set(app),
+        eval(lua::k_sync_room, {node_users(app, node_id_), room_set(app)}, std::move(args)),
+        report);
+  }
 }
 
 void RedisCluster::refresh_loop() {
   refresh_timer_.expires_after(config_.node_ttl / 3);
   refresh_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    if (cmd_->connected()) register_node(false);
+    if (link_->reachable(nodes_key())) {
+      link_->command(nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
+                     [this](bool ok, const RedisReply& r) {
+                       // 1 on a live connection: we were reaped after a stall and
+                       // the others announced our users' exit, so announce them again.
+                       if (ok && !r.is_error() && r.integer == 1) {
+                         spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining",
+                                      node_id_);
+                         republish(true, config_.app_ids);
+                       }
+                     });
+    }
     refresh_loop();
   });
 }
 
 void RedisCluster::reap_loop() {
-  reap_timer_.expires_after(std::min<std::chrono::milliseconds>(config_.node_ttl / 4,
-                                                                std::chrono::seconds(2)));
+  reap_timer_.expires_after(
+      std::min<std::chrono::milliseconds>(config_.node_ttl / 4, std::chrono::seconds(2)));
   reap_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    if (cmd_->connected()) {
-      cmd_->command(eval(lua::k_reap, {prefix_ + "nodes"},
-                         {std::to_string(now_ms()), prefix_, std::string(kExitText),
-                          node_id_ + "-" + std::to_string(++exit_seq_), "", max_room(),
-                          quiet_list()}),
-                    [](bool ok, const RedisReply& r) {
-                      if (ok && r.integer > 0) {
-                        spdlog::info("cluster: reaped a dead node, {} users left", r.integer);
-                      }
-                    });
+    if (link_->reachable(nodes_key())) {
+      reap("", [](int64_t exits) {
+        if (exits > 0) spdlog::info("cluster: reaped a dead node, {} users left", exits);
+      });
     }
     reap_loop();
   });
+}
+
+// One Redis server: one script, ZREM deciding which reaper does the work.
+// Redis Cluster: the expired nodes from the nodes key's slot, then one script
+// per room in the room's slot (HDEL deciding, so concurrent reapers never
+// double an exit), then ZREM.
+void RedisCluster::reap(std::string node, std::function<void(int64_t)> done) {
+  if (!sharded_) {
+    link_->command(
+        nodes_key(),
+        eval(lua::k_reap, {nodes_key()},
+             {std::to_string(now_ms()), prefix_, std::string(kExitText),
+              node.empty() ? node_id_ + "-" + std::to_string(++exit_seq_) : node_id_ + "-bye", node,
+              max_room(), quiet_list()}),
+        [done](bool ok, const RedisReply& r) { done(ok ? r.integer : 0); });
+    return;
+  }
+  if (!node.empty()) return reap_rooms(node, std::move(done));
+  link_->command(nodes_key(), {"ZRANGEBYSCORE", nodes_key(), "-inf", std::to_string(now_ms())},
+                 [this, done](bool ok, const RedisReply& r) {
+                   if (!ok || r.is_error() || r.elements.empty()) return done(0);
+                   auto total = std::make_shared<int64_t>(0);
+                   auto left = std::make_shared<std::size_t>(r.elements.size());
+                   for (const auto& dead : r.elements) {
+                     reap_rooms(dead.str, [total, left, done](int64_t exits) {
+                       *total += exits;
+                       if (--*left == 0) done(*total);
+                     });
+                   }
+                 });
+}
+
+void RedisCluster::reap_rooms(const std::string& node, std::function<void(int64_t)> done) {
+  auto total = std::make_shared<int64_t>(0);
+  auto left = std::make_shared<std::size_t>(config_.app_ids.size());
+  const std::string seq =
+      node_id_ + (node == node_id_ ? "-bye" : "-" + std::to_string(++exit_seq_));
+  auto finish = [this, node, total, done](bool) {
+    // Every room done (or failed: then a later reaper finds the node again).
+    link_->command(nodes_key(), {"ZREM", nodes_key(), node},
+                   [total, done](bool, const RedisReply&) { done(*total); });
+  };
+  auto failed = std::make_shared<bool>(false);
+  for (AppId app : config_.app_ids) {
+    const bool quiet =
+        std::find(hub_.presence_policy().quiet.begin(), hub_.presence_policy().quiet.end(), app) !=
+        hub_.presence_policy().quiet.end();
+    link_->command(
+        room_set(app),
+        eval(lua::k_reap_room, {node_users(app, node), room_set(app)},
+             {node, room_base(app), std::string(kExitText), seq + "-" + std::to_string(app),
+              max_room(), quiet ? "1" : "0", room_channel(app), std::to_string(app)}),
+        [total, left, failed, finish](bool ok, const RedisReply& r) {
+          if (ok && !r.is_error())
+            *total += r.integer;
+          else
+            *failed = true;
+          if (--*left == 0) {
+            if (*failed) return finish(false);
+            finish(true);
+          }
+        });
+  }
 }
 
 std::string RedisCluster::max_room() const {
@@ -231,24 +357,43 @@ std::string RedisCluster::quiet_list() const {
   return list;
 }
 
-int64_t RedisCluster::expiry_ms() const { return now_ms() + config_.node_ttl.count(); }
+int64_t RedisCluster::expiry_ms() const {
+  return now_ms() + config_.node_ttl.count();
+}
+
+std::string RedisCluster::room_base(AppId app) const {
+  return sharded_ ? "{" + prefix_ + std::to_string(app) + "}:" : prefix_;
+}
 
 std::string RedisCluster::member(const UserKey& key) const {
-  return std::to_string(key.app) + ":" + key.user;
+  return sharded_ ? key.user : std::to_string(key.app) + ":" + key.user;
 }
 
 std::string RedisCluster::user_hash(const UserKey& key) const {
-  return prefix_ + "user:" + member(key);
+  return sharded_ ? room_base(key.app) + "user:" + key.user
+                  : prefix_ + "user:" + std::to_string(key.app) + ":" + key.user;
+}
+
+std::string RedisCluster::room_set(AppId app) const {
+  return sharded_ ? room_base(app) + "room" : prefix_ + "room:" + std::to_string(app);
+}
+
+std::string RedisCluster::node_users(AppId app, const std::string& node) const {
+  return room_base(app) + "node:" + node + ":users";
 }
 
 std::string RedisCluster::room_channel(AppId app) const {
-  return prefix_ + "ch:room:" + std::to_string(app);
+  return sharded_ ? room_base(app) + "ch:room" : prefix_ + "ch:room:" + std::to_string(app);
+}
+
+std::string RedisCluster::node_channel_prefix(AppId app) const {
+  return room_base(app) + "ch:node:";
 }
 
 std::string RedisCluster::payload(const PushMessage& msg, AppId app,
                                   std::string_view except_or_user, bool room) const {
-  json::object o{{"cmd", msg.cmd}, {"seq", msg.seq}, {"msg", msg.msg},
-                 {"from", msg.from}, {"app", app}};
+  json::object o{
+      {"cmd", msg.cmd}, {"seq", msg.seq}, {"msg", msg.msg}, {"from", msg.from}, {"app", app}};
   o[room ? "except" : "user"] = except_or_user;
   return json::serialize(o);
 }
@@ -266,36 +411,37 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
   PushMessage msg{cmd, std::to_string(hub_.next_push_seq()),
                   std::string(online ? kEnterText : kExitText), key.user};
   const PresencePolicy& policy = hub_.presence_policy();
-  const bool quiet = std::find(policy.quiet.begin(), policy.quiet.end(), key.app) !=
-                     policy.quiet.end();
+  const bool quiet =
+      std::find(policy.quiet.begin(), policy.quiet.end(), key.app) != policy.quiet.end();
   if (quiet && announce) Counters::bump(hub_.counters().presence_suppressed);
   announce = announce && !quiet;
   auto local_fallback = [this, key, msg, announce] {
     if (!announce) return;
     hub_.push_room(key.app, key.user, make_push(msg.seq, msg.cmd, msg.msg, msg.from));
   };
-  if (!cmd_->connected()) {
+  const std::string hash = user_hash(key);
+  if (!link_->reachable(hash)) {
     local_fallback();
     return;
   }
-  cmd_->command(
-      eval(online ? lua::k_login : lua::k_logout,
-           {user_hash(key), prefix_ + "room:" + std::to_string(key.app),
-            prefix_ + "node:" + node_id_ + ":users"},
-           {node_id_, member(key), key.user, room_channel(key.app),
-            payload(msg, key.app, key.user, true), announce ? "1" : "0", max_room()}),
-      [local_fallback](bool ok, const RedisReply& r) {
-        if (!ok || r.is_error()) {
-          if (r.is_error()) spdlog::error("cluster: presence script: {}", r.str);
-          local_fallback();
-        }
-      });
+  link_->command(hash,
+                 eval(online ? lua::k_login : lua::k_logout,
+                      {hash, room_set(key.app), node_users(key.app, node_id_)},
+                      {node_id_, member(key), key.user, room_channel(key.app),
+                       payload(msg, key.app, key.user, true), announce ? "1" : "0", max_room(),
+                       publish_verb()}),
+                 [local_fallback](bool ok, const RedisReply& r) {
+                   if (!ok || r.is_error()) {
+                     if (r.is_error()) spdlog::error("cluster: presence script: {}", r.str);
+                     local_fallback();
+                   }
+                 });
 }
 
 void RedisCluster::on_message(const RedisReply& reply) {
-  // ["message", channel, payload]; subscribe confirmations are ignored.
+  // ["message" or "smessage", channel, payload]; subscribe confirmations are ignored.
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 3 ||
-      reply.elements[0].str != "message") {
+      (reply.elements[0].str != "message" && reply.elements[0].str != "smessage")) {
     return;
   }
   json::error_code ec;
@@ -323,8 +469,8 @@ void RedisCluster::on_message(const RedisReply& reply) {
   }
   const std::string epoch = text("epoch");
   const StreamMark mark{room ? "room" : "user", epoch, offset};
-  Frame frame = make_push(text("seq"), text("cmd"), text("msg"), text("from"),
-                          offset != 0 ? &mark : nullptr);
+  Frame frame =
+      make_push(text("seq"), text("cmd"), text("msg"), text("from"), offset != 0 ? &mark : nullptr);
   if (room) {
     hub_.push_room(app, text("except"), frame, offset);
   } else {
@@ -333,8 +479,13 @@ void RedisCluster::on_message(const RedisReply& reply) {
 }
 
 std::string RedisCluster::stream_key(const UserKey& stream, std::string_view part) const {
-  const std::string id = stream.user.empty() ? "room:" + std::to_string(stream.app)
-                                             : "user:" + member(stream);
+  if (sharded_) {
+    return room_base(stream.app) +
+           "hist:" + (stream.user.empty() ? std::string("room") : "user:" + stream.user) + ":" +
+           std::string(part);
+  }
+  const std::string id =
+      stream.user.empty() ? "room:" + std::to_string(stream.app) : "user:" + member(stream);
   return prefix_ + "hist:" + id + ":" + std::string(part);
 }
 
@@ -345,14 +496,17 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
     const bool room = stream.user.empty();
     const std::string entry = json::serialize(
         json::object{{"s", msg.seq}, {"m", msg.msg}, {"f", msg.from}, {"x", except}});
-    cmd_->command(
+    const std::string meta = stream_key(stream, "meta");
+    // KEYS[3] is read for user streams only; for a room any key of its slot.
+    link_->command(
+        meta,
         eval(lua::k_history_append,
-             {stream_key(stream, "meta"), stream_key(stream, "log"),
-              room ? prefix_ + "user:-" : user_hash(stream)},
+             {meta, stream_key(stream, "log"),
+              room ? (sharded_ ? room_set(stream.app) : prefix_ + "user:-") : user_hash(stream)},
              {random_node_id(), std::to_string(now_ms()), std::to_string(config_.history_size),
               std::to_string(config_.history_ttl.count()), entry,
-              payload(msg, stream.app, room ? except : stream.user, room),
-              room ? "room" : "user", room ? room_channel(stream.app) : prefix_ + "ch:node:"}),
+              payload(msg, stream.app, room ? except : stream.user, room), room ? "room" : "user",
+              room ? room_channel(stream.app) : node_channel_prefix(stream.app), publish_verb()}),
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3) {
             if (r.is_error()) spdlog::error("cluster: history script: {}", r.str);
@@ -367,93 +521,114 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
 void RedisCluster::read_stored(UserKey stream, int64_t after,
                                std::function<void(bool, StoredStream)> done) {
   post([this, stream = std::move(stream), after, done = std::move(done)] {
-    cmd_->command(eval(lua::k_history_read,
-                       {stream_key(stream, "meta"), stream_key(stream, "log")},
-                       {std::to_string(after)}),
-                  [done](bool ok, const RedisReply& r) {
-                    if (!ok || r.is_error() || r.elements.size() != 3 ||
-                        r.elements[0].elements.size() != 3) {
-                      return done(false, {});
-                    }
-                    StoredStream out;
-                    const auto& meta = r.elements[0].elements;
-                    auto number = [](const RedisReply& v) -> std::optional<uint64_t> {
-                      if (v.type != RedisReply::Type::kString) return std::nullopt;
-                      return std::strtoull(v.str.c_str(), nullptr, 10);
-                    };
-                    if (meta[0].type == RedisReply::Type::kString) out.top.epoch = meta[0].str;
-                    out.top.offset = number(meta[1]).value_or(0);
-                    out.left = number(meta[2]);
-                    out.first = static_cast<uint64_t>(std::max<int64_t>(r.elements[2].integer, 1));
-                    for (const auto& e : r.elements[1].elements) out.entries.push_back(e.str);
-                    done(true, std::move(out));
-                  });
+    const std::string meta_key = stream_key(stream, "meta");
+    link_->command(
+        meta_key,
+        eval(lua::k_history_read, {meta_key, stream_key(stream, "log")}, {std::to_string(after)}),
+        [done](bool ok, const RedisReply& r) {
+          if (!ok || r.is_error() || r.elements.size() != 3 || r.elements[0].elements.size() != 3) {
+            return done(false, {});
+          }
+          StoredStream out;
+          const auto& meta = r.elements[0].elements;
+          auto number = [](const RedisReply& v) -> std::optional<uint64_t> {
+            if (v.type != RedisReply::Type::kString) return std::nullopt;
+            return std::strtoull(v.str.c_str(), nullptr, 10);
+          };
+          if (meta[0].type == RedisReply::Type::kString) out.top.epoch = meta[0].str;
+          out.top.offset = number(meta[1]).value_or(0);
+          out.left = number(meta[2]);
+          out.first = static_cast<uint64_t>(std::max<int64_t>(r.elements[2].integer, 1));
+          for (const auto& e : r.elements[1].elements) out.entries.push_back(e.str);
+          done(true, std::move(out));
+        });
   });
 }
 
 void RedisCluster::mark_left(UserKey key, uint64_t delivered) {
   post([this, key = std::move(key), delivered] {
-    if (!cmd_->connected()) return;
-    cmd_->command(eval(lua::k_history_left, {user_hash(key), stream_key(key, "meta")},
-                       {std::to_string(delivered)}),
-                  [](bool, const RedisReply&) {});
+    const std::string hash = user_hash(key);
+    if (!link_->reachable(hash)) return;
+    link_->command(
+        hash,
+        eval(lua::k_history_left, {hash, stream_key(key, "meta")}, {std::to_string(delivered)}),
+        [](bool, const RedisReply&) {});
   });
 }
 
-void RedisCluster::list_users(AppId app,
-                              std::function<void(bool, std::vector<std::string>)> done) {
+void RedisCluster::list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) {
   post([this, app, done = std::move(done)] {
-    cmd_->command({"SMEMBERS", prefix_ + "room:" + std::to_string(app)},
-                  [done](bool ok, const RedisReply& r) {
-                    std::vector<std::string> users;
-                    for (const auto& e : r.elements) users.push_back(e.str);
-                    done(ok && !r.is_error(), std::move(users));
-                  });
+    link_->command(room_set(app), {"SMEMBERS", room_set(app)},
+                   [done](bool ok, const RedisReply& r) {
+                     std::vector<std::string> users;
+                     for (const auto& e : r.elements) users.push_back(e.str);
+                     done(ok && !r.is_error(), std::move(users));
+                   });
   });
 }
 
-void RedisCluster::online(AppId app, std::string user,
-                          std::function<void(bool, bool)> done) {
+void RedisCluster::online(AppId app, std::string user, std::function<void(bool, bool)> done) {
   post([this, app, user = std::move(user), done = std::move(done)] {
     auto reply = [done](bool ok, const RedisReply& r) {
       done(ok && !r.is_error(), r.integer == 1);
     };
     if (app != 0) {
-      cmd_->command({"EXISTS", user_hash(UserKey{app, user})}, reply);
+      const std::string hash = user_hash(UserKey{app, user});
+      link_->command(hash, {"EXISTS", hash}, reply);
+      return;
+    }
+    if (sharded_) {
+      // One EXISTS per app (each room is its own slot), answered when all are in.
+      struct Pending {
+        std::size_t left;
+        bool ok = true;
+        bool online = false;
+      };
+      auto pending = std::make_shared<Pending>(Pending{config_.app_ids.size()});
+      for (AppId a : config_.app_ids) {
+        const std::string hash = user_hash(UserKey{a, user});
+        link_->command(hash, {"EXISTS", hash}, [pending, done](bool ok, const RedisReply& r) {
+          pending->ok = pending->ok && ok && !r.is_error();
+          pending->online = pending->online || r.integer == 1;
+          if (--pending->left == 0) done(pending->ok || pending->online, pending->online);
+        });
+      }
       return;
     }
     std::vector<std::string> args{prefix_, user};
     for (AppId a : config_.app_ids) args.push_back(std::to_string(a));
-    cmd_->command(eval(lua::k_online_any, {}, std::move(args)), reply);
+    link_->command("", eval(lua::k_online_any, {}, std::move(args)), reply);
   });
 }
 
 void RedisCluster::first_msg_id(std::string id, std::function<void(bool, bool)> done) {
   post([this, id = std::move(id), done = std::move(done)] {
-    cmd_->command({"SET", prefix_ + "msgid:" + id, "1", "NX", "PX",
-                   std::to_string(config_.msg_id_ttl.count())},
-                  [done](bool ok, const RedisReply& r) {
-                    done(ok && !r.is_error(), r.type == RedisReply::Type::kStatus);
-                  });
+    const std::string key = prefix_ + "msgid:" + id;
+    link_->command(key, {"SET", key, "1", "NX", "PX", std::to_string(config_.msg_id_ttl.count())},
+                   [done](bool ok, const RedisReply& r) {
+                     done(ok && !r.is_error(), r.type == RedisReply::Type::kStatus);
+                   });
   });
 }
 
-void RedisCluster::send_user(UserKey key, PushMessage msg,
-                             std::function<void(bool, bool)> done) {
+void RedisCluster::send_user(UserKey key, PushMessage msg, std::function<void(bool, bool)> done) {
   post([this, key = std::move(key), msg = std::move(msg), done = std::move(done)] {
-    cmd_->command(eval(lua::k_unicast, {user_hash(key)},
-                       {prefix_ + "ch:node:", payload(msg, key.app, key.user, false)}),
-                  [done](bool ok, const RedisReply& r) {
-                    done(ok && !r.is_error(), r.integer > 0);
-                  });
+    const std::string hash = user_hash(key);
+    link_->command(
+        hash,
+        eval(
+            lua::k_unicast, {hash},
+            {node_channel_prefix(key.app), payload(msg, key.app, key.user, false), publish_verb()}),
+        [done](bool ok, const RedisReply& r) { done(ok && !r.is_error(), r.integer > 0); });
   });
 }
 
 void RedisCluster::send_room(AppId app, std::string except, PushMessage msg,
                              std::function<void(bool)> done) {
   post([this, app, except = std::move(except), msg = std::move(msg), done = std::move(done)] {
-    cmd_->command({"PUBLISH", room_channel(app), payload(msg, app, except, true)},
-                  [done](bool ok, const RedisReply& r) { done(ok && !r.is_error()); });
+    const std::string channel = room_channel(app);
+    link_->command(channel, {publish_verb(), channel, payload(msg, app, except, true)},
+                   [done](bool ok, const RedisReply& r) { done(ok && !r.is_error()); });
   });
 }
 

@@ -8,6 +8,11 @@
 // Degraded mode: while Redis is unreachable every cluster-wide call fails fast
 // (callbacks with ok == false) and presence changes fall back to local pushes;
 // on reconnect the node re-registers and re-publishes its presence.
+//
+// On one Redis server or a Redis Cluster (RedisLink). On a Redis Cluster
+// everything of one room (appID) - its users, presence, channels and history
+// - shares one hash tag, so that each script touches one slot; a shard that
+// fails over is treated as a reconnect for the rooms it holds.
 #pragma once
 
 #include <atomic>
@@ -20,6 +25,7 @@
 #include <vector>
 
 #include "cluster/redis_connection.hpp"
+#include "cluster/redis_link.hpp"
 #include "config/config.hpp"
 #include "registry/shard.hpp"
 #include "registry/stream.hpp"
@@ -68,32 +74,47 @@ class RedisCluster final : public PresenceSink {
     uint64_t first = 1;  // oldest kept offset (top + 1 when none is kept)
     std::vector<std::string> entries;
   };
-  void read_stored(UserKey stream, int64_t after,
-                   std::function<void(bool ok, StoredStream)> done);
+  void read_stored(UserKey stream, int64_t after, std::function<void(bool ok, StoredStream)> done);
   // The user's last connection on this node left it having been delivered its
   // stream up to `delivered` (recorded when no node holds the user any more).
   void mark_left(UserKey key, uint64_t delivered);
 
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  bool on_redis_cluster() const { return sharded_; }
+  // Redis Cluster masters known and how many are reachable (1 / 0-1 for one server).
+  std::size_t shards() const { return shards_.load(std::memory_order_relaxed); }
+  std::size_t shards_up() const { return shards_up_.load(std::memory_order_relaxed); }
   const std::string& node_id() const { return node_id_; }
 
  private:
   void post(std::function<void()> task);
-  void on_command_ready();
-  void on_subscriber_ready();
+  void on_link_ready(const RedisLink::Owns& owns);
   void on_message(const RedisReply& reply);
   void update_health();
-  void register_node(bool republish_always);
-  void republish(bool announce);
-  void reconcile_when_subscribed(TimePoint deadline);
-  void reconcile();
+  void republish(bool announce, const std::vector<AppId>& apps);
+  void reconcile_when_subscribed(TimePoint deadline, std::vector<AppId> apps);
+  void reconcile(const std::vector<AppId>& apps);
   void refresh_loop();
   void reap_loop();
+  // Removes `node` (expired, or this node leaving) and its users; `done` gets
+  // the number of exits published.
+  void reap(std::string node, std::function<void(int64_t exits)> done);
+  void reap_rooms(const std::string& node, std::function<void(int64_t exits)> done);
   void presence_script(const UserKey& key, bool online, bool announce);
+
+  // Key and channel names (docs/cluster.md, "Key schema"). One Redis server:
+  // the names imgate always used. Redis Cluster: those of a room begin with
+  // the hash tag "{<prefix><appID>}:" and share its slot.
+  std::string room_base(AppId app) const;
   std::string user_hash(const UserKey& key) const;
-  std::string member(const UserKey& key) const;
+  std::string room_set(AppId app) const;
+  std::string node_users(AppId app, const std::string& node) const;
+  std::string member(const UserKey& key) const;  // in node_users
   std::string room_channel(AppId app) const;
+  std::string node_channel_prefix(AppId app) const;  // + node id
   std::string stream_key(const UserKey& stream, std::string_view part) const;
+  std::string nodes_key() const { return prefix_ + "nodes"; }
+  const char* publish_verb() const { return link_->sharded() ? "SPUBLISH" : "PUBLISH"; }
   std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user,
                       bool room) const;
   int64_t expiry_ms() const;
@@ -105,13 +126,15 @@ class RedisCluster final : public PresenceSink {
   const std::string prefix_;
   const std::string node_id_;
   boost::asio::io_context loop_;
-  std::shared_ptr<RedisConnection> cmd_;
-  std::shared_ptr<RedisConnection> sub_;
+  std::unique_ptr<RedisLink> link_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer reap_timer_;
   boost::asio::steady_timer reconcile_timer_;
   std::thread thread_;
   std::atomic<bool> healthy_{false};
+  std::atomic<std::size_t> shards_{0};
+  std::atomic<std::size_t> shards_up_{0};
+  bool sharded_ = false;
   uint64_t exit_seq_ = 0;
 };
 

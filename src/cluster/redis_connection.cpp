@@ -142,7 +142,7 @@ void RedisConnection::on_connected(const boost::system::error_code& ec) {
   for (auto& cmd : handshake) enqueue(cmd, done, true);
 }
 
-void RedisConnection::command(std::vector<std::string> args, RedisCallback cb) {
+void RedisConnection::command(const std::vector<std::string>& args, RedisCallback cb) {
   if (state_ != State::kReady || pending_.size() >= kMaxPending) {
     if (cb) cb(false, RedisReply{});
     return;

@@ -59,7 +59,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   // Queues a command; `cb` may be empty. Fails at once when disconnected or
   // when `kMaxPending` commands are already waiting.
-  void command(std::vector<std::string> args, RedisCallback cb = {});
+  void command(const std::vector<std::string>& args, RedisCallback cb = {});
 
   bool connected() const { return state_ == State::kReady; }
 

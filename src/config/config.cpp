@@ -369,6 +369,9 @@ constexpr OptionSpec kOptions[] = {
      bind<&Config::redis_password, parse_text>()},
     {"redis.DB", "redis-db", "N", "Redis database number",
      bind<&Config::redis_db, parse_db>()},
+    {"redis.cluster", "redis-cluster", "HOST:PORT,...",
+     "Redis Cluster seed nodes: the cluster mode on a Redis Cluster (instead of redis.addr)",
+     bind<&Config::redis_cluster, parse_text>()},
     // imgate's own keys (`imgate:` section).
     {"imgate.bindAddress", "bind", "ADDR", "Listen address for the HTTP and WebSocket ports",
      bind<&Config::bind_address, parse_text>()},
@@ -775,6 +778,12 @@ void validate(const Config& cfg) {
         "must be at most 3600 seconds" + got(to_text(cfg.auth_leeway)));
   check(cfg.max_failed_logins <= 1000, "imgate.maxFailedLogins",
         "must be at most 1000" + got(to_text(cfg.max_failed_logins)));
+  check(cfg.redis_addr.empty() || cfg.redis_cluster.empty(), "redis.cluster",
+        "and redis.addr are exclusive: one Redis server or one Redis Cluster");
+  check(cfg.redis_cluster.empty() || cfg.redis_db == 0, "redis.DB",
+        "must be 0 on a Redis Cluster (it has only database 0)" + got(to_text(cfg.redis_db)));
+  check(cfg.redis_cluster.empty() || cfg.redis_cluster.find_first_not_of(", ") != std::string::npos,
+        "redis.cluster", "must list at least one host:port" + got(cfg.redis_cluster));
   check(cfg.history_size <= 100'000, "imgate.historySize",
         "must be at most 100000" + got(to_text(cfg.history_size)));
   check(cfg.history_size == 0 || cfg.history_max_bytes >= (1u << 20), "imgate.historyMaxBytes",

@@ -28,6 +28,7 @@ struct Config {
   std::string redis_addr;        // redis.addr: "" = embedded single node
   std::string redis_password;    // redis.password
   int redis_db = 0;              // redis.DB
+  std::string redis_cluster;     // redis.cluster: Redis Cluster seed nodes "host:port,..."
 
   // --- imgate's own (`imgate:` section) ---
   std::string bind_address = "0.0.0.0";

@@ -136,6 +136,16 @@ std::string render_prometheus(ServerContext& ctx) {
            load(c.presence_suppressed));
   w.simple("imgate_msgid_duplicates_total", "counter", "Pushes refused as duplicate msgID.",
            load(c.msg_id_duplicates));
+  if (const Backend::RedisShards redis = ctx.backend->redis_shards(); redis.shards > 0) {
+    w.simple("imgate_redis_up", "gauge",
+             "1 while every Redis shard (server or Redis Cluster master) is reachable "
+             "and subscribed, else 0 (degraded).",
+             ctx.backend->healthy() ? 1 : 0);
+    w.simple("imgate_redis_shards", "gauge", "Redis shards known (1: one server; masters).",
+             static_cast<double>(redis.shards));
+    w.simple("imgate_redis_shards_up", "gauge", "Redis shards reachable (command and subscriber).",
+             static_cast<double>(redis.up));
+  }
   const Backend::HistoryStats history = ctx.backend->history_stats();
   w.simple("imgate_history_streams", "gauge", "Streams (rooms, users) with kept pushes.",
            static_cast<double>(history.streams));

@@ -83,7 +83,7 @@ Server::Server(Config config)
   ctx_.dedup = std::make_unique<MsgIdDedup>(config_.msg_id_ttl, config_.msg_id_capacity);
   ctx_.sorted_app_ids = config_.app_ids;
   std::sort(ctx_.sorted_app_ids.begin(), ctx_.sorted_app_ids.end());
-  if (!config_.redis_addr.empty()) {
+  if (!config_.redis_addr.empty() || !config_.redis_cluster.empty()) {
     cluster_ = std::make_unique<RedisCluster>(config_, hub_);
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();

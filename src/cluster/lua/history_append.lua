@@ -7,7 +7,8 @@
 -- ARGV[4] ttl (ms, 0 = none), ARGV[5] entry fields (JSON object: seq, msg, from, except),
 -- ARGV[6] routed message (JSON object; gets "epoch" and "offset"),
 -- ARGV[7] "room": publish on ARGV[8] (the room channel);
---         "user": publish on ARGV[8] .. node for each node in KEYS[3]
+--         "user": publish on ARGV[8] .. node for each node in KEYS[3],
+-- ARGV[9] PUBLISH or SPUBLISH
 -- Returns {epoch, offset, nodes published to (user streams; 1 for rooms)}.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -30,11 +31,11 @@ message['epoch'] = epoch
 message['offset'] = offset
 local text = cjson.encode(message)
 if ARGV[7] == 'room' then
-  redis.call('PUBLISH', ARGV[8], text)
+  redis.call(ARGV[9] or 'PUBLISH', ARGV[8], text)
   return {epoch, offset, 1}
 end
 local nodes = redis.call('HKEYS', KEYS[3])
 for _, node in ipairs(nodes) do
-  redis.call('PUBLISH', ARGV[8] .. node, text)
+  redis.call(ARGV[9] or 'PUBLISH', ARGV[8] .. node, text)
 end
 return {epoch, offset, #nodes}

@@ -1,6 +1,6 @@
 -- A node's last connection of a user went away: forget the user on this node
 -- and, if no other node has it, remove it from the room and announce `exit`.
--- KEYS and ARGV as in login.lua (ARGV[5] is the exit payload).
+-- KEYS and ARGV as in login.lua (ARGV[5] is the exit payload, ARGV[8] the publish command).
 -- Returns 1 when the user went offline cluster-wide, else 0.
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
@@ -10,7 +10,7 @@ if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[3])
   local max = tonumber(ARGV[7])
   if ARGV[6] == '1' and (max == 0 or redis.call('SCARD', KEYS[2]) + 1 <= max) then
-    redis.call('PUBLISH', ARGV[4], ARGV[5])
+    redis.call(ARGV[8] or 'PUBLISH', ARGV[4], ARGV[5])
   end
   return 1
 end
