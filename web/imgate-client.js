@@ -53,7 +53,12 @@
  *   await client.publish('hello, room');   // {seq, cmd: 'publish', response: {code: 200, ...}}
  *
  * Constructor options:
- *   url               WebSocket URL, e.g. "ws://host:8089/acc" (required)
+ *   url               WebSocket URL, e.g. "ws://host:8089/acc" (this or `urls` is required)
+ *   urls              several WebSocket URLs of one cluster's nodes, e.g. ["ws://a:8089/acc",
+ *                     "ws://b:8089/acc"]: the first connection goes to the first (to `url` when
+ *                     that is given too), every reconnect to the next one, round robin. A node
+ *                     that shuts down closes its clients with 1001: they come back on another
+ *                     node (docs/cluster.md, "Rolling restart").
  *   appID             room / application id, a number (required; 101..104 by default)
  *   userID            user id, 1..19 bytes of UTF-8 (required)
  *   serviceToken      sent with login (ignored by servers without authentication), default ""
@@ -119,6 +124,8 @@
  *   newSeq()              a fresh request id "<unix-ms>-<6 random digits>", unique per client
  *
  * Properties (read only):
+ *   url        the WebSocket URL in use (or of the next attempt while reconnecting)
+ *   urls       every URL the client may use, in the order it tries them
  *   state      'idle' | 'connecting' | 'open' | 'online' | 'reconnecting' | 'closed'
  *              ('open' = socket open, not yet logged in; 'online' = logged in)
  *   loggedIn   true between a successful login and the next close
@@ -129,7 +136,7 @@
  *   gaps       offsets counted as missing in 'gap' events so far
  *
  * Events (detail):
- *   'open'          { url }                                  socket opened
+ *   'open'          { url }                                  socket opened (url: the one in use)
  *   'login'         { appID, userID, response, exp, recovering, offline }
  *                                                            login answered 200 (exp: data.exp or
  *                                                            null; recovering: data.recover was
@@ -168,7 +175,7 @@
  *                                                            noted as your own); total = gaps
  *   'duplicate'     { stream, epoch, offset, seq }           a push already passed: dropped
  *   'close'         { code, reason, wasClean, willReconnect }
- *   'reconnecting'  { attempt, delayMs }                     a reconnect is scheduled
+ *   'reconnecting'  { attempt, delayMs, url }                a reconnect is scheduled, to `url`
  *   'state'         { state, previous }                      state changed
  *   'error'         { error, code?, codeMsg?, raw? }         socket error, refused login / refresh,
  *                                                            failed heartbeat or getToken, or a
@@ -310,6 +317,7 @@ export class ImgateClient extends EventTarget {
    */
   constructor({
     url,
+    urls,
     appID,
     userID,
     serviceToken = '',
@@ -324,11 +332,16 @@ export class ImgateClient extends EventTarget {
     WebSocket: WebSocketImpl = globalThis.WebSocket,
   } = {}) {
     super();
-    if (!url) throw new TypeError('ImgateClient: url is required');
+    const extra = urls == null ? [] : typeof urls === 'string' ? [urls] : Array.from(urls, String);
+    const all = [...(url ? [String(url)] : []), ...extra];
+    const list = all.filter((u, i) => u && all.indexOf(u) === i);
+    if (list.length === 0) throw new TypeError('ImgateClient: url (or urls) is required');
     if (typeof WebSocketImpl !== 'function') {
       throw new TypeError('ImgateClient: no WebSocket implementation (pass options.WebSocket)');
     }
-    this.url = String(url);
+    this.urls = Object.freeze(list);
+    this._urlIndex = 0;
+    this.url = list[0];
     this.appID = Number(appID);
     this.userID = String(userID ?? '');
     this.serviceToken = String(serviceToken);
@@ -962,8 +975,12 @@ export class ImgateClient extends EventTarget {
     // Exponential back-off, capped, with "equal jitter": a random delay in [cap/2, cap].
     const cap = Math.min(maxMs, minMs * 2 ** Math.min(this._attempt - 1, 30));
     const delayMs = Math.round(cap / 2 + Math.random() * (cap / 2));
+    // Several nodes: each attempt goes to the next one (a node that closed with 1001 is
+    // going away; one that refused the connection is down).
+    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
+    this.url = this.urls[this._urlIndex];
     this._setState('reconnecting');
-    this._emit('reconnecting', { attempt: this._attempt, delayMs });
+    this._emit('reconnecting', { attempt: this._attempt, delayMs, url: this.url });
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = setTimeout(() => {
       this._reconnectTimer = null;

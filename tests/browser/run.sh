@@ -4,17 +4,22 @@
 #   tests/browser/run.sh path/to/imgate      # the real server
 #   tests/browser/run.sh --mock              # tests/browser/mock-gateway.mjs instead (page work)
 #
-# Installs playwright-core (npm ci; never a browser), starts three servers on free loopback ports,
-# each in a temporary directory with --web-root <repo>/web, waits for their ready files, runs
-# chat.test.mjs, and stops the servers on exit:
+# Installs playwright-core (npm ci; never a browser), starts the servers below on free loopback
+# ports, each in a temporary directory with --web-root <repo>/web, waits for their ready files, runs
+# chat.test.mjs, then rolling.test.mjs, and stops the servers on exit (in reverse order):
 #   default  as upstream (no tokens, no API key)                          -> IMGATE_HTTP
 #   secure   --auth-hmac-secret <random> --auth-leeway 1 --api-key <random> -> IMGATE_SECURE_HTTP,
 #            IMGATE_SECURE_WS, BROWSER_AUTH_SECRET, BROWSER_API_KEY, and tokens minted with
 #            scripts/mint-token: IMGATE_TOKEN_A, IMGATE_TOKEN_B, IMGATE_TOKEN_BAD (another secret)
 #   history  --history-size 100 (docs/history.md: recovery after a reconnect, offline messages)
 #                                                                          -> IMGATE_HISTORY_HTTP
-# IMGATE_BROWSER_SECURE=0 / IMGATE_BROWSER_HISTORY=0 leave out the secure / history server and its
-# scenario (e.g. a server without token or history support). The mock gateway supports both.
+#   roll-a, roll-b  two nodes of one cluster: a redis-server (/usr/bin/redis-server, no persistence)
+#            on a free loopback port, --redis-addr to it, --history-size 100; rolling.test.mjs
+#            stops roll-a with SIGTERM       -> BROWSER_ROLL_{A,B}_{WS,HTTP}, BROWSER_ROLL_A_PID
+# IMGATE_BROWSER_SECURE=0 / IMGATE_BROWSER_HISTORY=0 / IMGATE_BROWSER_ROLLING=0 leave out the
+# secure / history servers / the cluster and their scenario (e.g. a server without token or
+# history support). The mock gateway supports the first two; with --mock, and without
+# redis-server, the rolling restart scenario is skipped.
 # Exit status: the test's; 77 when a prerequisite (node, npm, chromium; python3 for the secure
 # scenario) is missing (CTest: SKIP_RETURN_CODE 77). Screenshots go to $IMGATE_ARTIFACTS (default
 # tests/browser/artifacts).
@@ -30,6 +35,8 @@ fi
 
 with_secure=${IMGATE_BROWSER_SECURE:-1}
 with_history=${IMGATE_BROWSER_HISTORY:-1}
+with_rolling=${IMGATE_BROWSER_ROLLING:-1}
+redis_bin=${REDIS_SERVER:-/usr/bin/redis-server}
 tools=(node npm)
 [[ $with_secure == 1 ]] && tools+=(python3)
 for tool in "${tools[@]}"; do
@@ -46,6 +53,7 @@ fi
 
 if [[ $1 == --mock ]]; then
   server=(node "$here/mock-gateway.mjs")
+  with_rolling=0 # the mock has no cluster mode
 else
   binary=$(realpath "$1")
   if [[ ! -x $binary ]]; then
@@ -66,18 +74,28 @@ if [[ ! -f $stamp || $here/package-lock.json -nt $stamp || $here/package.json -n
   fi
 fi
 
+if [[ $with_rolling == 1 ]] && ! { [[ -x $redis_bin ]] && command -v redis-cli >/dev/null 2>&1; }; then
+  echo "run.sh: $redis_bin or redis-cli not found (apt-get install redis-server); skipping the rolling restart scenario" >&2
+  with_rolling=0
+fi
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgate-browser-XXXXXX")
 names=() # started servers; each has $work/<name>/{server.log,ready.json,pid}
+# alive PID: running and not a zombie (a server the test stopped stays one until it is waited for).
+alive() {
+  [[ -r /proc/$1/stat ]] && [[ $(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
 cleanup() {
-  local status=$? name pid
-  for name in "${names[@]}"; do
+  local status=$? name pid i
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do # the nodes before their redis-server
+    name=${names[i]}
     pid=$(cat "$work/$name/pid")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
     fi
+    wait "$pid" 2>/dev/null || true
   done
   if [[ $status -ne 0 ]]; then
     for name in "${names[@]}"; do
@@ -129,6 +147,39 @@ port_of() {
     "$work/$1/ready.json" "$2"
 }
 
+# start_redis: redis-server on a free loopback port below the ephemeral range, without persistence,
+# in $work/redis (stopped with the servers); sets redis_port once it answers as itself.
+start_redis() {
+  local dir=$work/redis pid
+  mkdir "$dir"
+  names+=(redis)
+  for _ in 1 2 3; do # another process may take the port first
+    redis_port=$(node -e '
+      const net = require("net");
+      const pick = () => {
+        const port = 20000 + Math.floor(Math.random() * 12000);
+        const srv = net.createServer().once("error", pick);
+        srv.listen(port, "127.0.0.1", () => srv.close(() => console.log(port)));
+      };
+      pick();')
+    "$redis_bin" --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+      --dir "$dir" --logfile '' </dev/null >>"$dir/server.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/pid"
+    for _ in $(seq 200); do
+      alive "$pid" || break
+      if redis-cli -h 127.0.0.1 -p "$redis_port" INFO server 2>/dev/null | grep -q "^process_id:$pid"; then
+        return 0
+      fi
+      sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  echo "run.sh: redis-server did not start" >&2
+  exit 1
+}
+
 random_hex() {
   node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))'
 }
@@ -144,6 +195,12 @@ if [[ $with_secure == 1 ]]; then
   BROWSER_API_KEY=$(random_hex)
   # Leeway 1 s: the test's 3 s tokens expire (close 4001) within a few seconds.
   start_server secure --auth-hmac-secret "$BROWSER_AUTH_SECRET" --auth-leeway 1 --api-key "$BROWSER_API_KEY"
+fi
+if [[ $with_rolling == 1 ]]; then
+  start_redis
+  roll_flags=(--redis-addr "127.0.0.1:$redis_port" --history-size 100 --node-ttl 2 --shutdown-timeout 2)
+  start_server roll-a "${roll_flags[@]}"
+  start_server roll-b "${roll_flags[@]}"
 fi
 
 wait_ready default
@@ -169,4 +226,20 @@ if [[ $with_history == 1 ]]; then
   export IMGATE_HISTORY_HTTP="http://127.0.0.1:$(port_of history http)"
   echo "run.sh: history server at $IMGATE_HISTORY_HTTP (log $work/history/server.log)"
 fi
+if [[ $with_rolling == 1 ]]; then
+  wait_ready roll-a
+  wait_ready roll-b
+  export BROWSER_ROLL_A_WS BROWSER_ROLL_A_HTTP BROWSER_ROLL_A_PID BROWSER_ROLL_B_WS BROWSER_ROLL_B_HTTP
+  BROWSER_ROLL_A_WS="ws://127.0.0.1:$(port_of roll-a ws)/acc"
+  BROWSER_ROLL_A_HTTP="http://127.0.0.1:$(port_of roll-a http)"
+  BROWSER_ROLL_A_PID=$(cat "$work/roll-a/pid")
+  BROWSER_ROLL_B_WS="ws://127.0.0.1:$(port_of roll-b ws)/acc"
+  BROWSER_ROLL_B_HTTP="http://127.0.0.1:$(port_of roll-b http)"
+  echo "run.sh: cluster nodes at $BROWSER_ROLL_A_HTTP and $BROWSER_ROLL_B_HTTP on redis 127.0.0.1:$redis_port"
+fi
 node "$here/chat.test.mjs"
+if [[ $with_rolling == 1 ]]; then
+  node "$here/rolling.test.mjs"
+else
+  echo "- rolling restart skipped"
+fi
