@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Renders the lines of `bench/run cluster` (bench/cluster.sh) in results.jsonl as Markdown.
+
+   cluster_table.py results.jsonl
+
+CPU comes from the ticks bench/run read in /proc/PID/stat at each phase boundary
+("cluster-mark" lines), summed over the processes of a role: the K gateway nodes,
+redis-server(s), the K members processes. "net of idle" subtracts the role's CPU
+rate of the idle phase (heartbeats, node refreshes, reaping) over the window.
+Latency quantiles merge the members' histograms (upper bounds of ~3 % buckets).
+"""
+import json
+import statistics
+import sys
+
+
+def fmt(v, digits=0, unit=""):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        v = round(v, digits) if digits else round(v)
+    if isinstance(v, int) and abs(v) >= 10000:
+        return f"{v:,}{unit}"
+    return f"{v}{unit}"
+
+
+class Run:
+    def __init__(self, path):
+        self.marks, self.members, self.finals, self.push, self.slowlog = {}, {}, {}, {}, []
+        self.config, self.offline, self.listed, self.redis = {}, {}, None, {}
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                s = r.get("scenario", "")
+                if s == "cluster-config":
+                    self.config = r
+                elif s == "cluster-mark":
+                    self.marks[r["at"]] = r
+                elif s == "cluster-members":
+                    if "phase" in r:
+                        self.members[(r["node"], r["phase"])] = r
+                    else:
+                        self.finals[r["node"]] = r
+                elif s == "cluster-push":
+                    self.push[r["phase"]] = r
+                elif s == "cluster-offline":
+                    self.offline = r
+                elif s == "cluster-slowlog":
+                    self.slowlog.append(r)
+                elif s == "cluster-listed":
+                    self.listed = r.get("user_count")
+                elif s == "cluster-redis":
+                    self.redis = r
+        self.k = self.config.get("nodes", 0)
+
+    def phase(self, name):
+        return [self.members[(j, name)] for j in range(self.k) if (j, name) in self.members]
+
+    def wall(self, a, b):
+        return self.marks[b]["wall"] - self.marks[a]["wall"]
+
+    def cpu(self, a, b, role):
+        """CPU seconds of a role between two marks (processes gone: their last ticks)."""
+        hz = self.marks[a]["hz"]
+        before, after = self.marks[a][role + "_ticks"], self.marks[b][role + "_ticks"]
+        before = before + [0] * (len(after) - len(before))  # started in between: all of theirs
+        total = 0
+        for t0, t1 in zip(before, after):
+            if t0 is not None and t1 is not None:
+                total += t1 - t0
+        return total / hz
+
+    def net(self, a, b, role):
+        """CPU seconds of a role between two marks minus its idle rate over the window."""
+        rate = self.cpu("idle-start", "idle-end", role) / self.wall("idle-start", "idle-end")
+        return self.cpu(a, b, role) - rate * self.wall(a, b)
+
+    def has(self, *marks):
+        return all(m in self.marks for m in marks)
+
+
+def merged(lines):
+    """p50 / p90 / p99 / p99.9 / max in µs of the members' latency histograms, merged."""
+    counts, top = {}, 0
+    for r in lines:
+        for upper, n in r.get("latency_buckets", []):
+            counts[upper] = counts.get(upper, 0) + n
+        top = max(top, r.get("latency", {}).get("max_us", 0))
+    total = sum(counts.values())
+    if not total:
+        return None
+    out = {}
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)):
+        rank, seen = min(int(q * total), total - 1), 0
+        for upper in sorted(counts):
+            seen += counts[upper]
+            if seen > rank:
+                out[name] = min(upper / 1000, top)
+                break
+    out["max"] = top
+    out["count"] = total
+    return out
+
+
+def lat_text(m, unit="ms"):
+    if not m:
+        return "–"
+    div = 1000 if unit == "ms" else 1
+    d = 1 if unit == "ms" else 0
+    return (f"p50 {fmt(m['p50'] / div, d)} / p90 {fmt(m['p90'] / div, d)} / p99 {fmt(m['p99'] / div, d)} / "
+            f"p99.9 {fmt(m['p999'] / div, d)} / max {fmt(m['max'] / div, d)} {unit}")
+
+
+def per_us(seconds, units):
+    return seconds * 1e6 / units if units else None
+
+
+def spread(values, digits=0):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    return (f"{fmt(statistics.mean(values), digits)} (min {fmt(min(values), digits)}, "
+            f"max {fmt(max(values), digits)})")
+
+
+def main():
+    run = Run(sys.argv[1])
+    c, k = run.config, run.k
+    rows = []
+
+    def add(phase, figure, value):
+        rows.append(f"| {phase} | {figure} | {value} |")
+
+    setups = run.phase("setup")
+    held = sum(r["held"] for r in setups)
+    add("config", "nodes × connections per node",
+        f"{k} × {fmt(c.get('conns_per_node'))} = {fmt(k * c.get('conns_per_node', 0))} asked; "
+        f"node `--threads {c.get('node_threads')}`, `--node-ttl {c.get('node_ttl')}`; Redis: "
+        f"{c.get('redis')} ({c.get('redis_processes')} process{'es' if c.get('redis_processes', 1) > 1 else ''})")
+    if run.has("login-start", "login-end"):
+        w = run.wall("login-start", "login-end")
+        add("login", "**connections held cluster-wide** / time to log them all in",
+            f"**{fmt(held)}** in **{fmt(w, 1)} s** ({fmt(held / w if w else None)}/s); "
+            f"failed {fmt(sum(r['setup']['failed'] for r in setups))}; "
+            f"`/user/list` on node 0 counts {fmt(run.listed)}")
+        add("login", "CPU per login: nodes / Redis / load clients",
+            f"{fmt(per_us(run.cpu('login-start', 'login-end', 'nodes'), held), 1)} / "
+            f"{fmt(per_us(run.cpu('login-start', 'login-end', 'redis'), held), 1)} / "
+            f"{fmt(per_us(run.cpu('login-start', 'login-end', 'members'), held), 1)} µs "
+            f"(cores {fmt(run.cpu('login-start', 'login-end', 'nodes') / w, 2)} / "
+            f"{fmt(run.cpu('login-start', 'login-end', 'redis') / w, 2)} / "
+            f"{fmt(run.cpu('login-start', 'login-end', 'members') / w, 2)})")
+    add("memory", "**node RSS per connection**, right after its logins (mean, min, max over nodes)",
+        f"**{spread([r.get('gateway_bytes_per_connection') for r in setups])} B**")
+    if run.has("login-start", "idle-end"):
+        a, b = run.marks["login-start"]["nodes_rss_kb"], run.marks["idle-end"]["nodes_rss_kb"]
+        per = [(y - x) * 1024 / r["held"] for x, y, r in zip(a, b, setups) if r["held"]]
+        add("memory", f"node RSS per connection after {fmt(c.get('idle_seconds'))} s held",
+            f"{spread(per)} B (node RSS idle {fmt(statistics.mean(a) / 1024, 1)} MiB → "
+            f"{fmt(statistics.mean(b) / 1024, 1)} MiB held)")
+    add("memory", "load client RSS per connection",
+        f"{spread([r.get('client_bytes_per_connection') for r in setups])} B")
+    if run.has("idle-start", "idle-end"):
+        w = run.wall("idle-start", "idle-end")
+        nodes = run.cpu("idle-start", "idle-end", "nodes")
+        add("idle", f"held {fmt(c.get('idle_seconds'))} s, heartbeat every 25 s per connection: "
+            "cores of nodes / Redis / load clients",
+            f"{fmt(nodes / w, 3)} / {fmt(run.cpu('idle-start', 'idle-end', 'redis') / w, 3)} / "
+            f"{fmt(run.cpu('idle-start', 'idle-end', 'members') / w, 3)}; nodes "
+            f"{fmt(per_us(nodes / w, held), 2)} µs per connection per second")
+
+    fan, push = run.phase("fanout"), run.push.get("fanout", {})
+    if fan and push and run.has("fanout-start", "fanout-end"):
+        m = push["messages"]
+        got = sum(r["deliveries"] for r in fan)
+        want = sum(r.get("expected", 0) for r in fan)
+        last = max((r.get("last_delivery_ns", 0) for r in fan), default=0)
+        span = (last - m["first_ns"]) / 1e9 if last else None
+        w = run.wall("fanout-start", "fanout-end")
+        nodes, redis = run.cpu("fanout-start", "fanout-end", "nodes"), run.cpu("fanout-start", "fanout-end", "redis")
+        add("fan-out", "room pushes (node 0's API) accepted / offered; members per push",
+            f"{fmt(m['answered_delivered'])} of {fmt(m['requested'])} at {fmt(m['send_rate'], 2)}/s "
+            f"(target {fmt(m['target_rate'], 2)}); {fmt(sum(r['held'] for r in fan))} members")
+        add("fan-out", "**deliveries/s cluster-wide** (first push → last delivery)",
+            f"**{fmt(got / span if span else None)}** ({fmt(got)} of {fmt(want)} expected, lost "
+            f"{fmt(sum(r.get('lost', 0) for r in fan))}, over {fmt(span, 2)} s)")
+        add("fan-out", "**node CPU per delivery** (sum over nodes; net of idle)",
+            f"**{fmt(per_us(nodes, got), 2)} µs** ({fmt(per_us(run.net('fanout-start', 'fanout-end', 'nodes'), got), 2)} µs)")
+        add("fan-out", "**Redis CPU per push** (net of idle); load client CPU per delivery",
+            f"**{fmt(per_us(redis, m['answered_delivered']))} µs** "
+            f"({fmt(per_us(run.net('fanout-start', 'fanout-end', 'redis'), m['answered_delivered']))} µs); "
+            f"{fmt(per_us(run.cpu('fanout-start', 'fanout-end', 'members'), got), 2)} µs")
+        add("fan-out", "cores over the window: nodes / Redis / load clients / pusher",
+            f"{fmt(nodes / w, 2)} / {fmt(redis / w, 3)} / {fmt(run.cpu('fanout-start', 'fanout-end', 'members') / w, 2)} / "
+            f"{fmt(push['cpu']['generator_cpu_seconds'] / w, 2)} over {fmt(w, 1)} s")
+        add("fan-out", "delivery latency (push sent → frame read)", lat_text(merged(fan)))
+
+    uni, push = run.phase("unicast"), run.push.get("unicast", {})
+    if uni and push and run.has("unicast-start", "unicast-end"):
+        m = push["messages"]
+        got = sum(r["deliveries"] for r in uni)
+        w = run.wall("unicast-start", "unicast-end")
+        nodes, redis = run.cpu("unicast-start", "unicast-end", "nodes"), run.cpu("unicast-start", "unicast-end", "redis")
+        add("unicast", "`/user/sendMessage` on node i to a user on node j ≠ i",
+            f"{fmt(m['sent'])} sent at {fmt(m['send_rate'])}/s (target {fmt(m['target_rate'])}); "
+            f"{fmt(got)} delivered, lost {fmt(sum(r.get('lost', 0) for r in uni))}, not online "
+            f"{fmt(m['answered_not_online'])}, HTTP errors {fmt(m['http_errors'])}")
+        add("unicast", "**latency across nodes** (API call sent → frame read on the other node)",
+            f"**{lat_text(merged(uni))}**")
+        add("unicast", "API latency (request → answer, after Redis)", lat_text(
+            {"p50": m['api_latency']['p50_us'], "p90": m['api_latency']['p90_us'],
+             "p99": m['api_latency']['p99_us'], "p999": m['api_latency']['p999_us'],
+             "max": m['api_latency']['max_us']}))
+        add("unicast", "CPU per message: nodes (net of idle) / Redis (net of idle) / pusher",
+            f"{fmt(per_us(nodes, m['sent']), 1)} ({fmt(per_us(run.net('unicast-start', 'unicast-end', 'nodes'), m['sent']), 1)}) / "
+            f"{fmt(per_us(redis, m['sent']), 1)} ({fmt(per_us(run.net('unicast-start', 'unicast-end', 'redis'), m['sent']), 1)}) / "
+            f"{fmt(per_us(push['cpu']['generator_cpu_seconds'], m['sent']), 1)} µs; cores {fmt(nodes / w, 2)} / "
+            f"{fmt(redis / w, 3)} over {fmt(w, 1)} s")
+
+    off = run.offline.get("offline")
+    if off:
+        add("kill", f"**SIGKILLed node's users unlisted everywhere** (`--node-ttl {c.get('node_ttl')}`)",
+            f"**{fmt(off.get('seconds'), 2)} s** after the kill (still listed at {fmt(off.get('last_listed_seconds'), 2)} s) "
+            f"for {fmt(run.offline.get('listed_before'))} users; {fmt(off.get('polls'))} polls of "
+            f"`/user/list` on node 0 (each p50 {fmt(off['poll_time']['p50_us'] / 1000, 1)} ms); other survivors "
+            f"agree: {'yes' if off.get('everywhere') else 'NO'}")
+        slow, inner = [], 0
+        for s in run.slowlog:
+            for e in s.get("entries", []):
+                args = e[3] if len(e) > 3 else []
+                if len(e) > 4 and e[4] == "?:0":  # a command run by a script (Redis 7 logs them too)
+                    inner += 1
+                    continue
+                name = "reap.lua" if any("Removes dead nodes" in str(a) for a in args) else " ".join(
+                    str(a) for a in args[:1])
+                slow.append((e[2], name))
+        slow.sort(reverse=True)
+        add("kill", "Redis commands ≥ 1 ms during the kill (SLOWLOG), longest first",
+            (", ".join(f"{name} {fmt(us / 1000, 1)} ms" for us, name in slow[:5]) or "none") +
+            (f"; and {inner} commands ≥ 1 ms inside scripts" if inner else ""))
+        if run.has("kill-start", "kill-end"):
+            add("kill", "Redis CPU over the kill window (net of idle)",
+                f"{fmt(run.cpu('kill-start', 'kill-end', 'redis') * 1000, 0)} ms "
+                f"({fmt(run.net('kill-start', 'kill-end', 'redis') * 1000, 0)} ms) over "
+                f"{fmt(run.wall('kill-start', 'kill-end'), 1)} s")
+    loads = [f"{m['load']}" for m in sorted(run.marks.values(), key=lambda m: m["wall"]) if m["at"].endswith("-start")]
+    add("machine", "1-minute load average at each phase start (login, idle, fan-out, unicast, kill)",
+        ", ".join(loads))
+
+    print("| phase | figure | value |")
+    print("|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
