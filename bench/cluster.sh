@@ -10,8 +10,11 @@
 #   idle    CLUSTER_IDLE_SECONDS held with heartbeats: the cost of being held
 #   fanout  room pushes through node 0's API (CLUSTER_FANOUT_RATE / s for
 #           CLUSTER_FANOUT_SECONDS): every node delivers to its members
-#   unicast /user/sendMessage through every node's API to users of other nodes
-#           (CLUSTER_UNICAST_RATE / s for CLUSTER_UNICAST_SECONDS): latency
+#   roompush CLUSTER_ROOMPUSH_COUNT pushes to the empty room 102 through every
+#           node's API, as fast as they answer: Redis CPU per room push, and
+#           what each node pays per push whatever its members
+#   unicast /user/sendMessage through every node's API to users of other nodes,
+#           at each of CLUSTER_UNICAST_RATES / s for CLUSTER_UNICAST_SECONDS: latency
 #   kill    SIGKILL the last node; poll /user/list on node 0 until its users
 #           are gone (bounded by --node-ttl CLUSTER_NODE_TTL, reaping)
 # bench/run records CPU ticks (/proc/PID/stat) of every process at each phase
@@ -28,7 +31,8 @@ CLUSTER_NODE_TTL=${CLUSTER_NODE_TTL:-10}         # --node-ttl (imgate's default)
 CLUSTER_IDLE_SECONDS=${CLUSTER_IDLE_SECONDS:-10}
 CLUSTER_FANOUT_RATE=${CLUSTER_FANOUT_RATE:-2}    # room pushes per second (each to every member)
 CLUSTER_FANOUT_SECONDS=${CLUSTER_FANOUT_SECONDS:-10}
-CLUSTER_UNICAST_RATE=${CLUSTER_UNICAST_RATE:-1000}
+CLUSTER_ROOMPUSH_COUNT=${CLUSTER_ROOMPUSH_COUNT:-10000}
+CLUSTER_UNICAST_RATES=${CLUSTER_UNICAST_RATES:-"1000 3000"}
 CLUSTER_UNICAST_SECONDS=${CLUSTER_UNICAST_SECONDS:-10}
 CLUSTER_POLL_INTERVAL=${CLUSTER_POLL_INTERVAL:-0.2}  # kill: /user/list polls (each lists every user)
 CLUSTER_FIRST_SOURCE=${CLUSTER_FIRST_SOURCE:-10}  # process j connects from 127.0.0.<this + j>
@@ -94,14 +98,20 @@ start_redis_cluster() {
 join_by() { local IFS=$1; shift; echo "$*"; }
 ticks_or_null() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo null; }
 rss_or_null() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo null; }
+# Context switches of all of a process's threads (voluntary + not).
+switches_or_null() {
+  { cat "/proc/$1"/task/*/status 2>/dev/null || true; } | awk '/ctxt_switches:/ {n += $2} END {print NR ? n : "null"}'
+}
 
 # cluster_mark LABEL: CPU ticks and RSS of every process of the scenario, now.
 cluster_mark() {
-  local p nodes=() rss=() redis=() members=()
-  for p in "${cluster_node_pids[@]}"; do nodes+=("$(ticks_or_null "$p")") rss+=("$(rss_or_null "$p")"); done
-  for p in "${cluster_redis_pids[@]}"; do redis+=("$(ticks_or_null "$p")"); done
+  local p nodes=() rss=() redis=() members=() nsw=() rsw=()
+  for p in "${cluster_node_pids[@]}"; do
+    nodes+=("$(ticks_or_null "$p")") rss+=("$(rss_or_null "$p")") nsw+=("$(switches_or_null "$p")")
+  done
+  for p in "${cluster_redis_pids[@]}"; do redis+=("$(ticks_or_null "$p")") rsw+=("$(switches_or_null "$p")"); done
   for p in "${cluster_member_pids[@]}"; do members+=("$(ticks_or_null "$p")"); done
-  record "{\"scenario\":\"cluster-mark\",\"at\":\"$1\",\"wall\":$(date +%s.%N),\"load\":$(cut -d' ' -f1 /proc/loadavg),\"hz\":$(getconf CLK_TCK),\"nodes_ticks\":[$(join_by , "${nodes[@]}")],\"nodes_rss_kb\":[$(join_by , "${rss[@]}")],\"redis_ticks\":[$(join_by , "${redis[@]}")],\"members_ticks\":[$(join_by , "${members[@]}")]}"
+  record "{\"scenario\":\"cluster-mark\",\"at\":\"$1\",\"wall\":$(date +%s.%N),\"load\":$(cut -d' ' -f1 /proc/loadavg),\"hz\":$(getconf CLK_TCK),\"nodes_ticks\":[$(join_by , "${nodes[@]}")],\"nodes_rss_kb\":[$(join_by , "${rss[@]}")],\"redis_ticks\":[$(join_by , "${redis[@]}")],\"members_ticks\":[$(join_by , "${members[@]}")],\"nodes_switches\":[$(join_by , "${nsw[@]}")],\"redis_switches\":[$(join_by , "${rsw[@]}")]}"
 }
 
 # cluster_wait_phase PHASE SECONDS: until every members process reported PHASE
@@ -171,11 +181,11 @@ cluster_scenario() {
   for port in "${cluster_redis_ports[@]}"; do
     redis-cli -p "$port" CONFIG SET slowlog-log-slower-than 1000 >/dev/null  # µs: the reap's run
   done
-  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"unicast_rate\":$CLUSTER_UNICAST_RATE,\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"load_before\":$(cut -d' ' -f1 /proc/loadavg)}"
+  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"load_before\":$(cut -d' ' -f1 /proc/loadavg)}"
 
   # The nodes: one room (101), quiet (no enter / exit: 144,000 users in one
   # room would cost 144,000^2 of them), ports below the ephemeral range.
-  node_flags=(--app-ids 101 --quiet-app-ids 101 --max-connections $((n + 100))
+  node_flags=(--app-ids 101,102 --quiet-app-ids 101,102 --max-connections $((n + 100))
     --node-ttl "$CLUSTER_NODE_TTL" "${redis_flags[@]}")
   gateway_threads=$CLUSTER_NODE_THREADS
   for j in $(seq 0 $((k - 1))); do
@@ -240,17 +250,29 @@ cluster_scenario() {
   cluster_wait_phase fanout 300 || true
   cluster_mark fanout-end
 
-  # unicast: every node's API, each push to a user of another node.
+  # roompush: room pushes nobody receives; every node gets each from Redis.
   wait_quiet
-  cluster_mark unicast-start
-  cluster_push unicast --node-http-ports "$(join_by , "${cluster_node_http[@]}")" --cross-node \
-    --node-users "$n" --user-prefix n --app-base 101 --rate "$CLUSTER_UNICAST_RATE" \
-    --duration "$CLUSTER_UNICAST_SECONDS" --send-for "$CLUSTER_UNICAST_SECONDS" --http-connections 2
-  for j in "${!cluster_member_pids[@]}"; do
-    cluster_tell "$j" "mark unicast $(json_last "$out/cluster-push.unicast.jsonl" "d['to_node'][$j]" || echo 0)"
+  cluster_mark roompush-start
+  cluster_push roompush --node-http-ports "$(join_by , "${cluster_node_http[@]}")" --app-base 102 \
+    -m "$CLUSTER_ROOMPUSH_COUNT" --rate 0 --http-connections 2
+  sleep 1  # the last PUBLISH read by every node
+  cluster_mark roompush-end
+
+  # unicast: every node's API, each push to a user of another node.
+  local rate phase
+  for rate in $CLUSTER_UNICAST_RATES; do
+    phase=unicast-$rate
+    wait_quiet
+    cluster_mark "$phase-start"
+    cluster_push "$phase" --node-http-ports "$(join_by , "${cluster_node_http[@]}")" --cross-node \
+      --node-users "$n" --user-prefix n --app-base 101 --rate "$rate" \
+      --duration "$CLUSTER_UNICAST_SECONDS" --send-for "$CLUSTER_UNICAST_SECONDS" --http-connections 2
+    for j in "${!cluster_member_pids[@]}"; do
+      cluster_tell "$j" "mark $phase $(json_last "$out/cluster-push.$phase.jsonl" "d['to_node'][$j]" || echo 0)"
+    done
+    cluster_wait_phase "$phase" 300 || true
+    cluster_mark "$phase-end"
   done
-  cluster_wait_phase unicast 300 || true
-  cluster_mark unicast-end
 
   # kill: SIGKILL the last node; its users must leave /user/list everywhere.
   local victim=$((k - 1)) survivors=()
@@ -288,7 +310,7 @@ cluster_scenario() {
   for j in $(seq 0 $((k - 1))); do
     sed "s/^{/{\"scenario\":\"cluster-members\",\"node\":$j,/" "$out/cluster-members.$j.jsonl" >>"$out/results.jsonl"
   done
-  for phase in fanout unicast; do
+  for phase in fanout roompush $(printf 'unicast-%s ' $CLUSTER_UNICAST_RATES); do
     sed "s/^{/{\"scenario\":\"cluster-push\",\"phase\":\"$phase\",/" "$out/cluster-push.$phase.jsonl" >>"$out/results.jsonl"
   done
   sed 's/^{/{"scenario":"cluster-offline",/' "$out/cluster-offline.jsonl" >>"$out/results.jsonl"

@@ -61,16 +61,26 @@ class Run:
     def wall(self, a, b):
         return self.marks[b]["wall"] - self.marks[a]["wall"]
 
-    def cpu(self, a, b, role):
-        """CPU seconds of a role between two marks (processes gone: their last ticks)."""
-        hz = self.marks[a]["hz"]
-        before, after = self.marks[a][role + "_ticks"], self.marks[b][role + "_ticks"]
+    def delta(self, a, b, key):
+        """The growth of a per-process counter between two marks, summed (gone: their last)."""
+        before, after = self.marks[a].get(key, []), self.marks[b].get(key, [])
         before = before + [0] * (len(after) - len(before))  # started in between: all of theirs
         total = 0
-        for t0, t1 in zip(before, after):
-            if t0 is not None and t1 is not None:
-                total += t1 - t0
-        return total / hz
+        for v0, v1 in zip(before, after):
+            if v0 is not None and v1 is not None:
+                total += v1 - v0
+        return total
+
+    def cpu(self, a, b, role):
+        """CPU seconds of a role between two marks."""
+        return self.delta(a, b, role + "_ticks") / self.marks[a]["hz"]
+
+    def switches(self, a, b, units):
+        """Context switches per unit of work between two marks: nodes / Redis."""
+        if "nodes_switches" not in self.marks[a]:
+            return "–"
+        return (f"{fmt(self.delta(a, b, 'nodes_switches') / units, 2)} / "
+                f"{fmt(self.delta(a, b, 'redis_switches') / units, 2)}") if units else "–"
 
     def net(self, a, b, role):
         """CPU seconds of a role between two marks minus its idle rate over the window."""
@@ -188,37 +198,76 @@ def main():
             f"{fmt(sum(r.get('lost', 0) for r in fan))}, over {fmt(span, 2)} s)")
         add("fan-out", "**node CPU per delivery** (sum over nodes; net of idle)",
             f"**{fmt(per_us(nodes, got), 2)} µs** ({fmt(per_us(run.net('fanout-start', 'fanout-end', 'nodes'), got), 2)} µs)")
-        add("fan-out", "**Redis CPU per push** (net of idle); load client CPU per delivery",
-            f"**{fmt(per_us(redis, m['answered_delivered']))} µs** "
-            f"({fmt(per_us(run.net('fanout-start', 'fanout-end', 'redis'), m['answered_delivered']))} µs); "
+        add("fan-out", "Redis CPU per push (net of idle; few pushes: see room push); load client CPU per delivery",
+            f"{fmt(per_us(redis, m['answered_delivered']))} µs "
+            f"({fmt(per_us(run.net('fanout-start', 'fanout-end', 'redis'), m['answered_delivered']))} µs; "
+            f"{fmt(redis * 1000)} ms in all, 10 ms ticks); "
             f"{fmt(per_us(run.cpu('fanout-start', 'fanout-end', 'members'), got), 2)} µs")
         add("fan-out", "cores over the window: nodes / Redis / load clients / pusher",
             f"{fmt(nodes / w, 2)} / {fmt(redis / w, 3)} / {fmt(run.cpu('fanout-start', 'fanout-end', 'members') / w, 2)} / "
             f"{fmt(push['cpu']['generator_cpu_seconds'] / w, 2)} over {fmt(w, 1)} s")
         add("fan-out", "delivery latency (push sent → frame read)", lat_text(merged(fan)))
+        add("fan-out", "context switches per delivery: nodes / Redis",
+            run.switches("fanout-start", "fanout-end", got))
 
-    uni, push = run.phase("unicast"), run.push.get("unicast", {})
-    if uni and push and run.has("unicast-start", "unicast-end"):
+    push = run.push.get("roompush", {})
+    if push and run.has("roompush-start", "roompush-end"):
+        m = push["messages"]
+        sent, w = m["sent"], run.wall("roompush-start", "roompush-end")
+        nodes, redis = run.cpu("roompush-start", "roompush-end", "nodes"), run.cpu("roompush-start", "roompush-end", "redis")
+        add("room push", "pushes to an empty room through every node's API, as fast as answered",
+            f"{fmt(sent)} at {fmt(m['send_rate'])}/s; HTTP errors {fmt(m['http_errors'])}; API "
+            f"p50 {fmt(m['api_latency']['p50_us'] / 1000, 1)} / p99 {fmt(m['api_latency']['p99_us'] / 1000, 1)} ms")
+        add("room push", "**Redis CPU per room push** (`SET NX` msgID + `PUBLISH` to every node; net of idle)",
+            f"**{fmt(per_us(redis, sent), 1)} µs** ({fmt(per_us(run.net('roompush-start', 'roompush-end', 'redis'), sent), 1)} µs)")
+        add("room push", "node CPU per room push, all nodes together (API + each node reading it); per node",
+            f"{fmt(per_us(nodes, sent), 1)} µs; {fmt(per_us(nodes, sent * k), 1)} µs")
+        add("room push", "cores: nodes / Redis / pusher; context switches per push: nodes / Redis",
+            f"{fmt(nodes / w, 2)} / {fmt(redis / w, 2)} / {fmt(push['cpu']['generator_cpu_seconds'] / w, 2)} over "
+            f"{fmt(w, 1)} s; {run.switches('roompush-start', 'roompush-end', sent)}")
+
+    for phase in sorted((p for p in run.push if p.startswith("unicast")), key=lambda p: run.push[p]["messages"]["target_rate"]):
+        unicast_rows(run, phase, add)
+    kill_rows(run, add)
+    loads = [f"{m['load']}" for m in sorted(run.marks.values(), key=lambda m: m["wall"]) if m["at"].endswith("-start")]
+    add("machine", "1-minute load average at each phase start (" +
+        ", ".join(m["at"][:-6] for m in sorted(run.marks.values(), key=lambda m: m["wall"]) if m["at"].endswith("-start")) +
+        ")", ", ".join(loads))
+
+    print("| phase | figure | value |")
+    print("|---|---|---|")
+    print("\n".join(rows))
+
+
+def unicast_rows(run, phase, add):
+    uni, push = run.phase(phase), run.push[phase]
+    if uni and run.has(phase + "-start", phase + "-end"):
+        a, b = phase + "-start", phase + "-end"
         m = push["messages"]
         got = sum(r["deliveries"] for r in uni)
-        w = run.wall("unicast-start", "unicast-end")
-        nodes, redis = run.cpu("unicast-start", "unicast-end", "nodes"), run.cpu("unicast-start", "unicast-end", "redis")
-        add("unicast", "`/user/sendMessage` on node i to a user on node j ≠ i",
+        w = run.wall(a, b)
+        nodes, redis = run.cpu(a, b, "nodes"), run.cpu(a, b, "redis")
+        label = f"unicast {fmt(m['target_rate'])}/s"
+        add(label, "`/user/sendMessage` on node i to a user on node j ≠ i",
             f"{fmt(m['sent'])} sent at {fmt(m['send_rate'])}/s (target {fmt(m['target_rate'])}); "
             f"{fmt(got)} delivered, lost {fmt(sum(r.get('lost', 0) for r in uni))}, not online "
             f"{fmt(m['answered_not_online'])}, HTTP errors {fmt(m['http_errors'])}")
-        add("unicast", "**latency across nodes** (API call sent → frame read on the other node)",
+        add(label, "**latency across nodes** (API call sent → frame read on the other node)",
             f"**{lat_text(merged(uni))}**")
-        add("unicast", "API latency (request → answer, after Redis)", lat_text(
+        add(label, "API latency (request → answer, after Redis)", lat_text(
             {"p50": m['api_latency']['p50_us'], "p90": m['api_latency']['p90_us'],
              "p99": m['api_latency']['p99_us'], "p999": m['api_latency']['p999_us'],
              "max": m['api_latency']['max_us']}))
-        add("unicast", "CPU per message: nodes (net of idle) / Redis (net of idle) / pusher",
-            f"{fmt(per_us(nodes, m['sent']), 1)} ({fmt(per_us(run.net('unicast-start', 'unicast-end', 'nodes'), m['sent']), 1)}) / "
-            f"{fmt(per_us(redis, m['sent']), 1)} ({fmt(per_us(run.net('unicast-start', 'unicast-end', 'redis'), m['sent']), 1)}) / "
+        add(label, "**CPU per message: nodes (net of idle) / Redis (net of idle)** / pusher",
+            f"**{fmt(per_us(nodes, m['sent']), 1)} ({fmt(per_us(run.net(a, b, 'nodes'), m['sent']), 1)}) / "
+            f"{fmt(per_us(redis, m['sent']), 1)} ({fmt(per_us(run.net(a, b, 'redis'), m['sent']), 1)})** / "
             f"{fmt(per_us(push['cpu']['generator_cpu_seconds'], m['sent']), 1)} µs; cores {fmt(nodes / w, 2)} / "
             f"{fmt(redis / w, 3)} over {fmt(w, 1)} s")
+        add(label, "context switches per message: nodes / Redis", run.switches(a, b, m["sent"]))
 
+
+def kill_rows(run, add):
+    c = run.config
     off = run.offline.get("offline")
     if off:
         add("kill", f"**SIGKILLed node's users unlisted everywhere** (`--node-ttl {c.get('node_ttl')}`)",
@@ -241,17 +290,10 @@ def main():
             (", ".join(f"{name} {fmt(us / 1000, 1)} ms" for us, name in slow[:5]) or "none") +
             (f"; and {inner} commands ≥ 1 ms inside scripts" if inner else ""))
         if run.has("kill-start", "kill-end"):
-            add("kill", "Redis CPU over the kill window (net of idle)",
+            add("kill", "Redis CPU over the kill window (net of idle): the reap and the `/user/list` polls",
                 f"{fmt(run.cpu('kill-start', 'kill-end', 'redis') * 1000, 0)} ms "
                 f"({fmt(run.net('kill-start', 'kill-end', 'redis') * 1000, 0)} ms) over "
                 f"{fmt(run.wall('kill-start', 'kill-end'), 1)} s")
-    loads = [f"{m['load']}" for m in sorted(run.marks.values(), key=lambda m: m["wall"]) if m["at"].endswith("-start")]
-    add("machine", "1-minute load average at each phase start (login, idle, fan-out, unicast, kill)",
-        ", ".join(loads))
-
-    print("| phase | figure | value |")
-    print("|---|---|---|")
-    print("\n".join(rows))
 
 
 if __name__ == "__main__":
