@@ -15,8 +15,9 @@
 #           what each node pays per push whatever its members
 #   unicast /user/sendMessage through every node's API to users of other nodes,
 #           at each of CLUSTER_UNICAST_RATES / s for CLUSTER_UNICAST_SECONDS: latency
-#   kill    SIGKILL the last node; poll /user/list on node 0 until its users
-#           are gone (bounded by --node-ttl CLUSTER_NODE_TTL, reaping)
+#   kill    SIGKILL the last node; poll node 0 (/user/online of 3 of its users,
+#           then /user/list) until its users are gone (bounded by --node-ttl
+#           CLUSTER_NODE_TTL, reaping)
 # bench/run records CPU ticks (/proc/PID/stat) of every process at each phase
 # boundary; bench/cluster_table.py turns results.jsonl into the table.
 #
@@ -34,7 +35,7 @@ CLUSTER_FANOUT_SECONDS=${CLUSTER_FANOUT_SECONDS:-10}
 CLUSTER_ROOMPUSH_COUNT=${CLUSTER_ROOMPUSH_COUNT:-10000}
 CLUSTER_UNICAST_RATES=${CLUSTER_UNICAST_RATES:-"1000 3000"}
 CLUSTER_UNICAST_SECONDS=${CLUSTER_UNICAST_SECONDS:-10}
-CLUSTER_POLL_INTERVAL=${CLUSTER_POLL_INTERVAL:-0.2}  # kill: /user/list polls (each lists every user)
+CLUSTER_POLL_INTERVAL=${CLUSTER_POLL_INTERVAL:-0.05}  # kill: polls of /user/online (3 users)
 CLUSTER_FIRST_SOURCE=${CLUSTER_FIRST_SOURCE:-10}  # process j connects from 127.0.0.<this + j>
 CLUSTER_REDIS=${CLUSTER_REDIS:-single}            # single | cluster
 CLUSTER_SHARDS=${CLUSTER_SHARDS:-3}               # masters of the Redis Cluster
@@ -223,8 +224,22 @@ cluster_scenario() {
   cluster_wait_phase setup 900 || true
   cluster_mark login-end
   for j in "${!cluster_member_pids[@]}"; do grep -v '^{"mode"' "$out/cluster-members.$j.out" | sed "s/^/  node $j: /"; done
-  record "{\"scenario\":\"cluster-listed\",\"user_count\":$(curl -s "http://127.0.0.1:${cluster_node_http[0]}/user/list?appID=101" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["userCount"])' || echo null)}"
+  # Each node tells Redis about its logins on its own (cluster) thread, behind
+  # the login replies: how long until /user/list counts everyone (bounded).
+  local held_all=0 listed=null t_end t_listed
+  for j in "${!cluster_member_pids[@]}"; do
+    held_all=$((held_all + $(json_last "$out/cluster-members.$j.jsonl" 'd["held"]' || echo 0)))
+  done
+  t_end=$(date +%s.%N)
+  for _ in $(seq 600); do
+    listed=$(curl -s "http://127.0.0.1:${cluster_node_http[0]}/user/list?appID=101" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["userCount"])' 2>/dev/null || echo null)
+    [[ $listed == "$held_all" ]] && break
+    sleep 0.2
+  done
+  t_listed=$(date +%s.%N)
+  record "{\"scenario\":\"cluster-listed\",\"user_count\":$listed,\"held\":$held_all,\"seconds_after_login\":$(awk -v a="$t_end" -v b="$t_listed" 'BEGIN {printf "%.2f", b - a}')}"
+  echo "  /user/list counts $listed of $held_all held, $(awk -v a="$t_end" -v b="$t_listed" 'BEGIN {printf "%.2f", b - a}') s after the last login reply"
 
   # idle: held, heartbeats every 25 s per connection, nothing pushed.
   echo "=== cluster idle: ${CLUSTER_IDLE_SECONDS} s"

@@ -3,8 +3,8 @@
 //   members: holds -n connections on one node and counts what reaches them,
 //            reporting a phase on each `mark` command read from stdin;
 //   push:    room or cross-node unicast pushes, spread over the nodes' HTTP APIs;
-//   offline: SIGKILLs a node and polls /user/list on a survivor until that
-//            node's users are gone.
+//   offline: SIGKILLs a node and polls a survivor (/user/online, /user/list)
+//            until that node's users are gone.
 #include <signal.h>
 
 #include <algorithm>
@@ -267,9 +267,10 @@ int run_push(const Options& o) {
 
 namespace {
 
-// Users of room --app-base listed by the node on `port` whose userID starts
-// with --user-prefix; nullopt (with `error`) if the answer is not a list.
-std::optional<uint64_t> listed_users(const Options& o, uint16_t port, std::string& error) {
+// The userIDs of room --app-base listed by the node on `port` that start with
+// --user-prefix; nullopt (with `error`) if the answer is not a list.
+std::optional<std::vector<std::string>> listed_users(const Options& o, uint16_t port,
+                                                     std::string& error) {
   const auto body =
       http_get(o.host, port, "/user/list?appID=" + std::to_string(o.app_base), 10, error);
   if (!body) return std::nullopt;
@@ -285,15 +286,42 @@ std::optional<uint64_t> listed_users(const Options& o, uint16_t port, std::strin
     error = "/user/list: no data.userList in " + body->substr(0, 120);
     return std::nullopt;
   }
-  uint64_t n = 0;
+  std::vector<std::string> ids;
   for (const json::value& u : list->get_array()) {
-    if (u.is_string() && u.get_string().starts_with(o.user_prefix)) ++n;
+    if (u.is_string() && u.get_string().starts_with(o.user_prefix)) {
+      ids.emplace_back(u.get_string());
+    }
+  }
+  return ids;
+}
+
+// How many of `users` /user/online (room --app-base) calls online; nullopt on an error.
+std::optional<std::size_t> online_users(const Options& o, const std::vector<std::string>& users,
+                                        std::string& error) {
+  std::size_t n = 0;
+  for (const std::string& user : users) {
+    const auto body = http_get(o.host, o.http_port,
+                               "/user/online?appID=" + std::to_string(o.app_base) +
+                                   "&userID=" + user,
+                               10, error);
+    if (!body) return std::nullopt;
+    if (body->find("\"online\":true") != std::string::npos) {
+      ++n;
+    } else if (body->find("\"online\":false") == std::string::npos) {
+      error = "/user/online: " + body->substr(0, 120);
+      return std::nullopt;
+    }
   }
   return n;
 }
 
 }  // namespace
 
+// /user/list of a room of 100,000+ users is a large SMEMBERS on every poll;
+// the node's users leave in one reap script, so the loop polls /user/online
+// for three of them (the first, middle and last listed) and, once all three
+// are offline, confirms with /user/list that none is left (if some are, it
+// polls /user/list from then on).
 int run_offline(const Options& o) {
   Run run(o);
   std::string error;
@@ -302,56 +330,81 @@ int run_offline(const Options& o) {
     std::fprintf(stderr, "imgate-bench offline: %s\n", error.c_str());
     return 2;
   }
-  run.out["listed_before"] = *before;
+  std::vector<std::string> probes;
+  if (!before->empty()) {
+    probes = {before->front(), (*before)[before->size() / 2], before->back()};
+  }
+  run.out["listed_before"] = before->size();
   run.mark_cpu();
   const int64_t t0 = now_ns();
   if (o.kill_pid && ::kill(o.kill_pid, SIGKILL) != 0) {
     std::perror("imgate-bench offline: kill");
     return 2;
   }
-  // Poll until none is listed: the answer reflects Redis at some moment
-  // between the request and the response, so the users left after the last
-  // request that still listed one and before the first response that listed none.
-  json::array series;  // every change of the count: {"ms": since the kill, "listed": n}
+  // An answer reflects Redis at some moment between the request and the
+  // response: the users left after the last request that still found one and
+  // before the first response that found none.
+  json::array series;  // every change: {"ms": since the kill, "probes_online" or "listed": n}
   Histogram poll_time;
-  uint64_t polls = 0, errors = 0, last = *before;
+  uint64_t polls = 0, errors = 0, last = UINT64_MAX;
   int64_t last_seen_ns = t0, gone_ns = 0;
   const int64_t end = t0 + static_cast<int64_t>(o.duration * kNs);
-  while (now_ns() < end) {
+  auto note = [&](const char* what, uint64_t n, int64_t at) {
+    if (n == last) return;
+    series.push_back(json::object{{"ms", static_cast<double>(at - t0) / 1e6}, {what, n}});
+    last = n;
+  };
+  while (now_ns() < end && !before->empty()) {
     const int64_t asked = now_ns();
-    const auto n = listed_users(o, o.http_port, error);
-    const int64_t answered = now_ns();
     ++polls;
-    poll_time.record(static_cast<uint64_t>(answered - asked));
-    if (!n) {
-      ++errors;
-    } else {
-      if (*n != last || series.empty()) {
-        series.push_back(json::object{{"ms", static_cast<double>(answered - t0) / 1e6},
-                                      {"listed", *n}});
-        last = *n;
-      }
-      if (*n == 0) {
+    if (!probes.empty()) {
+      const auto n = online_users(o, probes, error);
+      const int64_t answered = now_ns();
+      poll_time.record(static_cast<uint64_t>(answered - asked));
+      if (!n) {
+        ++errors;
+      } else if (*n > 0) {
+        note("probes_online", *n, answered);
+        last_seen_ns = asked;
+      } else {
+        note("probes_online", 0, answered);
+        probes.clear();  // confirm with the whole list, right now
         gone_ns = answered;
-        break;
+        last = UINT64_MAX;
+        continue;
       }
-      last_seen_ns = asked;
+    } else {
+      const auto ids = listed_users(o, o.http_port, error);
+      const int64_t answered = now_ns();
+      poll_time.record(static_cast<uint64_t>(answered - asked));
+      if (!ids) {
+        ++errors;
+      } else {
+        note("listed", ids->size(), answered);
+        if (ids->empty()) {
+          if (gone_ns == 0) gone_ns = answered;  // else: the probes' answer, confirmed
+          break;
+        }
+        gone_ns = 0;
+        last_seen_ns = asked;
+      }
     }
     if (polls % static_cast<uint64_t>(std::max(1.0, 1.0 / o.poll_interval)) == 0) {
       run.progress("offline");
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(o.poll_interval));
   }
+  if (last != 0) gone_ns = 0;  // never confirmed by an empty list
   // Everywhere: every other node answers from the same Redis; ask each once.
   json::array others;
   bool everywhere = gone_ns != 0;
   for (const uint16_t port : o.node_http_ports) {
     if (port == o.http_port) continue;
-    const auto n = listed_users(o, port, error);
-    others.push_back(json::object{{"http_port", port}, {"listed", n ? json::value(*n) : nullptr}});
-    everywhere = everywhere && n && *n == 0;
+    const auto ids = listed_users(o, port, error);
+    others.push_back(json::object{{"http_port", port},
+                                  {"listed", ids ? json::value(ids->size()) : nullptr}});
+    everywhere = everywhere && ids && ids->empty();
   }
-  json::object cpu = run.cpu_json();
   run.out["killed_pid"] = o.kill_pid;
   run.out["offline"] = json::object{
       {"gone", gone_ns != 0},
@@ -363,16 +416,16 @@ int run_offline(const Options& o) {
       {"series", std::move(series)},
       {"other_nodes", std::move(others)},
       {"everywhere", everywhere}};
-  run.out["cpu"] = std::move(cpu);
+  run.out["cpu"] = run.cpu_json();
   if (gone_ns) {
-    std::printf("offline: the %" PRIu64 " users of '%s' unlisted %.2f s after the kill (still "
+    std::printf("offline: the %zu users of '%s' unlisted %.2f s after the kill (still "
                 "listed at %.2f s); %" PRIu64 " polls, each %s\n",
-                *before, o.user_prefix.c_str(), static_cast<double>(gone_ns - t0) / kNs,
+                before->size(), o.user_prefix.c_str(), static_cast<double>(gone_ns - t0) / kNs,
                 static_cast<double>(last_seen_ns - t0) / kNs, polls,
                 latency_line(poll_time).c_str());
   } else {
-    std::printf("offline: %" PRIu64 " of the %" PRIu64 " users of '%s' still listed after %.0f s\n",
-                last, *before, o.user_prefix.c_str(), o.duration);
+    std::printf("offline: the users of '%s' (%zu before the kill) still listed after %.0f s\n",
+                o.user_prefix.c_str(), before->size(), o.duration);
   }
   return run.finish(everywhere ? 0 : 1);
 }

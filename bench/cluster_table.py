@@ -50,7 +50,7 @@ class Run:
                 elif s == "cluster-slowlog":
                     self.slowlog.append(r)
                 elif s == "cluster-listed":
-                    self.listed = r.get("user_count")
+                    self.listed = r
                 elif s == "cluster-redis":
                     self.redis = r
         self.k = self.config.get("nodes", 0)
@@ -153,8 +153,11 @@ def main():
         w = run.wall("login-start", "login-end")
         add("login", "**connections held cluster-wide** / time to log them all in",
             f"**{fmt(held)}** in **{fmt(w, 1)} s** ({fmt(held / w if w else None)}/s); "
-            f"failed {fmt(sum(r['setup']['failed'] for r in setups))}; "
-            f"`/user/list` on node 0 counts {fmt(run.listed)}")
+            f"failed {fmt(sum(r['setup']['failed'] for r in setups))}")
+        if run.listed:
+            add("login", "`/user/list` (Redis) counts them all, after the last login reply",
+                f"{fmt(run.listed.get('user_count'))} of {fmt(run.listed.get('held'))} after "
+                f"{fmt(run.listed.get('seconds_after_login'), 2)} s")
         add("login", "CPU per login: nodes / Redis / load clients",
             f"{fmt(per_us(run.cpu('login-start', 'login-end', 'nodes'), held), 1)} / "
             f"{fmt(per_us(run.cpu('login-start', 'login-end', 'redis'), held), 1)} / "
@@ -272,8 +275,8 @@ def kill_rows(run, add):
     if off:
         add("kill", f"**SIGKILLed node's users unlisted everywhere** (`--node-ttl {c.get('node_ttl')}`)",
             f"**{fmt(off.get('seconds'), 2)} s** after the kill (still listed at {fmt(off.get('last_listed_seconds'), 2)} s) "
-            f"for {fmt(run.offline.get('listed_before'))} users; {fmt(off.get('polls'))} polls of "
-            f"`/user/list` on node 0 (each p50 {fmt(off['poll_time']['p50_us'] / 1000, 1)} ms); other survivors "
+            f"for {fmt(run.offline.get('listed_before'))} users; {fmt(off.get('polls'))} polls of node 0 "
+            f"(each p50 {fmt(off['poll_time']['p50_us'] / 1000, 1)} ms); other survivors "
             f"agree: {'yes' if off.get('everywhere') else 'NO'}")
         slow, inner = [], 0
         for s in run.slowlog:
@@ -290,7 +293,7 @@ def kill_rows(run, add):
             (", ".join(f"{name} {fmt(us / 1000, 1)} ms" for us, name in slow[:5]) or "none") +
             (f"; and {inner} commands ≥ 1 ms inside scripts" if inner else ""))
         if run.has("kill-start", "kill-end"):
-            add("kill", "Redis CPU over the kill window (net of idle): the reap and the `/user/list` polls",
+            add("kill", "Redis CPU over the kill window (net of idle): the reap and the polls",
                 f"{fmt(run.cpu('kill-start', 'kill-end', 'redis') * 1000, 0)} ms "
                 f"({fmt(run.net('kill-start', 'kill-end', 'redis') * 1000, 0)} ms) over "
                 f"{fmt(run.wall('kill-start', 'kill-end'), 1)} s")
