@@ -36,6 +36,7 @@ CLUSTER_ROOMPUSH_COUNT=${CLUSTER_ROOMPUSH_COUNT:-10000}
 CLUSTER_UNICAST_RATES=${CLUSTER_UNICAST_RATES:-"1000 3000"}
 CLUSTER_UNICAST_SECONDS=${CLUSTER_UNICAST_SECONDS:-10}
 CLUSTER_POLL_INTERVAL=${CLUSTER_POLL_INTERVAL:-0.05}  # kill: polls of /user/online (3 users)
+CLUSTER_INFLIGHT=${CLUSTER_INFLIGHT:-512}         # setups in flight per members process (--inflight)
 CLUSTER_FIRST_SOURCE=${CLUSTER_FIRST_SOURCE:-10}  # process j connects from 127.0.0.<this + j>
 CLUSTER_REDIS=${CLUSTER_REDIS:-single}            # single | cluster
 CLUSTER_SHARDS=${CLUSTER_SHARDS:-3}               # masters of the Redis Cluster
@@ -112,7 +113,9 @@ cluster_mark() {
   done
   for p in "${cluster_redis_pids[@]}"; do redis+=("$(ticks_or_null "$p")") rsw+=("$(switches_or_null "$p")"); done
   for p in "${cluster_member_pids[@]}"; do members+=("$(ticks_or_null "$p")"); done
-  record "{\"scenario\":\"cluster-mark\",\"at\":\"$1\",\"wall\":$(date +%s.%N),\"load\":$(cut -d' ' -f1 /proc/loadavg),\"hz\":$(getconf CLK_TCK),\"nodes_ticks\":[$(join_by , "${nodes[@]}")],\"nodes_rss_kb\":[$(join_by , "${rss[@]}")],\"redis_ticks\":[$(join_by , "${redis[@]}")],\"members_ticks\":[$(join_by , "${members[@]}")],\"nodes_switches\":[$(join_by , "${nsw[@]}")],\"redis_switches\":[$(join_by , "${rsw[@]}")]}"
+  local busy  # the whole machine's CPU ticks other than idle and iowait (/proc/stat)
+  busy=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
+  record "{\"scenario\":\"cluster-mark\",\"at\":\"$1\",\"machine_busy_ticks\":$busy,\"wall\":$(date +%s.%N),\"load\":$(cut -d' ' -f1 /proc/loadavg),\"hz\":$(getconf CLK_TCK),\"nodes_ticks\":[$(join_by , "${nodes[@]}")],\"nodes_rss_kb\":[$(join_by , "${rss[@]}")],\"redis_ticks\":[$(join_by , "${redis[@]}")],\"members_ticks\":[$(join_by , "${members[@]}")],\"nodes_switches\":[$(join_by , "${nsw[@]}")],\"redis_switches\":[$(join_by , "${rsw[@]}")]}"
 }
 
 # cluster_wait_phase PHASE SECONDS: until every members process reported PHASE
@@ -182,7 +185,7 @@ cluster_scenario() {
   for port in "${cluster_redis_ports[@]}"; do
     redis-cli -p "$port" CONFIG SET slowlog-log-slower-than 1000 >/dev/null  # µs: the reap's run
   done
-  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"load_before\":$(cut -d' ' -f1 /proc/loadavg)}"
+  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"inflight\":$CLUSTER_INFLIGHT,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"load_before\":$(cut -d' ' -f1 /proc/loadavg)}"
 
   # The nodes: one room (101), quiet (no enter / exit: 144,000 users in one
   # room would cost 144,000^2 of them), ports below the ephemeral range.
@@ -211,7 +214,7 @@ cluster_scenario() {
   cluster_mark login-start
   for j in $(seq 0 $((k - 1))); do
     mkfifo "$out/cluster-ctl.$j"
-    "$bench" members -n "$n" --user-prefix "n$j-" --app-base 101 --apps 1 \
+    "$bench" members -n "$n" --user-prefix "n$j-" --app-base 101 --apps 1 --inflight "$CLUSTER_INFLIGHT" \
       --first-source $((CLUSTER_FIRST_SOURCE + j)) --ws-port "${cluster_node_ws[$j]}" \
       --http-port "${cluster_node_http[$j]}" --pid "${cluster_node_pids[$j]}" --threads 1 \
       --json-out "$out/cluster-members.$j.jsonl" <"$out/cluster-ctl.$j" \
@@ -230,10 +233,16 @@ cluster_scenario() {
   for j in "${!cluster_member_pids[@]}"; do
     held_all=$((held_all + $(json_last "$out/cluster-members.$j.jsonl" 'd["held"]' || echo 0)))
   done
+  # Asked of Redis itself where the key is known (SCARD of the room set): a
+  # /user/list of 144,000 users leaves ~20 MB in the answering node's heap.
   t_end=$(date +%s.%N)
   for _ in $(seq 600); do
-    listed=$(curl -s "http://127.0.0.1:${cluster_node_http[0]}/user/list?appID=101" |
-      python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["userCount"])' 2>/dev/null || echo null)
+    if [[ $CLUSTER_REDIS == single ]]; then
+      listed=$(redis-cli -p "${cluster_redis_ports[0]}" SCARD imgate:room:101)
+    else
+      listed=$(curl -s "http://127.0.0.1:${cluster_node_http[0]}/user/list?appID=101" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["userCount"])' 2>/dev/null || echo null)
+    fi
     [[ $listed == "$held_all" ]] && break
     sleep 0.2
   done

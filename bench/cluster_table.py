@@ -146,7 +146,8 @@ def main():
     setups = run.phase("setup")
     held = sum(r["held"] for r in setups)
     add("config", "nodes × connections per node",
-        f"{k} × {fmt(c.get('conns_per_node'))} = {fmt(k * c.get('conns_per_node', 0))} asked; "
+        f"{k} × {fmt(c.get('conns_per_node'))} = {fmt(k * c.get('conns_per_node', 0))} asked, "
+        f"{fmt(c.get('inflight'))} setups in flight per load process; "
         f"node `--threads {c.get('node_threads')}`, `--node-ttl {c.get('node_ttl')}`; Redis: "
         f"{c.get('redis')} ({c.get('redis_processes')} process{'es' if c.get('redis_processes', 1) > 1 else ''})")
     if run.has("login-start", "login-end"):
@@ -155,7 +156,7 @@ def main():
             f"**{fmt(held)}** in **{fmt(w, 1)} s** ({fmt(held / w if w else None)}/s); "
             f"failed {fmt(sum(r['setup']['failed'] for r in setups))}")
         if run.listed:
-            add("login", "`/user/list` (Redis) counts them all, after the last login reply",
+            add("login", "Redis's room set counts them all, after the last login reply",
                 f"{fmt(run.listed.get('user_count'))} of {fmt(run.listed.get('held'))} after "
                 f"{fmt(run.listed.get('seconds_after_login'), 2)} s")
         add("login", "CPU per login: nodes / Redis / load clients",
@@ -232,6 +233,18 @@ def main():
     for phase in sorted((p for p in run.push if p.startswith("unicast")), key=lambda p: run.push[p]["messages"]["target_rate"]):
         unicast_rows(run, phase, add)
     kill_rows(run, add)
+    others = []
+    for start in sorted((m for m in run.marks.values() if m["at"].endswith("-start")), key=lambda m: m["wall"]):
+        a, b = start["at"], start["at"][:-6] + "-end"
+        if b in run.marks and "machine_busy_ticks" in start:
+            w = run.wall(a, b)
+            ours = sum(run.cpu(a, b, role) for role in ("nodes", "redis", "members"))
+            busy = (run.marks[b]["machine_busy_ticks"] - start["machine_busy_ticks"]) / start["hz"]
+            others.append(f"{a[:-6]} {fmt(busy / w, 2)} / {fmt((busy - ours) / w, 2)}")
+    if others:
+        add("machine", "cores busy on the whole machine / outside nodes, Redis and load clients "
+            "(the pusher, the kernel's softirq time charged to no process, other sessions), per phase",
+            "; ".join(others))
     loads = [f"{m['load']}" for m in sorted(run.marks.values(), key=lambda m: m["wall"]) if m["at"].endswith("-start")]
     add("machine", "1-minute load average at each phase start (" +
         ", ".join(m["at"][:-6] for m in sorted(run.marks.values(), key=lambda m: m["wall"]) if m["at"].endswith("-start")) +
