@@ -52,6 +52,15 @@ class Histogram {
     return max_;
   }
 
+  // f(upper bound, count) for every non-empty bucket, lowest first: what
+  // another process needs to merge this histogram with its own (bench/table.py).
+  template <class F>
+  void for_each_bucket(F f) const {
+    for (std::size_t i = 0; i < kBuckets; ++i) {
+      if (counts_[i]) f(upper(i), counts_[i]);
+    }
+  }
+
  private:
   static std::size_t index(uint64_t v) {
     if (v < 2 * kSub) return static_cast<std::size_t>(v);

@@ -48,15 +48,19 @@ int main(int argc, char** argv) {
   bench::Options o;
   CLI::App app(
       "imgate-bench: WebSocket load generator for imgate (hold, fanout, unicast, churn, recovery, "
-      "fill)",
+      "fill; members, push, offline for many nodes)",
       "imgate-bench");
   const std::map<std::string, bench::Mode> modes{
       {"hold", bench::Mode::kHold},         {"fanout", bench::Mode::kFanout},
       {"unicast", bench::Mode::kUnicast},   {"churn", bench::Mode::kChurn},
-      {"recovery", bench::Mode::kRecovery}, {"fill", bench::Mode::kFill}};
-  app.add_option("mode", o.mode_name, "hold | fanout | unicast | churn | recovery | fill")
+      {"recovery", bench::Mode::kRecovery}, {"fill", bench::Mode::kFill},
+      {"members", bench::Mode::kMembers},   {"push", bench::Mode::kPush},
+      {"offline", bench::Mode::kOffline}};
+  app.add_option("mode", o.mode_name,
+                 "hold | fanout | unicast | churn | recovery | fill | members | push | offline")
       ->required()
-      ->check(CLI::IsMember({"hold", "fanout", "unicast", "churn", "recovery", "fill"}));
+      ->check(CLI::IsMember({"hold", "fanout", "unicast", "churn", "recovery", "fill", "members",
+                             "push", "offline"}));
   app.add_option("--host", o.host, "gateway address (IPv4)")->capture_default_str();
   app.add_option("--ws-port", o.ws_port, "gateway WebSocket port")->capture_default_str();
   app.add_option("--http-port", o.http_port, "gateway HTTP API port")->capture_default_str();
@@ -141,6 +145,20 @@ int main(int argc, char** argv) {
                  "recovery: the clients come back on this WebSocket port of --host (another "
                  "node of the cluster); 0: --ws-port")
       ->capture_default_str();
+  app.add_option("--node-http-ports", o.node_http_ports,
+                 "push: the nodes' HTTP ports, comma-separated (one sender per node; node j's "
+                 "users are <user-prefix><j>-<k>); offline: the nodes asked once more at the end")
+      ->delimiter(',');
+  app.add_option("--node-users", o.node_users, "push --cross-node: users per node")
+      ->capture_default_str();
+  app.add_flag("--cross-node", o.cross_node,
+               "push: /user/sendMessage to a random user of another node than the sender's, "
+               "instead of /user/sendMessageAll to room --app-base");
+  app.add_option("--kill-pid", o.kill_pid,
+                 "offline: SIGKILL this process, then poll until its users are unlisted");
+  app.add_option("--poll-interval", o.poll_interval, "offline: seconds between /user/list polls")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 60.0));
   app.add_option("--abrupt", o.abrupt, "churn: fraction dropped without a close frame")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
@@ -158,7 +176,8 @@ int main(int argc, char** argv) {
   for (const std::string& v : cpu_pids) o.cpu_pids.push_back(*parse_watched(v));
 
   std::signal(SIGPIPE, SIG_IGN);
-  const bool few_sockets = o.mode == bench::Mode::kChurn || o.mode == bench::Mode::kFill;
+  const bool few_sockets = o.mode == bench::Mode::kChurn || o.mode == bench::Mode::kFill ||
+                           o.mode == bench::Mode::kPush || o.mode == bench::Mode::kOffline;
   raise_fd_limit(few_sockets ? 1024 : o.connections);
   switch (o.mode) {
     case bench::Mode::kHold:
@@ -173,6 +192,12 @@ int main(int argc, char** argv) {
       return bench::run_recovery(o);
     case bench::Mode::kFill:
       return bench::run_fill(o);
+    case bench::Mode::kMembers:
+      return bench::run_members(o);
+    case bench::Mode::kPush:
+      return bench::run_push(o);
+    case bench::Mode::kOffline:
+      return bench::run_offline(o);
   }
   return 2;
 }

@@ -14,5 +14,8 @@ int run_unicast(const Options& opts);
 int run_churn(const Options& opts);
 int run_recovery(const Options& opts);  // history_modes.cpp
 int run_fill(const Options& opts);      // history_modes.cpp
+int run_members(const Options& opts);   // cluster_modes.cpp
+int run_push(const Options& opts);      // cluster_modes.cpp
+int run_offline(const Options& opts);   // cluster_modes.cpp
 
 }  // namespace bench

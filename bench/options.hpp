@@ -14,7 +14,7 @@ struct WatchedProcess {
   int pid = 0;
 };
 
-enum class Mode { kHold, kFanout, kUnicast, kChurn, kRecovery, kFill };
+enum class Mode { kHold, kFanout, kUnicast, kChurn, kRecovery, kFill, kMembers, kPush, kOffline };
 
 struct Options {
   Mode mode = Mode::kHold;
@@ -65,6 +65,15 @@ struct Options {
   // Recovery (history on): pushes sent while every member is away.
   uint64_t missed = 100;
   uint16_t reconnect_ws_port = 0;  // the reconnects go to this WebSocket port; 0: --ws-port
+
+  // Several nodes (members, push, offline; bench/run cluster). Node j's users
+  // are <user_prefix><j>-<k>, k < node_users: its members process runs with
+  // --user-prefix <user_prefix><j>-.
+  std::vector<uint16_t> node_http_ports;  // push: node j's HTTP port; offline: checked at the end
+  uint32_t node_users = 0;                // push --cross-node: users per node
+  bool cross_node = false;                // push: unicasts to another node's users, not the room
+  int kill_pid = 0;                       // offline: SIGKILL this process first; 0: kill nothing
+  double poll_interval = 0.1;             // offline: seconds between /user/list polls
 
   // Churn.
   double abrupt = 0.5;  // fraction of churn connections dropped without a close frame

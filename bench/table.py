@@ -452,8 +452,7 @@ def main():
     if sys.argv[1] == "--history":
         history(sys.argv[2])
         return
-    print("| scenario | connect + login | failures | result | accounting ok |")
-    print("|---|---|---|---|---|")
+    rows = []
     with open(sys.argv[1]) as f:
         for line in f:
             line = line.strip()
@@ -461,9 +460,15 @@ def main():
                 r = json.loads(line)
                 if "mode" not in r:  # bench/run's own lines (history-redis: Redis figures)
                     continue
+                if r.get("scenario", "").startswith("cluster-"):  # bench/cluster_table.py
+                    continue
                 if r.get("side"):
                     r["scenario"] = f"{r.get('scenario')} ({r['side']}{', ' + r['repeat'] if r.get('repeat') else ''})"
-                print(row(r))
+                rows.append(row(r))
+    if rows:
+        print("| scenario | connect + login | failures | result | accounting ok |")
+        print("|---|---|---|---|---|")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":
