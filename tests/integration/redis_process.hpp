@@ -1,6 +1,7 @@
 // RedisServer: a real `redis-server` (Debian package) as a child process on a
 // free loopback port, without persistence, in its own temporary directory;
-// plus a tiny blocking RESP client to inspect it. Every wait has a deadline.
+// plus a tiny blocking RESP client to inspect it (redis_command and
+// redis_pipeline, also used by RedisCluster). Every wait has a deadline.
 // Test thread only. Header-only, POSIX.
 #pragma once
 
@@ -60,6 +61,164 @@ struct RespValue {
     }
   }
 };
+
+namespace detail {
+
+using Clock = std::chrono::steady_clock;
+
+// Waits until `fd` is ready for `events`; false at the deadline.
+inline bool wait(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    using std::chrono::milliseconds;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(left));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+// Incremental RESP parser over a blocking-with-deadline socket.
+struct RespReader {
+  int fd;
+  Clock::time_point deadline;
+  std::string buf;
+  std::size_t pos;
+
+  void fill() {
+    char chunk[16384];
+    for (;;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n > 0) {
+        buf.append(chunk, static_cast<std::size_t>(n));
+        return;
+      }
+      if (n == 0) throw std::runtime_error("redis closed the connection");
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        throw std::runtime_error(std::string("recv from redis: ") + std::strerror(errno));
+      }
+      if (!wait(fd, POLLIN, deadline)) throw std::runtime_error("redis reply: timed out");
+    }
+  }
+  std::string line() {
+    std::size_t end;
+    while ((end = buf.find("\r\n", pos)) == std::string::npos) fill();
+    std::string out = buf.substr(pos, end - pos);
+    pos = end + 2;
+    return out;
+  }
+  RespValue value() {
+    const std::string head = line();
+    if (head.empty()) throw std::runtime_error("empty RESP line");
+    RespValue v;
+    v.type = head[0];
+    const std::string body = head.substr(1);
+    switch (v.type) {
+      case '+':
+      case '-': v.str = body; break;
+      case ':': v.integer = std::stoll(body); break;
+      case '$': {
+        const long long n = std::stoll(body);
+        if (n < 0) {
+          v.nil = true;
+          break;
+        }
+        while (buf.size() < pos + static_cast<std::size_t>(n) + 2) fill();
+        v.str = buf.substr(pos, static_cast<std::size_t>(n));
+        pos += static_cast<std::size_t>(n) + 2;
+        break;
+      }
+      case '*': {
+        const long long n = std::stoll(body);
+        if (n < 0) {
+          v.nil = true;
+          break;
+        }
+        for (long long i = 0; i < n; ++i) v.elements.push_back(value());
+        break;
+      }
+      default: throw std::runtime_error("unexpected RESP type: " + head);
+    }
+    return v;
+  }
+};
+
+}  // namespace detail
+
+// Commands to the redis-server at 127.0.0.1:`port`, sent together on one
+// fresh connection (so that, e.g., WAIT counts the replicas that have the
+// SET before it); their replies in order. Throws on connection errors and
+// timeouts; an error reply is a RespValue of type '-'.
+inline std::vector<RespValue> redis_pipeline(
+    uint16_t port, const std::vector<std::vector<std::string>>& commands,
+    std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+  const auto deadline = detail::Clock::now() + timeout;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno != EINPROGRESS) {
+      throw std::runtime_error(std::string("connect to redis: ") + std::strerror(errno));
+    }
+    if (!detail::wait(fd, POLLOUT, deadline)) {
+      throw std::runtime_error("connect to redis: timed out");
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) throw std::runtime_error(std::string("connect to redis: ") + std::strerror(err));
+  }
+  std::string out;
+  for (const auto& args : commands) {
+    out += "*" + std::to_string(args.size()) + "\r\n";
+    for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  }
+  std::string_view rest = out;
+  while (!rest.empty()) {
+    const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!detail::wait(fd, POLLOUT, deadline)) {
+        throw std::runtime_error("send to redis: timed out");
+      }
+    } else {
+      throw std::runtime_error(std::string("send to redis: ") + std::strerror(errno));
+    }
+  }
+  detail::RespReader reader{fd, deadline, {}, 0};
+  std::vector<RespValue> replies;
+  for (std::size_t i = 0; i < commands.size(); ++i) replies.push_back(reader.value());
+  return replies;
+}
+
+// One command on a fresh connection; see redis_pipeline.
+inline RespValue redis_command(uint16_t port, const std::vector<std::string>& args,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+  return redis_pipeline(port, {args}, timeout).front();
+}
+
+// True when 127.0.0.1:`port` can be bound now (nobody listens on it).
+inline bool loopback_port_free(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool free = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return free;
+}
 
 class RedisServer {
  public:
@@ -166,42 +325,7 @@ class RedisServer {
  public:
   // One command on a fresh connection. Throws on connection errors and timeouts.
   RespValue command(const std::vector<std::string>& args, Millis timeout = Millis(3000)) const {
-    const auto deadline = Clock::now() + timeout;
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    struct Closer {
-      int fd;
-      ~Closer() { ::close(fd); }
-    } closer{fd};
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-      if (errno != EINPROGRESS) {
-        throw std::runtime_error(std::string("connect to redis: ") + std::strerror(errno));
-      }
-      if (!wait(fd, POLLOUT, deadline)) throw std::runtime_error("connect to redis: timed out");
-      int err = 0;
-      socklen_t len = sizeof err;
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) throw std::runtime_error(std::string("connect to redis: ") + std::strerror(err));
-    }
-    std::string out = "*" + std::to_string(args.size()) + "\r\n";
-    for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-    std::string_view rest = out;
-    while (!rest.empty()) {
-      const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        rest.remove_prefix(static_cast<std::size_t>(n));
-      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        if (!wait(fd, POLLOUT, deadline)) throw std::runtime_error("send to redis: timed out");
-      } else {
-        throw std::runtime_error(std::string("send to redis: ") + std::strerror(errno));
-      }
-    }
-    Reader reader{fd, deadline, {}, 0};
-    return reader.value();
+    return redis_command(port_, args, timeout);
   }
 
   // Keys matching `pattern` (KEYS; fine for a test's small data set).
@@ -221,17 +345,6 @@ class RedisServer {
  private:
   static constexpr const char* kBinary = "/usr/bin/redis-server";
 
-  static bool wait(int fd, short events, Clock::time_point deadline) {
-    for (;;) {
-      const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd, events, 0};
-      const int r = ::poll(&p, 1, static_cast<int>(left));
-      if (r > 0) return true;
-      if (r < 0 && errno != EINTR) return false;
-    }
-  }
-
   // A port that is free now, below the kernel's ephemeral range (32768 and
   // up on Linux), so that no outgoing connection takes it while the server is
   // down between a kill() and a restart on the same port.
@@ -239,84 +352,10 @@ class RedisServer {
     std::random_device rd;
     for (int attempt = 0; attempt < 200; ++attempt) {
       const auto port = static_cast<uint16_t>(20000 + rd() % 12000);
-      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(port);
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      const bool free = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-      ::close(fd);
-      if (free) return port;
+      if (loopback_port_free(port)) return port;
     }
     throw std::runtime_error("no free port for redis-server");
   }
-
-  // Incremental RESP parser over a blocking-with-deadline socket.
-  struct Reader {
-    int fd;
-    Clock::time_point deadline;
-    std::string buf;
-    std::size_t pos;
-
-    void fill() {
-      char chunk[16384];
-      for (;;) {
-        const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-        if (n > 0) {
-          buf.append(chunk, static_cast<std::size_t>(n));
-          return;
-        }
-        if (n == 0) throw std::runtime_error("redis closed the connection");
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          throw std::runtime_error(std::string("recv from redis: ") + std::strerror(errno));
-        }
-        if (!wait(fd, POLLIN, deadline)) throw std::runtime_error("redis reply: timed out");
-      }
-    }
-    std::string line() {
-      std::size_t end;
-      while ((end = buf.find("\r\n", pos)) == std::string::npos) fill();
-      std::string out = buf.substr(pos, end - pos);
-      pos = end + 2;
-      return out;
-    }
-    RespValue value() {
-      const std::string head = line();
-      if (head.empty()) throw std::runtime_error("empty RESP line");
-      RespValue v;
-      v.type = head[0];
-      const std::string body = head.substr(1);
-      switch (v.type) {
-        case '+':
-        case '-': v.str = body; break;
-        case ':': v.integer = std::stoll(body); break;
-        case '$': {
-          const long long n = std::stoll(body);
-          if (n < 0) {
-            v.nil = true;
-            break;
-          }
-          while (buf.size() < pos + static_cast<std::size_t>(n) + 2) fill();
-          v.str = buf.substr(pos, static_cast<std::size_t>(n));
-          pos += static_cast<std::size_t>(n) + 2;
-          break;
-        }
-        case '*': {
-          const long long n = std::stoll(body);
-          if (n < 0) {
-            v.nil = true;
-            break;
-          }
-          for (long long i = 0; i < n; ++i) v.elements.push_back(value());
-          break;
-        }
-        default: throw std::runtime_error("unexpected RESP type: " + head);
-      }
-      return v;
-    }
-  };
 
   // Reaps the child if it has exited (or, with `block`, once it exits); its
   // exit status (or -signal) then, nullopt while it runs. Afterwards the
