@@ -202,25 +202,6 @@ std::string describe(const SlotMap& map) {
 
 }  // namespace
 
-uint16_t redis_key_slot(std::string_view key) {
-  const auto lbrace = key.find('{');
-  if (lbrace != std::string_view::npos) {
-    const auto rbrace = key.find('}', lbrace + 1);
-    if (rbrace != std::string_view::npos && rbrace > lbrace + 1) {
-      key = key.substr(lbrace + 1, rbrace - lbrace - 1);
-    }
-  }
-  uint16_t crc = 0;  // CRC16/XMODEM: polynomial 0x1021, initial value 0
-  for (const char c : key) {
-    crc ^= static_cast<uint16_t>(static_cast<unsigned char>(c) << 8);
-    for (int bit = 0; bit < 8; ++bit) {
-      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
-                           : static_cast<uint16_t>(crc << 1);
-    }
-  }
-  return static_cast<uint16_t>(crc % kSlots);
-}
-
 bool ClusterNodeView::has_flag(std::string_view flag) const {
   std::string_view rest = flags;
   while (!rest.empty()) {

@@ -37,14 +37,10 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/redis_link.hpp"  // imgate::redis_key_slot, the gateway's own (tested against CLUSTER KEYSLOT)
 #include "redis_process.hpp"
 
 namespace imgate::test {
-
-// The hash slot of `key` as CLUSTER KEYSLOT computes it: CRC16 (XMODEM) of
-// the key, or of its hash tag (the part between the first '{' and the next
-// '}', when not empty), modulo 16384.
-uint16_t redis_key_slot(std::string_view key);
 
 // One line of CLUSTER NODES: a node as another node (or itself) sees it.
 struct ClusterNodeView {

@@ -1,0 +1,349 @@
+// The cluster mode on a Redis Cluster (issue 11, docs/cluster.md "Redis
+// Cluster"): a real Redis Cluster of 3 masters and 3 replicas on free loopback
+// ports (redis_cluster_process.hpp), three imgate nodes with --redis-cluster.
+// Covers cross-node unicast and room pushes, cluster-wide list / online, the
+// key schema (every key of a room in the room's slot), a SIGKILLed gateway
+// node's users reaped with `exit`, and the failover of the Redis master that
+// holds a room: the outage shows in /healthz and /metrics while it lasts,
+// pushes resume within kResumeBound of the kill, and presence is exact
+// afterwards (a login and a logout during the outage included).
+//
+// Synchronisation: presence reaches Redis some time after the login / close
+// that caused it, so the tests wait (bounded) for its effect through the HTTP
+// API; the failover is awaited through the harness (CLUSTER NODES / INFO).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/json.hpp>
+#include <memory>
+
+#include "cluster/redis_link.hpp"
+#include "gateway_process.hpp"
+#include "redis_cluster_process.hpp"
+#include "ws_client.hpp"
+
+namespace imgate::test {
+namespace {
+
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+using Users = std::vector<std::string>;
+
+constexpr std::string_view kNodeTtl = "2";  // seconds
+constexpr auto kReapBound = 2s + 2s + 2s;    // node-ttl + reap interval + slack (docs/cluster.md)
+// A killed master's replica takes over after cluster-node-timeout (1 s here)
+// plus an election (about 1-2 s); the nodes see the new map within their
+// 250 ms degraded refresh. The bound leaves room for a loaded CI machine.
+constexpr auto kResumeBound = 12s;
+
+Millis since(Clock::time_point t0) {
+  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
+}
+
+std::optional<json::object> json_of(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  return std::move(v.as_object());
+}
+
+// The sorted userList of a successful /user/list; nullopt for any other answer.
+std::optional<Users> listed(uint16_t port, uint32_t app) {
+  const auto body = json_of(http_get(port, "/user/list?appID=" + std::to_string(app)).body);
+  if (!body || body->if_contains("code") == nullptr || body->at("code") != json::value(200)) {
+    return std::nullopt;
+  }
+  const json::value* list = body->at("data").is_object()
+                                ? body->at("data").get_object().if_contains("userList")
+                                : nullptr;
+  if (list == nullptr || !list->is_array()) return std::nullopt;
+  Users users;
+  for (const auto& u : list->get_array()) {
+    if (u.is_string()) users.emplace_back(u.get_string());
+  }
+  std::sort(users.begin(), users.end());
+  return users;
+}
+
+// /user/online's data.online; nullopt when the answer is not a success.
+std::optional<bool> online(uint16_t port, uint32_t app, std::string_view user) {
+  std::string target = "/user/online?userID=" + pct(user);
+  if (app != 0) target += "&appID=" + std::to_string(app);
+  const auto body = json_of(http_get(port, target).body);
+  if (!body || body->at("code") != json::value(200)) return std::nullopt;
+  const json::value* v = body->at("data").get_object().if_contains("online");
+  if (v == nullptr || !v->is_bool()) return std::nullopt;
+  return v->get_bool();
+}
+
+std::string send(uint16_t port, std::string_view endpoint, uint32_t app, std::string_view user,
+                 std::string_view msg_id, std::string_view message) {
+  return http_get(port, std::string(endpoint) + "?appID=" + std::to_string(app) +
+                            "&userID=" + pct(user) + "&msgID=" + pct(msg_id) +
+                            "&message=" + pct(message))
+      .body;
+}
+
+constexpr std::string_view kSent = R"({"code":200,"msg":"Success","data":{"sendResults":true}})";
+
+// The msg text of a push ("" for none).
+std::string text_of(const json::object& push) {
+  const json::value data = data_of(push);
+  const json::value* msg = data.is_object() ? data.get_object().if_contains("msg") : nullptr;
+  return msg != nullptr && msg->is_string() ? std::string(msg->get_string()) : "";
+}
+
+std::string from_of(const json::object& push) {
+  const json::value data = data_of(push);
+  const json::value* from = data.is_object() ? data.get_object().if_contains("from") : nullptr;
+  return from != nullptr && from->is_string() ? std::string(from->get_string()) : "";
+}
+
+// Waits for a push `cmd` whose text (msg) or sender (enter / exit) is `what`,
+// skipping others.
+bool got(WsClient& c, std::string_view cmd, std::string_view what, Millis timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    auto push = c.next_push(cmd, std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+    if (!push) return false;
+    if (text_of(*push) == what || from_of(*push) == what) return true;
+  }
+  return false;
+}
+
+class RedisClusterModeTest : public testing::Test {
+ protected:
+  static constexpr std::size_t kNodes = 3;
+  enum Node : std::size_t { A = 0, B = 1, C = 2 };
+
+  void SetUp() override {
+    prefix_ = std::string("rc:") +
+              testing::UnitTest::GetInstance()->current_test_info()->name() + ":";
+    redis.start();
+    for (auto& n : nodes) {
+      n.start({{"--redis-cluster", redis.seeds()},
+               {"--node-ttl", std::string(kNodeTtl)},
+               {"--redis-prefix", prefix_}});
+    }
+    for (std::size_t i = 0; i < kNodes; ++i) {
+      ASSERT_TRUE(redis_up(i)) << "node " << i << " never saw the Redis Cluster up";
+    }
+  }
+
+  void TearDown() override {
+    for (std::size_t i = 0; i < kNodes; ++i) {
+      Gateway& n = nodes[i];
+      if (n.pid() <= 0) continue;
+      if (n.running()) {
+        EXPECT_TRUE(n.wait_idle()) << "node " << i << ": connections or users left behind";
+      } else if (!n.terminate_requested()) {
+        ADD_FAILURE() << "node " << i << " exited unexpectedly with status "
+                      << n.exit_status().value_or(-1);
+      }
+    }
+  }
+
+  uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
+
+  std::string cluster_field(std::size_t node, std::string_view field) const {
+    const State s = nodes[node].state();
+    const json::value* v = s.find({"imgate", "cluster", field});
+    return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
+  }
+
+  bool redis_up(std::size_t node, Millis timeout = 15s) const {
+    return eventually([&] { return cluster_field(node, "redis") == "up"; }, timeout);
+  }
+
+  // "imgate_redis_up 1" or "... 0" of /metrics: the value, or -1.
+  int redis_up_metric(std::size_t node) const {
+    const std::string body = http_get(http(node), "/metrics").body;
+    const std::string name = "\nimgate_redis_up ";
+    const auto at = body.find(name);
+    if (at == std::string::npos) return -1;
+    return body[at + name.size()] - '0';
+  }
+
+  std::unique_ptr<WsClient> join(std::size_t node, uint32_t app, std::string_view user) {
+    auto c = std::make_unique<WsClient>();
+    c->connect(nodes[node].ws_port());
+    EXPECT_EQ(c->login(app, user), 200) << user;
+    return c;
+  }
+
+  testing::AssertionResult list_is(std::size_t node, uint32_t app, Users want,
+                                   Millis timeout = 5s) const {
+    std::sort(want.begin(), want.end());
+    std::optional<Users> last;
+    if (eventually([&] { return (last = listed(http(node), app)) == want; }, timeout)) {
+      return testing::AssertionSuccess();
+    }
+    return testing::AssertionFailure()
+           << "/user/list?appID=" << app << " on node " << node << " is "
+           << (last ? testing::PrintToString(*last) : "an error") << ", expected "
+           << testing::PrintToString(want);
+  }
+
+  // The keys under this test's prefix on every master.
+  std::vector<std::pair<uint16_t, std::string>> keys() const {
+    std::vector<std::pair<uint16_t, std::string>> out;
+    for (uint16_t port : redis.master_ports()) {
+      for (const auto& k : redis.command(port, {"KEYS", prefix_ + "*"}).elements) {
+        out.emplace_back(port, k.str);
+      }
+      for (const auto& k : redis.command(port, {"KEYS", "{" + prefix_ + "*"}).elements) {
+        out.emplace_back(port, k.str);
+      }
+    }
+    return out;
+  }
+
+  std::string room_tag(uint32_t app) const { return "{" + prefix_ + std::to_string(app) + "}"; }
+
+  RedisCluster redis;  // declared first: destroyed after the nodes
+  std::array<Gateway, kNodes> nodes;
+  std::string prefix_;
+};
+
+TEST(RedisKeySlot, MatchesTheRedisClusterSpecification) {
+  // Examples of the Redis Cluster specification and CLUSTER KEYSLOT.
+  EXPECT_EQ(redis_key_slot("123456789"), 0x31C3 % 16384);
+  EXPECT_EQ(redis_key_slot("foo"), 12182);
+  EXPECT_EQ(redis_key_slot("{user1000}.following"), redis_key_slot("{user1000}.followers"));
+  EXPECT_EQ(redis_key_slot("{user1000}.following"), redis_key_slot("user1000"));
+  EXPECT_EQ(redis_key_slot("foo{}{bar}"), redis_key_slot("foo{}{bar}"));  // empty tag: whole key
+  EXPECT_NE(redis_key_slot("foo{}{bar}"), redis_key_slot("bar"));
+  EXPECT_EQ(redis_key_slot("foo{{bar}}zap"), redis_key_slot("{bar"));
+  EXPECT_EQ(redis_key_slot("foo{bar}{zap}"), redis_key_slot("bar"));
+}
+
+TEST_F(RedisClusterModeTest, NodesActAsOneGatewayAndEveryKeyOfARoomIsInItsSlot) {
+  auto alice = join(A, 101, "alice");
+  auto bob = join(B, 101, "bob");
+  auto carol = join(C, 102, "carol");
+  ASSERT_TRUE(got(*alice, "enter", "bob"));  // bob's enter, published by B, reached A
+
+  // Cluster-wide presence through any node.
+  for (std::size_t n : {A, B, C}) {
+    EXPECT_TRUE(list_is(n, 101, {"alice", "bob"}));
+    EXPECT_TRUE(list_is(n, 102, {"carol"}));
+  }
+  EXPECT_EQ(online(http(C), 101, "alice"), std::optional<bool>(true));
+  EXPECT_EQ(online(http(A), 101, "carol"), std::optional<bool>(false));
+  EXPECT_EQ(online(http(A), 0, "carol"), std::optional<bool>(true));  // any app
+  EXPECT_EQ(online(http(A), 0, "nobody"), std::optional<bool>(false));
+
+  // Unicast from a node that does not hold the user.
+  EXPECT_EQ(send(http(C), "/user/sendMessage", 101, "bob", "u-1", "to bob"), kSent);
+  EXPECT_TRUE(got(*bob, "msg", "to bob"));
+  // Room push: every node's users of the room, not the other room.
+  EXPECT_EQ(send(http(C), "/user/sendMessageAll", 101, "zed", "r-1", "to 101"), kSent);
+  EXPECT_TRUE(got(*alice, "msg", "to 101"));
+  EXPECT_TRUE(got(*bob, "msg", "to 101"));
+  EXPECT_EQ(send(http(A), "/user/sendMessageAll", 102, "zed", "r-2", "to 102"), kSent);
+  EXPECT_TRUE(got(*carol, "msg", "to 102"));
+  for (auto* c : {alice.get(), bob.get()}) {
+    for (const auto& p : c->take_pushes()) EXPECT_NE(text_of(p), "to 102");
+  }
+  // A duplicate msgID through another node delivers nothing.
+  EXPECT_EQ(send(http(B), "/user/sendMessage", 101, "bob", "u-1", "again"),
+            R"({"code":200,"msg":"Success","data":{}})");
+
+  // The key schema: room keys carry the room's tag and live on the master
+  // owning its slot; only the node registry and msgIDs are elsewhere.
+  const auto all = keys();
+  ASSERT_FALSE(all.empty());
+  std::size_t room_keys = 0;
+  for (const auto& [port, key] : all) {
+    if (key == prefix_ + "nodes" || key.starts_with(prefix_ + "msgid:")) continue;
+    const bool of_101 = key.starts_with(room_tag(101));
+    const bool of_102 = key.starts_with(room_tag(102));
+    EXPECT_TRUE(of_101 || of_102) << key << " has no room hash tag";
+    EXPECT_EQ(port, redis.master_for_key(of_101 ? room_tag(101) : room_tag(102))) << key;
+    ++room_keys;
+  }
+  // user hashes, room sets, node-user sets of both rooms
+  EXPECT_GE(room_keys, 3u + 2u + 3u);
+  // The room channels are shard channels: every node subscribed on the room's master.
+  const RespValue numsub =
+      redis.command(redis.master_for_key(room_tag(101)),
+                    {"PUBSUB", "SHARDNUMSUB", room_tag(101) + ":ch:room"});
+  ASSERT_EQ(numsub.elements.size(), 2u) << numsub.dump();
+  EXPECT_EQ(numsub.elements[1].integer, 3);
+}
+
+TEST_F(RedisClusterModeTest, ASigkilledGatewayNodesUsersAreReapedWithExit) {
+  auto alice = join(A, 101, "alice");
+  auto dave = join(C, 101, "dave");
+  auto erin = join(C, 102, "erin");
+  ASSERT_TRUE(got(*alice, "enter", "dave"));
+  ASSERT_TRUE(list_is(B, 102, {"erin"}));
+
+  const auto t0 = Clock::now();
+  nodes[C].signal(SIGKILL);
+  ASSERT_EQ(nodes[C].wait_exit(5s).value_or(999), -SIGKILL);
+  EXPECT_TRUE(got(*alice, "exit", "dave", kReapBound + 2s)) << "no exit for dave";
+  EXPECT_TRUE(list_is(B, 101, {"alice"}, kReapBound));
+  EXPECT_TRUE(list_is(A, 102, {}, kReapBound));
+  std::cout << "  a SIGKILLed node's users were offline everywhere after " << since(t0).count()
+            << " ms (node ttl " << kNodeTtl << " s)\n";
+  EXPECT_EQ(online(http(A), 0, "dave"), std::optional<bool>(false));
+}
+
+TEST_F(RedisClusterModeTest, AMasterFailoverIsVisibleThenPushesResumeAndPresenceIsExact) {
+  auto alice = join(A, 101, "alice");
+  auto bob = join(B, 101, "bob");
+  auto dave = join(B, 101, "dave");
+  ASSERT_TRUE(list_is(C, 101, {"alice", "bob", "dave"}));
+  // Whatever the replica had not got yet is published again after the failover.
+  const uint16_t room_master = redis.master_for_key(room_tag(101));
+
+  const auto t0 = Clock::now();
+  redis.kill(room_master);
+
+  // The outage shows while it lasts: /healthz degraded, imgate_redis_up 0.
+  EXPECT_TRUE(eventually([&] {
+    return http_get(http(A), "/healthz").body == "degraded: redis unavailable\n";
+  }, 5s)) << "/healthz never said degraded";
+  EXPECT_TRUE(eventually([&] { return redis_up_metric(A) == 0; }, 5s));
+  // Presence changes during the outage: carol comes (on C), dave goes (on B).
+  auto carol = join(C, 101, "carol");
+  dave->close();
+  dave.reset();
+
+  const uint16_t new_master = redis.wait_for_failover(room_master);
+  EXPECT_NE(new_master, room_master);
+
+  // Pushes resume: a room push through A reaches bob on B.
+  int attempt = 0;
+  bool delivered = false;
+  while (!delivered && since(t0) < kResumeBound) {
+    const std::string text = "after failover " + std::to_string(++attempt);
+    if (send(http(A), "/user/sendMessageAll", 101, "zed", "f-" + std::to_string(attempt), text) ==
+        kSent) {
+      delivered = got(*bob, "msg", text, 1s);
+    }
+  }
+  ASSERT_TRUE(delivered) << "no room push went through within " << kResumeBound.count()
+                         << " s of the master's kill";
+  const Millis resumed = since(t0);
+  std::cout << "  room pushes resumed " << resumed.count()
+            << " ms after the master was SIGKILLed (cluster-node-timeout 1 s)\n";
+
+  // Health back, presence exact: carol (logged in during the outage) is
+  // listed, dave (gone during the outage) is not.
+  for (std::size_t n : {A, B, C}) {
+    EXPECT_TRUE(redis_up(n, 10s)) << "node " << n;
+    EXPECT_TRUE(list_is(n, 101, {"alice", "bob", "carol"}, 10s));
+  }
+  EXPECT_EQ(redis_up_metric(A), 1);
+  EXPECT_EQ(http_get(http(A), "/healthz").body, "ok\n");
+  // Unicast across nodes works on the new master too.
+  EXPECT_EQ(send(http(C), "/user/sendMessage", 101, "alice", "u-after", "to alice"), kSent);
+  EXPECT_TRUE(got(*alice, "msg", "to alice"));
+  for (std::size_t n : {A, B, C}) EXPECT_TRUE(nodes[n].running()) << "node " << n << " died";
+}
+
+}  // namespace
+}  // namespace imgate::test
