@@ -7,6 +7,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <charconv>
 #include <stdexcept>
 
@@ -232,6 +233,7 @@ void RedisConnection::dispatch(RedisReply reply) {
   }
   Pending p = std::move(pending_.front());
   pending_.pop_front();
+  last_reply_ = std::chrono::steady_clock::now();
   if (p.cb) p.cb(true, reply);
 }
 
@@ -266,8 +268,12 @@ void RedisConnection::watchdog() {
   watchdog_timer_.expires_after(std::chrono::milliseconds(500));
   watchdog_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || self->state_ == State::kStopped) return;
+    // Silent for kCommandTimeout since the oldest waiting command was sent
+    // or, if later, since the last reply.
     if (!self->pending_.empty() &&
-        std::chrono::steady_clock::now() - self->pending_.front().sent > kCommandTimeout) {
+        std::chrono::steady_clock::now() -
+                std::max(self->pending_.front().sent, self->last_reply_) >
+            kCommandTimeout) {
       self->fail("command timeout");
     }
     self->watchdog();

@@ -4,9 +4,11 @@
 // Contract: every method is called on the connection's loop. Commands are
 // written in order, several per write; replies complete callbacks in the same
 // order. While disconnected, commands fail at once (never queue up unbounded);
-// the connection reconnects by itself with exponential back-off. A command
-// without a reply after `command_timeout` breaks the connection, so a hung
-// Redis is detected as fast as a dead one.
+// the connection reconnects by itself with exponential back-off. Commands
+// waiting while no reply at all has come for `kCommandTimeout` break the
+// connection, so a hung Redis is detected as fast as a dead one; a busy Redis
+// that keeps answering a long backlog is not (breaking it would only make the
+// node publish its presence again and deepen the backlog).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -105,6 +107,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::vector<char> in_;
   std::deque<Pending> pending_;
   std::size_t handshake_left_ = 0;
+  std::chrono::steady_clock::time_point last_reply_{};
 };
 
 }  // namespace imgate
