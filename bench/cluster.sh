@@ -44,17 +44,24 @@ CLUSTER_SHARDS=${CLUSTER_SHARDS:-3}               # masters of the Redis Cluster
 cluster_node_pids=() cluster_node_http=() cluster_node_ws=() cluster_member_pids=() cluster_member_fds=()
 cluster_redis_pids=() cluster_redis_ports=()
 
-# stop_all PID...: SIGTERM to all, up to 20 s for all, then SIGKILL (children of this script).
-stop_all() {
-  local p alive
-  (($#)) || return 0
-  kill -TERM "$@" 2>/dev/null || true
-  for _ in $(seq 200); do
+# wait_gone TENTHS PID...: until none of the processes is alive, at most TENTHS × 0.1 s.
+wait_gone() {
+  local tenths=$1 p alive
+  shift
+  for _ in $(seq "$tenths"); do
     alive=0
     for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
+    ((alive)) || return 0
     sleep 0.1
   done
+}
+
+# stop_all PID...: SIGTERM to all, up to 20 s for all, then SIGKILL (children of this script).
+stop_all() {
+  local p
+  (($#)) || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  wait_gone 200 "$@"
   kill -KILL "$@" 2>/dev/null || true
   for p in "$@"; do wait "$p" 2>/dev/null || true; done
 }
@@ -321,13 +328,7 @@ cluster_scenario() {
   echo "=== cluster end: closing $((k * n)) connections"
   for fd in "${cluster_member_fds[@]}"; do exec {fd}>&-; done
   cluster_member_fds=()
-  local alive
-  for _ in $(seq 900); do
-    alive=0
-    for j in "${cluster_member_pids[@]}"; do kill -0 "$j" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.1
-  done
+  wait_gone 900 "${cluster_member_pids[@]}"
   record "{\"scenario\":\"cluster-redis\",\"used_memory_peak\":$(redis-cli -p "${cluster_redis_ports[0]}" INFO memory | tr -d '\r' | sed -n 's/^used_memory_peak:\([0-9]*\)$/\1/p')}"
   stop_cluster
   # One results.jsonl: each process's lines, tagged with the scenario and its node.

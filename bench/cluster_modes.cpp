@@ -234,22 +234,11 @@ int run_push(const Options& o) {
   const std::string per_message = Run::per_unit(cpu, all.sent, "message", "messages");
   run.out["path"] = path;
   run.out["nodes"] = nodes;
-  run.out["messages"] = json::object{
-      {"requested", count},
-      {"sent", all.sent},
-      {"send_seconds", send_seconds},
-      {"send_rate", send_seconds > 0 ? static_cast<double>(all.sent - 1) / send_seconds : 0},
-      {"target_rate", o.rate},
-      {"answered_delivered", all.delivered_ok},
-      {"answered_not_online", all.not_online},
-      {"http_errors", all.errors},
-      {"max_backlog", all.max_backlog},
-      {"skipped", all.skipped},
-      {"deadline_hit", all.deadline_hit},
-      {"first_ns", all.first_ns},
-      {"last_ns", all.last_ns},
-      {"done_ns", all.done_ns},
-      {"api_latency", latency_json(all.api_latency)}};
+  json::object messages = messages_json(all, count, send_seconds, o.rate);
+  messages["first_ns"] = all.first_ns;
+  messages["last_ns"] = all.last_ns;
+  messages["done_ns"] = all.done_ns;
+  run.out["messages"] = std::move(messages);
   run.out["from_node"] = std::move(from_node);
   if (o.cross_node) run.out["to_node"] = std::move(to_node);
   run.out["cpu"] = std::move(cpu);

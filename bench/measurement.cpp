@@ -57,6 +57,23 @@ json::object latency_json(const Histogram& h) {
                       {"mean_us", h.mean() / 1000.0}};
 }
 
+json::object messages_json(const Pusher::Result& r, uint64_t requested, double send_seconds,
+                           double target_rate) {
+  return json::object{
+      {"requested", requested},
+      {"sent", r.sent},
+      {"send_seconds", send_seconds},
+      {"send_rate", send_seconds > 0 ? static_cast<double>(r.sent - 1) / send_seconds : 0},
+      {"target_rate", target_rate},
+      {"answered_delivered", r.delivered_ok},
+      {"answered_not_online", r.not_online},
+      {"http_errors", r.errors},
+      {"max_backlog", r.max_backlog},
+      {"skipped", r.skipped},
+      {"deadline_hit", r.deadline_hit},
+      {"api_latency", latency_json(r.api_latency)}};
+}
+
 std::string latency_line(const Histogram& h) {
   char line[200];
   std::snprintf(line, sizeof line,

@@ -15,6 +15,7 @@
 
 #include "client.hpp"
 #include "histogram.hpp"
+#include "http.hpp"
 #include "options.hpp"
 #include "probe.hpp"
 
@@ -28,6 +29,10 @@ constexpr double kNs = 1e9;
 void write_json(std::string& out, const json::value& v);
 json::object latency_json(const Histogram& h);
 std::string latency_line(const Histogram& h);
+// The report's "messages" of a Pusher run: `requested` messages at `target_rate`
+// per second, sent over `send_seconds`.
+json::object messages_json(const Pusher::Result& r, uint64_t requested, double send_seconds,
+                           double target_rate);
 
 // One measurement: the client, the report being built, progress output.
 class Run {

@@ -87,20 +87,9 @@ Delivery push_and_measure(Run& run, const std::string& path, uint64_t per_ok,
   const std::string per_delivery = Run::per_unit(cpu_sending, d.received, "delivery", "deliveries");
   run.out["cpu_while_sending"] = cpu_sending;
 
-  run.out["messages"] = json::object{
-      {"requested", count},
-      {"sent", res.sent},
-      {"send_seconds", send_seconds},
-      {"send_rate", send_seconds > 0 ? static_cast<double>(res.sent - 1) / send_seconds : 0},
-      {"target_rate", o.rate},
-      {"answered_delivered", res.delivered_ok},
-      {"answered_not_online", res.not_online},
-      {"http_errors", res.errors},
-      {"max_backlog", res.max_backlog},
-      {"skipped", res.skipped},
-      {"send_for", o.send_for},
-      {"deadline_hit", res.deadline_hit},
-      {"api_latency", latency_json(res.api_latency)}};
+  json::object messages = messages_json(res, count, send_seconds, o.rate);
+  messages["send_for"] = o.send_for;
+  run.out["messages"] = std::move(messages);
   run.out["deliveries"] = json::object{
       {"expected", d.expected},
       {"received", d.received},

@@ -315,34 +315,34 @@ void RedisCluster::reap(std::string node, std::function<void(int64_t)> done) {
 }
 
 void RedisCluster::reap_rooms(const std::string& node, std::function<void(int64_t)> done) {
-  auto total = std::make_shared<int64_t>(0);
-  auto left = std::make_shared<std::size_t>(config_.app_ids.size());
+  struct Pending {
+    std::size_t left;
+    int64_t exits = 0;
+    bool failed = false;
+  };
+  auto pending = std::make_shared<Pending>(Pending{config_.app_ids.size()});
   const std::string seq =
       node_id_ + (node == node_id_ ? "-bye" : "-" + std::to_string(++exit_seq_));
-  auto finish = [this, node, total, done](bool) {
-    // Every room done (or failed: then a later reaper finds the node again).
-    link_->command(nodes_key(), {"ZREM", nodes_key(), node},
-                   [total, done](bool, const RedisReply&) { done(*total); });
-  };
-  auto failed = std::make_shared<bool>(false);
+  const auto& quiet = hub_.presence_policy().quiet;
   for (AppId app : config_.app_ids) {
-    const bool quiet =
-        std::find(hub_.presence_policy().quiet.begin(), hub_.presence_policy().quiet.end(), app) !=
-        hub_.presence_policy().quiet.end();
+    const bool is_quiet = std::find(quiet.begin(), quiet.end(), app) != quiet.end();
     link_->command(
         room_set(app),
         eval(lua::k_reap_room, {node_users(app, node), room_set(app)},
              {node, room_base(app), std::string(kExitText), seq + "-" + std::to_string(app),
-              max_room(), quiet ? "1" : "0", room_channel(app), std::to_string(app)}),
-        [total, left, failed, finish](bool ok, const RedisReply& r) {
-          if (ok && !r.is_error())
-            *total += r.integer;
-          else
-            *failed = true;
-          if (--*left == 0) {
-            if (*failed) return finish(false);
-            finish(true);
+              max_room(), is_quiet ? "1" : "0", room_channel(app), std::to_string(app)}),
+        [this, node, pending, done](bool ok, const RedisReply& r) {
+          if (ok && !r.is_error()) {
+            pending->exits += r.integer;
+          } else {
+            pending->failed = true;
           }
+          if (--pending->left != 0) return;
+          // A room that failed keeps the node registered (expired), so that a
+          // later reaper finds it again; the done rooms are then no-ops.
+          if (pending->failed) return done(pending->exits);
+          link_->command(nodes_key(), {"ZREM", nodes_key(), node},
+                         [pending, done](bool, const RedisReply&) { done(pending->exits); });
         });
   }
 }

@@ -438,8 +438,8 @@ void ShardedRedis::probe_next() {
 // CLUSTER SLOTS: [[start, end, [host, port, id], replicas...], ...]
 bool ShardedRedis::apply_slots(const RedisReply& reply) {
   if (reply.type != RedisReply::Type::kArray || reply.elements.empty()) return false;
-  std::array<std::string, kRedisSlots> next;
-  std::vector<std::string> addresses;
+  std::vector<std::string> addresses;      // masters, in reply order
+  std::vector<int> next(kRedisSlots, -1);  // index into addresses per slot
   for (const auto& range : reply.elements) {
     if (range.elements.size() < 3 || range.elements[2].elements.size() < 2) return false;
     const int64_t first = range.elements[0].integer;
@@ -448,7 +448,8 @@ bool ShardedRedis::apply_slots(const RedisReply& reply) {
     std::string host = range.elements[2].elements[0].str;
     if (host.empty()) host = seeds_.front().host;  // a node that does not know its address
     const std::string address = host + ":" + std::to_string(range.elements[2].elements[1].integer);
-    for (int64_t slot = first; slot <= last; ++slot) next[static_cast<std::size_t>(slot)] = address;
+    const int index = static_cast<int>(addresses.size());
+    for (int64_t slot = first; slot <= last; ++slot) next[static_cast<std::size_t>(slot)] = index;
     addresses.push_back(address);
     for (std::size_t r = 3; r < range.elements.size(); ++r) {
       const auto& node = range.elements[r].elements;
@@ -468,8 +469,10 @@ bool ShardedRedis::apply_slots(const RedisReply& reply) {
     }
   }
   for (const auto& address : gone) drop_master(address);
+  std::vector<Master*> masters;
+  for (const auto& address : addresses) masters.push_back(&masters_.at(address));
   for (std::size_t slot = 0; slot < kRedisSlots; ++slot) {
-    slots_[slot] = next[slot].empty() ? nullptr : &masters_.at(next[slot]);
+    slots_[slot] = next[slot] < 0 ? nullptr : masters[static_cast<std::size_t>(next[slot])];
   }
   if (probe_) {
     probe_->stop();

@@ -24,12 +24,11 @@ import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import { executablePath, launchChromium } from './chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const base = (process.env.IMGATE_HTTP || '').replace(/\/+$/, '');
 const artifacts = resolve(process.env.IMGATE_ARTIFACTS || join(here, 'artifacts'));
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 15000; // upper bound of every single wait
 const OVERALL = 120000; // upper bound of the whole test
 
@@ -592,18 +591,7 @@ let browser;
 let failed = false;
 try {
   log(`launch ${executablePath}`);
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
   await main(browser);
   if (secure) await secureMain(browser);
   else console.log('- secure mode skipped (IMGATE_SECURE_HTTP not set)');

@@ -15,14 +15,13 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { executablePath, launchChromium } from './chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
 const nodeA = { ws: env.BROWSER_ROLL_A_WS, http: env.BROWSER_ROLL_A_HTTP, pid: Number(env.BROWSER_ROLL_A_PID) };
 const nodeB = { ws: env.BROWSER_ROLL_B_WS, http: env.BROWSER_ROLL_B_HTTP };
 const artifacts = resolve(env.IMGATE_ARTIFACTS || join(here, 'artifacts'));
-const executablePath = env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 10000; // upper bound of every single wait
 const OVERALL = 60000; // upper bound of the whole test
 
@@ -204,11 +203,7 @@ let browser;
 let failed = false;
 try {
   log(`launch ${executablePath}`);
-  browser = await chromium.launch({
-    executablePath,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   await main(browser);
 } catch (error) {
   failed = true;

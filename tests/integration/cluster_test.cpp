@@ -86,27 +86,6 @@ Users user_list(uint16_t port, uint32_t app) {
   return users;
 }
 
-// The sorted userList of a successful /user/list, without asserting anything
-// (for polling); nullopt for any other answer.
-std::optional<Users> listed(uint16_t port, uint32_t app) {
-  const HttpResponse res = http_get(port, "/user/list?appID=" + std::to_string(app));
-  boost::system::error_code ec;
-  const json::value v = json::parse(res.body, ec);
-  if (ec || !v.is_object() || v.get_object().if_contains("code") == nullptr ||
-      v.at("code") != json::value(200)) {
-    return std::nullopt;
-  }
-  const json::value* list = v.at("data").is_object()
-                                ? v.at("data").get_object().if_contains("userList")
-                                : nullptr;
-  if (list == nullptr || !list->is_array()) return std::nullopt;
-  Users users;
-  for (const auto& u : list->get_array()) {
-    if (u.is_string()) users.emplace_back(u.get_string());
-  }
-  std::sort(users.begin(), users.end());
-  return users;
-}
 
 // /user/online; appID 0 leaves it out (any app).
 bool user_online(uint16_t port, uint32_t app, std::string_view user) {

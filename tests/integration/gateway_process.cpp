@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -66,6 +67,26 @@ HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout) {
                              ": " + result.message());
   }
   return {res.result_int(), std::string(res[http::field::content_type]), res.body()};
+}
+
+std::optional<std::vector<std::string>> listed(uint16_t port, uint32_t app) {
+  const HttpResponse res = http_get(port, "/user/list?appID=" + std::to_string(app));
+  boost::system::error_code ec;
+  const json::value v = json::parse(res.body, ec);
+  if (ec || !v.is_object() || v.get_object().if_contains("code") == nullptr ||
+      v.at("code") != json::value(200)) {
+    return std::nullopt;
+  }
+  const json::value* list = v.at("data").is_object()
+                                ? v.at("data").get_object().if_contains("userList")
+                                : nullptr;
+  if (list == nullptr || !list->is_array()) return std::nullopt;
+  std::vector<std::string> users;
+  for (const auto& u : list->get_array()) {
+    if (u.is_string()) users.emplace_back(u.get_string());
+  }
+  std::sort(users.begin(), users.end());
+  return users;
 }
 
 // ---- State ----------------------------------------------------------------

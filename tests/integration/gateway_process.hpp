@@ -38,6 +38,10 @@ struct HttpResponse {
 // Throws std::runtime_error on connection errors and timeouts.
 HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout = 5s);
 
+// The sorted userList of a successful /user/list?appID=app, asserting nothing
+// (for polling); nullopt for any other answer.
+std::optional<std::vector<std::string>> listed(uint16_t port, uint32_t app);
+
 // A non-blocking TCP socket connected to 127.0.0.1:port (the caller closes
 // it). Throws std::runtime_error when the connection is refused.
 int connect_loopback_nonblocking(uint16_t port);

@@ -48,23 +48,6 @@ std::optional<json::object> json_of(const std::string& body) {
   return std::move(v.as_object());
 }
 
-// The sorted userList of a successful /user/list; nullopt for any other answer.
-std::optional<Users> listed(uint16_t port, uint32_t app) {
-  const auto body = json_of(http_get(port, "/user/list?appID=" + std::to_string(app)).body);
-  if (!body || body->if_contains("code") == nullptr || body->at("code") != json::value(200)) {
-    return std::nullopt;
-  }
-  const json::value* list = body->at("data").is_object()
-                                ? body->at("data").get_object().if_contains("userList")
-                                : nullptr;
-  if (list == nullptr || !list->is_array()) return std::nullopt;
-  Users users;
-  for (const auto& u : list->get_array()) {
-    if (u.is_string()) users.emplace_back(u.get_string());
-  }
-  std::sort(users.begin(), users.end());
-  return users;
-}
 
 // /user/online's data.online; nullopt when the answer is not a success.
 std::optional<bool> online(uint16_t port, uint32_t app, std::string_view user) {
