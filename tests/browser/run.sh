@@ -21,7 +21,8 @@
 # history support). The mock gateway supports the first two; with --mock, and without
 # redis-server, the rolling restart scenario is skipped.
 # Exit status: the test's; 77 when a prerequisite (node, npm, chromium; python3 for the secure
-# scenario) is missing (CTest: SKIP_RETURN_CODE 77). Screenshots go to $IMGATE_ARTIFACTS (default
+# scenario) is missing (CTest does not treat 77 as a skip: in CI, where scripts/bootstrap --test
+# installs them, a missing prerequisite fails the test). Screenshots go to $IMGATE_ARTIFACTS (default
 # tests/browser/artifacts).
 set -euo pipefail
 
