@@ -16,6 +16,7 @@
 #include <boost/json/value.hpp>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/codes.hpp"
@@ -34,7 +35,24 @@ struct PushRequest {
   std::string from;   // sender shown in the push
   bool dedup = true;  // de-duplicate on seq (false when no msgID was given)
   bool to_room = false;
+  // Prepended to seq for de-duplication. Empty for the HTTP API (upstream's
+  // one set); a client's publish gets its own (dedup_scope_of_client), so a
+  // logged-in client can never use up a backend's msgID nor another user's.
+  std::string dedup_scope;
+
+  std::string dedup_key() const { return dedup_scope.empty() ? seq : dedup_scope + seq; }
 };
+
+// The de-duplication scope of msgIDs a client publishes: its room and user,
+// between unit separators (a backend's msgID would need to start with one).
+inline std::string dedup_scope_of_client(AppId app, std::string_view user) {
+  std::string scope = "\x1f";
+  scope += std::to_string(app);
+  scope += '\x1f';
+  scope += user;
+  scope += '\x1f';
+  return scope;
+}
 
 // The answer to a push in upstream's HTTP shape: code 200 with
 // {"sendResults":bool} (plus "sendResultsErr" when degraded), or {} for a

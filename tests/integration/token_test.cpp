@@ -255,6 +255,45 @@ TEST_F(TokenTest, PublishReachesTheOwnRoomOnceAndHonoursMsgIdDeduplication) {
   EXPECT_EQ(code_of(reply(a, "publish", R"({"message":""})")), 1001);
 }
 
+// A client's msgIDs are de-duplicated in its own scope (room and user): a logged-in client
+// cannot use up a backend's msgID, nor another user's, while its own retries stay de-duplicated.
+TEST_F(TokenTest, APublishedMsgIdIsScopedToItsSenderAndNeverSuppressesABackendsPush) {
+  gw.start();
+  WsClient a, b;
+  a.connect(gw.ws_port());
+  b.connect(gw.ws_port());
+  ASSERT_EQ(a.login(103, "a"), 200);
+  ASSERT_EQ(b.login(103, "b"), 200);
+  a.take_pushes();
+  b.take_pushes();
+  const auto backend_send = [&] {
+    const HttpResponse res = http_get(
+        gw.http_port(), "/user/sendMessageAll?appID=103&userID=backend&msgID=m-x&message=from%20backend");
+    return json::parse(res.body).as_object();
+  };
+  const std::string data = R"({"message":"from a","msgID":"m-x"})";
+  EXPECT_EQ(reply(a, "publish", data).at("data").at("sendResults").as_bool(), true);
+  ASSERT_TRUE(b.next_push("msg"));
+  // The backend's push with the same msgID still goes out, to both.
+  EXPECT_EQ(backend_send().at("data").at("sendResults").as_bool(), true);
+  for (WsClient* c : {&a, &b}) {
+    auto push = c->next_push("msg");
+    ASSERT_TRUE(push);
+    EXPECT_EQ(push->at("response").at("data").at("msg").as_string(), "from backend");
+  }
+  // Another user's publish with that msgID too.
+  EXPECT_EQ(reply(b, "publish", R"({"message":"from b","msgID":"m-x"})").at("data").at("sendResults").as_bool(),
+            true);
+  auto push = a.next_push("msg");
+  ASSERT_TRUE(push);
+  EXPECT_EQ(push->at("response").at("data").at("msg").as_string(), "from b");
+  // Retries are still duplicates, each in its own scope.
+  EXPECT_TRUE(reply(a, "publish", data).at("data").as_object().empty());
+  EXPECT_TRUE(backend_send().at("data").as_object().empty());
+  EXPECT_TRUE(a.take_pushes().empty());
+  EXPECT_TRUE(b.take_pushes().empty());
+}
+
 TEST_F(TokenTest, PublishWorksWithoutTokensTooAndNeedsALogin) {
   gw.start();
   WsClient a, b;
