@@ -1,7 +1,8 @@
 // Login tokens against the real binary (issue 9, items 1-3, 6): login with HS256 / ES256 / RS256
 // tokens, each refusal answered 1003 with its reason over the wire, the failed-login limit
-// (close 1008), refresh before and after expiry, the 4001 close at expiry, and the publish
-// command. Tokens are minted in the test (tests/common/jwt_sign.hpp).
+// (close 1008), refresh before and after expiry, the 4001 close at expiry, the publish
+// command, and the secret read from --auth-hmac-secret-file. Tokens are minted in the test
+// (tests/common/jwt_sign.hpp).
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
@@ -162,6 +163,67 @@ TEST_F(TokenTest, UnusableKeysStopTheGatewayAtStartUp) {
   EXPECT_THROW(short_secret.start({{"--auth-hmac-secret", "too-short"}}), std::runtime_error);
   EXPECT_EQ(short_secret.exit_status(), 2);
   EXPECT_NE(short_secret.log().find("at least 32 bytes"), std::string::npos) << short_secret.log();
+}
+
+// docs/configuration.md: "one trailing newline (\n or \r\n) is dropped" from the secret file,
+// so a file written by `openssl rand -hex 32 > secret` or an editor holds the secret itself.
+TEST_F(TokenTest, TheSecretFileIsReadWithoutItsTrailingNewline) {
+  TempFile secret(kTestSecret + "\n");
+  gw.start({{"--auth-hmac-secret-file", secret.path.string()}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  // Signed with the newline: not the secret the gateway holds.
+  json::object r = reply(c, "login", login_data(mint("HS256", claims_for("alice"), kTestSecret + "\n"),
+                                                101, "alice"));
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "bad signature");
+  r = reply(c, "login", login_data(mint("HS256", claims_for("alice"), kTestSecret), 101, "alice"));
+  EXPECT_EQ(code_of(r), 200);
+  EXPECT_TRUE(r.at("data").as_object().contains("exp"));
+}
+
+TEST_F(TokenTest, OnlyOneTrailingNewlineOfTheSecretFileIsDropped) {
+  // CRLF (a file from a Windows editor) counts as one newline; a second newline stays.
+  TempFile crlf(kTestSecret + "\r\n");
+  gw.start({{"--auth-hmac-secret-file", crlf.path.string()}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  EXPECT_EQ(code_of(reply(c, "login", login_data(mint("HS256", claims_for("alice"), kTestSecret), 101,
+                                                 "alice"))),
+            200);
+  Gateway two_newlines;
+  TempFile doubled(kTestSecret + "\n\n");
+  two_newlines.start({{"--auth-hmac-secret-file", doubled.path.string()}});
+  WsClient d;
+  d.connect(two_newlines.ws_port());
+  json::object r = reply(d, "login", login_data(mint("HS256", claims_for("bob"), kTestSecret), 101, "bob"));
+  EXPECT_EQ(error_of(r), "bad signature");
+  r = reply(d, "login", login_data(mint("HS256", claims_for("bob"), kTestSecret + "\n"), 101, "bob"));
+  EXPECT_EQ(code_of(r), 200);
+}
+
+// An empty (or newline-only), missing or too short secret file stops the gateway: exit 2
+// with a message naming the option and the file.
+TEST(TokenSecretFile, AnEmptyMissingOrShortSecretFileStopsStartUp) {
+  TempFile empty("");
+  TempFile newline_only("\n");
+  TempFile too_short("short-secret\n");
+  const std::string missing =
+      (std::filesystem::temp_directory_path() / ("imgate-no-such-secret-" + std::to_string(::getpid())))
+          .string();
+  const std::pair<std::string, std::string> cases[] = {
+      {empty.path.string(), "--auth-hmac-secret-file " + empty.path.string() + " is empty"},
+      {newline_only.path.string(), "--auth-hmac-secret-file " + newline_only.path.string() + " is empty"},
+      {missing, "cannot read --auth-hmac-secret-file " + missing},
+      {too_short.path.string(), "must be at least 32 bytes"},
+  };
+  for (const auto& [path, message] : cases) {
+    SCOPED_TRACE(path);
+    Gateway gw;
+    EXPECT_THROW(gw.start({{"--auth-hmac-secret-file", path}}), std::runtime_error);
+    EXPECT_EQ(gw.exit_status(), 2);
+    EXPECT_NE(gw.log().find(message), std::string::npos) << gw.log();
+  }
 }
 
 TEST_F(TokenTest, TheFifthRefusedLoginClosesWith1008) {
