@@ -118,6 +118,21 @@ TEST_F(TokenTest, EveryRefusalIs1003WithItsReasonAndTheConnectionStaysUsable) {
   EXPECT_EQ(code_of(reply(c, "login", login_data(good, 101, "alice"))), 200);
 }
 
+TEST_F(TokenTest, AnUnconfiguredAppIdIsRefusedWithAReason) {
+  start_hmac({{"--app-ids", "101,102"}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  for (const uint32_t app : {103u, 999u, 0u}) {
+    SCOPED_TRACE(app);
+    const json::object r = reply(c, "login", login_data(hs256("alice"), app, "alice"));
+    EXPECT_EQ(code_of(r), 1003);
+    EXPECT_EQ(r.at("codeMsg").as_string(), "未授权");
+    EXPECT_EQ(error_of(r), "appID is not configured");
+  }
+  EXPECT_EQ(gw.state().counter("tokenRejections"), 0);
+  EXPECT_EQ(code_of(reply(c, "login", login_data(hs256("alice"), 102, "alice"))), 200);
+}
+
 TEST_F(TokenTest, A64KiBTokenIsRefusedAsTooLarge) {
   start_hmac({{"--max-message-bytes", "256K"}});
   auto claims = claims_for("alice");
