@@ -23,8 +23,10 @@ import { createServer } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 
 const args = process.argv.slice(2);
+// A repeated flag: the last one wins, as in imgate (run.sh's start_server gives --http-port 0,
+// the secure server then its own port).
 const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
+  const i = args.lastIndexOf(`--${name}`);
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 };
 const bind = flag('bind', '127.0.0.1');
