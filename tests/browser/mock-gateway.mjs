@@ -277,7 +277,11 @@ function handleRequest(conn, text) {
       if (conn.userID) return reply(1009);
       const userID = data && typeof data.userID === 'string' ? data.userID : '';
       if (!userID || Buffer.byteLength(userID) >= 20) return reply(1002);
-      if (!APP_IDS.has(data.appID)) return reply(1003);
+      if (!APP_IDS.has(data.appID)) {
+        if (!authSecret) return reply(1003); // data null, as upstream
+        failedLogin(conn);
+        return reply(1003, { error: 'appID is not configured' });
+      }
       let exp = null;
       if (authSecret) {
         const checked = verifyToken(data.serviceToken, userID, data.appID);
