@@ -292,7 +292,10 @@ Reply login(CommandContext& ctx, const json::value& data) {
   }
   if (user.empty() || user.size() > kMaxUserIdBytes) return fail(Code::kUnauthorizedUserId);
   if (!std::binary_search(ctx.app_ids.begin(), ctx.app_ids.end(), app)) {
-    return fail(Code::kUnauthorized);
+    // Token mode gives the reason like every other 1003; the default mode answers
+    // data null, as upstream.
+    if (tokens) return refused(ctx, Code::kUnauthorized, "appID is not configured");
+    return {Code::kUnauthorized, nullptr};
   }
   TokenClaims claims;
   if (tokens) {

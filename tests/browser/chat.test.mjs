@@ -12,6 +12,8 @@
 //      IMGATE_TOKEN_A / IMGATE_TOKEN_B  valid HS256 tokens of two users (minted by run.sh)
 //      IMGATE_TOKEN_BAD     a token signed with another secret
 //      IMGATE_MINT_TOKEN    scripts/mint-token (the test mints short-lived tokens with it)
+//      BROWSER_ALLOWED_ORIGIN  (optional) the server's --allowed-origins, the pages' origin: then
+//                           upgrades from another origin must be refused (403)
 // History (run when IMGATE_HISTORY_HTTP is set; run.sh starts a third server for it with
 // --history-size 100): IMGATE_HISTORY_HTTP  that server's HTTP base.
 // Never downloads a browser. All waits are bounded; there are no fixed sleeps.
@@ -20,6 +22,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +53,7 @@ const secure = env.IMGATE_SECURE_HTTP
     mint: env.IMGATE_MINT_TOKEN || join(here, '../../scripts/mint-token'),
   }
   : null;
+const secureOrigin = secure && env.BROWSER_ALLOWED_ORIGIN ? env.BROWSER_ALLOWED_ORIGIN : null;
 if (secure) {
   for (const [k, v] of Object.entries(secure)) {
     if (!v) {
@@ -325,9 +329,51 @@ async function checkClientTokenFlow(page) {
   }, { url: secure.ws, sub, waitMs: 30000 });
 }
 
+/** The HTTP status of a WebSocket upgrade of `url` sent with `Origin: origin` (101: upgraded). */
+function upgradeStatus(url, origin) {
+  return new Promise((resolvePromise, reject) => {
+    const target = new URL(url);
+    const req = request({
+      host: target.hostname,
+      port: target.port,
+      path: target.pathname,
+      headers: {
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+        Origin: origin,
+      },
+    });
+    req.setTimeout(WAIT, () => req.destroy(new Error(`no answer to an upgrade from ${origin}`)));
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolvePromise(res.statusCode);
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolvePromise(res.statusCode);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function secureMain(browser) {
   const subA = claimsOf(secure.tokenA).sub;
   const subB = claimsOf(secure.tokenB).sub;
+
+  if (secureOrigin) {
+    log(`secure server: WebSocket upgrades only from ${secureOrigin}, the origin of its pages`);
+    assert.equal(new URL(secure.http).origin, secureOrigin, 'the secure pages come from the allowed origin');
+    const port = new URL(secure.http).port;
+    for (const other of ['http://evil.example', `http://localhost:${port}`, `https://127.0.0.1:${port}`, 'null']) {
+      assert.equal(await upgradeStatus(secure.ws, other), 403, `an upgrade with Origin: ${other}`);
+    }
+    assert.equal(await upgradeStatus(secure.ws, secureOrigin), 101, `an upgrade with Origin: ${secureOrigin}`);
+  } else {
+    log('secure server: no origin check to verify (BROWSER_ALLOWED_ORIGIN not set)');
+  }
 
   log('secure server: /user/* needs the API key (so the page has to publish over the WebSocket)');
   const withoutKey = await fetch(`${secure.http}/user/list?appID=101`);

@@ -23,8 +23,10 @@ import { createServer } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 
 const args = process.argv.slice(2);
+// A repeated flag: the last one wins, as in imgate (run.sh's start_server gives --http-port 0,
+// the secure server then its own port).
 const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
+  const i = args.lastIndexOf(`--${name}`);
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 };
 const bind = flag('bind', '127.0.0.1');
@@ -275,7 +277,11 @@ function handleRequest(conn, text) {
       if (conn.userID) return reply(1009);
       const userID = data && typeof data.userID === 'string' ? data.userID : '';
       if (!userID || Buffer.byteLength(userID) >= 20) return reply(1002);
-      if (!APP_IDS.has(data.appID)) return reply(1003);
+      if (!APP_IDS.has(data.appID)) {
+        if (!authSecret) return reply(1003); // data null, as upstream
+        failedLogin(conn);
+        return reply(1003, { error: 'appID is not configured' });
+      }
       let exp = null;
       if (authSecret) {
         const checked = verifyToken(data.serviceToken, userID, data.appID);

@@ -8,8 +8,11 @@
 # ports, each in a temporary directory with --web-root <repo>/web, waits for their ready files, runs
 # chat.test.mjs, then rolling.test.mjs, and stops the servers on exit (in reverse order):
 #   default  as upstream (no tokens, no API key)                          -> IMGATE_HTTP
-#   secure   --auth-hmac-secret <random> --auth-leeway 1 --api-key <random> -> IMGATE_SECURE_HTTP,
-#            IMGATE_SECURE_WS, BROWSER_AUTH_SECRET, BROWSER_API_KEY, and tokens minted with
+#   secure   --auth-hmac-secret <random> --auth-leeway 1 --api-key <random>, and
+#            --allowed-origins http://127.0.0.1:<its HTTP port> (the origin of the chat page it
+#            serves; the port is picked before the start) -> IMGATE_SECURE_HTTP,
+#            IMGATE_SECURE_WS, BROWSER_AUTH_SECRET, BROWSER_API_KEY, BROWSER_ALLOWED_ORIGIN (not
+#            with --mock, which has no origin check), and tokens minted with
 #            scripts/mint-token: IMGATE_TOKEN_A, IMGATE_TOKEN_B, IMGATE_TOKEN_BAD (another secret)
 #   history  --history-size 100 (docs/history.md: recovery after a reconnect, offline messages)
 #                                                                          -> IMGATE_HISTORY_HTTP
@@ -127,19 +130,41 @@ start_server() {
   names+=("$name")
 }
 
-# wait_ready NAME: bounded wait for the ready file {"ws":N,"http":N,"pid":N}.
-wait_ready() {
+# ready_status NAME: bounded wait for the ready file {"ws":N,"http":N,"pid":N}; returns 0 when it
+# is there, 1 when the server exited first, 2 after 10 s.
+ready_status() {
   local dir=$work/$1
   for _ in $(seq 200); do
     [[ -f $dir/ready.json ]] && return 0
-    if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
-      echo "run.sh: the $1 server exited before it was ready" >&2
-      exit 1
-    fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || return 1
     sleep 0.05
   done
-  echo "run.sh: no ready file from the $1 server after 10 s" >&2
+  return 2
+}
+
+# wait_ready NAME: ready_status, exiting the script unless the server is ready.
+wait_ready() {
+  local status=0
+  ready_status "$1" || status=$?
+  case $status in
+    0) return 0 ;;
+    1) echo "run.sh: the $1 server exited before it was ready" >&2 ;;
+    *) echo "run.sh: no ready file from the $1 server after 10 s" >&2 ;;
+  esac
   exit 1
+}
+
+# free_port: a loopback TCP port free just now, below the ephemeral range (so that the kernel
+# does not hand it to another process's outgoing connection meanwhile).
+free_port() {
+  node -e '
+    const net = require("net");
+    const pick = () => {
+      const port = 20000 + Math.floor(Math.random() * 12000);
+      const srv = net.createServer().once("error", pick);
+      srv.listen(port, "127.0.0.1", () => srv.close(() => console.log(port)));
+    };
+    pick();'
 }
 
 # port_of NAME ws|http
@@ -155,14 +180,7 @@ start_redis() {
   mkdir "$dir"
   names+=(redis)
   for _ in 1 2 3; do # another process may take the port first
-    redis_port=$(node -e '
-      const net = require("net");
-      const pick = () => {
-        const port = 20000 + Math.floor(Math.random() * 12000);
-        const srv = net.createServer().once("error", pick);
-        srv.listen(port, "127.0.0.1", () => srv.close(() => console.log(port)));
-      };
-      pick();')
+    redis_port=$(free_port)
     "$redis_bin" --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
       --dir "$dir" --logfile '' </dev/null >>"$dir/server.log" 2>&1 &
     pid=$!
@@ -181,6 +199,34 @@ start_redis() {
   exit 1
 }
 
+# start_secure: the secure server (secure mode as docs/security.md defines it: tokens, API keys,
+# allowed origins). Its pages come from its HTTP port and open their WebSocket on the other
+# port, so the Origin the gateway checks is http://127.0.0.1:<HTTP port>: the port is picked
+# first, and the start is retried when another process took it meanwhile. Sets
+# secure_http_port.
+start_secure() {
+  local attempt status
+  for attempt in 1 2 3; do
+    secure_http_port=$(free_port)
+    # Leeway 1 s: the test's 3 s tokens expire (close 4001) within a few seconds.
+    start_server secure --auth-hmac-secret "$BROWSER_AUTH_SECRET" --auth-leeway 1 --api-key "$BROWSER_API_KEY" \
+      --http-port "$secure_http_port" --allowed-origins "http://127.0.0.1:$secure_http_port"
+    status=0
+    ready_status secure || status=$?
+    [[ $status == 0 ]] && return 0
+    if [[ $status == 1 ]] && grep -q "Address already in use" "$work/secure/server.log"; then
+      echo "run.sh: port $secure_http_port was taken before the secure server bound it; another one" >&2
+      wait "$(cat "$work/secure/pid")" 2>/dev/null || true
+      unset 'names[-1]'
+      rm -rf "$work/secure"
+      continue
+    fi
+    wait_ready secure # reports and exits
+  done
+  echo "run.sh: the secure server found no free HTTP port in 3 attempts" >&2
+  exit 1
+}
+
 random_hex() {
   node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))'
 }
@@ -194,8 +240,7 @@ if [[ $with_secure == 1 ]]; then
   export BROWSER_AUTH_SECRET BROWSER_API_KEY
   BROWSER_AUTH_SECRET=$(random_hex)
   BROWSER_API_KEY=$(random_hex)
-  # Leeway 1 s: the test's 3 s tokens expire (close 4001) within a few seconds.
-  start_server secure --auth-hmac-secret "$BROWSER_AUTH_SECRET" --auth-leeway 1 --api-key "$BROWSER_API_KEY"
+  start_secure
 fi
 if [[ $with_rolling == 1 ]]; then
   start_redis
@@ -211,10 +256,17 @@ export CHROMIUM=$chromium_bin
 echo "run.sh: default server at $IMGATE_HTTP (log $work/default/server.log)"
 
 if [[ $with_secure == 1 ]]; then
-  wait_ready secure
   export IMGATE_SECURE_HTTP="http://127.0.0.1:$(port_of secure http)"
+  if [[ $IMGATE_SECURE_HTTP != "http://127.0.0.1:$secure_http_port" ]]; then
+    echo "run.sh: the secure server listens on $IMGATE_SECURE_HTTP, not on port $secure_http_port" >&2
+    exit 1
+  fi
   export IMGATE_SECURE_WS="ws://127.0.0.1:$(port_of secure ws)/acc"
   export IMGATE_MINT_TOKEN=$repo/scripts/mint-token
+  # The mock gateway ignores --allowed-origins: only the real server's origin check is verified.
+  if [[ $1 != --mock ]]; then
+    export BROWSER_ALLOWED_ORIGIN=$IMGATE_SECURE_HTTP
+  fi
   export IMGATE_TOKEN_A IMGATE_TOKEN_B IMGATE_TOKEN_BAD
   suffix=$((RANDOM % 10000))
   IMGATE_TOKEN_A=$("$IMGATE_MINT_TOKEN" --secret "$BROWSER_AUTH_SECRET" --sub "sec-alice-$suffix")

@@ -185,6 +185,59 @@ TEST_F(LimitsTest, TheDefaultMessageLimitStopsAFlood) {
   EXPECT_LT(s.counter("messagesIn"), 1000) << s.dump();  // the rest is ignored
 }
 
+// The client publish command (docs/security.md) is a message like any other: a flood of
+// publishes is cut off at the burst, and only the publishes within it reach the room.
+TEST_F(LimitsTest, PublishCountsAgainstTheMessageRate) {
+  gw.start({{"--message-rate", "0.001"}, {"--message-burst", "5"}});
+  WsClient listener;
+  listener.connect(gw.ws_port());
+  ASSERT_EQ(listener.login(101, "listener"), 200);
+  auto a = upgrade();
+  ASSERT_TRUE(a->send_all(RawConnection::encode_frame(
+      kText, make_request("in", "login", R"({"appID":101,"userID":"publisher"})"))));
+  const auto login = a->read_frame(3000ms);
+  ASSERT_TRUE(login && login->opcode == kText);
+  ASSERT_NE(login->payload.find("\"code\":200"), std::string::npos) << login->payload;
+  // The login was message 1 of the burst of 5: 4 publishes fit, the 5th crosses the rate.
+  std::string flood;
+  for (int i = 0; i < 50; ++i) {
+    flood += RawConnection::encode_frame(
+        kText, make_request("p" + std::to_string(i), "publish",
+                            R"({"message":"m)" + std::to_string(i) + R"(","msgID":"flood-)" +
+                                std::to_string(i) + R"("})"));
+  }
+  ASSERT_TRUE(a->send_all(flood, 5000ms));
+  int published = 0;
+  for (;;) {
+    const auto f = a->read_frame(3000ms);
+    ASSERT_TRUE(f) << "no close frame after " << published << " publish answers";
+    if (f->opcode == kClose) {
+      EXPECT_EQ(f->close_code(), 1008);
+      EXPECT_EQ(f->payload.substr(2), "message rate exceeded");
+      break;
+    }
+    if (f->opcode == kText && f->payload.find("\"cmd\":\"publish\"") != std::string::npos) {
+      EXPECT_NE(f->payload.find("\"code\":200"), std::string::npos) << f->payload;
+      ++published;
+    }
+  }
+  EXPECT_LE(published, 4);  // answers still on their way when the close came are dropped
+  for (int i = 0; i < 4; ++i) {
+    const auto push = listener.next_push("msg");
+    ASSERT_TRUE(push) << "publish " << i << " did not arrive";
+    EXPECT_EQ(push->at("response").at("data").at("msg").as_string(), "m" + std::to_string(i));
+  }
+  // Other pushes (the publisher's login announced to the room) may be queued; no msg.
+  for (const auto& push : listener.take_pushes()) {
+    EXPECT_NE(cmd_of(push), "msg") << "a publish over the rate reached the room: "
+                                   << boost::json::serialize(push);
+  }
+  const State s = gw.state();
+  EXPECT_EQ(limit_closes(s, "messageRate"), 1) << s.dump();
+  EXPECT_NE(metrics().find("imgate_limit_closes_total{limit=\"message_rate\"} 1"), std::string::npos)
+      << metrics();
+}
+
 TEST_F(LimitsTest, ForwardedForFromAnUntrustedPeerIsIgnored) {
   // 127.0.0.1 is not a trusted proxy: both upgrades are 127.0.0.1's.
   gw.start({{"--ip-max-connections", "1"},

@@ -87,13 +87,33 @@ std::string upgrade_request(std::string_view origin_header) {
 constexpr const char* kKeyA = "alpha-0123456789";
 constexpr const char* kKeyB = "beta-key-xyz";
 
-const char* const kUserRoutes[] = {
-    "/user/list?appID=101",
-    "/user/online?userID=alice",
-    "/user/sendMessage?appID=101&userID=alice&message=hi",
-    "/user/sendMessageAll?appID=101&userID=alice&message=hi",
-    "/user/unknown",
+// Every /user/* route, with parameters it accepts; "/user/unknown" stands for any other path.
+struct UserRoute {
+  const char* path;
+  const char* params;  // the query string of a GET, the form body of a POST
 };
+const UserRoute kUserRoutes[] = {
+    {"/user/list", "appID=101"},
+    {"/user/online", "userID=alice"},
+    {"/user/sendMessage", "appID=101&userID=alice&message=hi"},
+    {"/user/sendMessageAll", "appID=101&userID=alice&message=hi"},
+    {"/user/history", "appID=101&userID=alice"},
+    {"/user/unknown", "appID=101"},
+};
+
+std::string post_request(std::string_view path, std::string_view form,
+                         std::string_view extra_headers = "") {
+  return "POST " + std::string(path) +
+         " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+         "Content-Length: " + std::to_string(form.size()) + "\r\n" + std::string(extra_headers) +
+         "\r\n" + std::string(form);
+}
+
+// The same call of `route` as a GET (parameters in the query) or a POST (in a form body).
+std::string route_request(const UserRoute& route, bool post, std::string_view extra_headers = "") {
+  if (post) return post_request(route.path, route.params, extra_headers);
+  return get_request(std::string(route.path) + "?" + route.params, extra_headers);
+}
 
 // A 401 in the upstream error shape, with WWW-Authenticate, closing the connection.
 void expect_unauthorized(const Exchange& ex) {
@@ -116,27 +136,52 @@ void expect_unauthorized(const Exchange& ex) {
 
 class ApiKeyTest : public GatewayTest {
  protected:
-  void SetUp() override { gw.start({{"--api-key", std::string(kKeyA) + "," + kKeyB}}); }
+  // History on, so that /user/history answers 200 with the right key.
+  void SetUp() override {
+    gw.start({{"--api-key", std::string(kKeyA) + "," + kKeyB}, {"--history-size", "100"}});
+  }
   uint16_t port() const { return gw.http_port(); }
 };
 
 TEST_F(ApiKeyTest, EveryUserRouteNeedsAValidKey) {
-  for (const char* route : kUserRoutes) {
-    SCOPED_TRACE(route);
-    expect_unauthorized(raw_call(port(), get_request(route)));
-    // Wrong key of the same length, of another length, empty, the other header's name.
-    expect_unauthorized(raw_call(port(), get_request(route, "Authorization: Bearer alpha-0123456780\r\n")));
-    expect_unauthorized(raw_call(port(), get_request(route, "Authorization: Bearer alpha\r\n")));
-    expect_unauthorized(raw_call(port(), get_request(route, "X-API-Key: alpha-0123456789-and-more\r\n")));
-    expect_unauthorized(raw_call(port(), get_request(route, "Authorization: Bearer \r\n")));
-    expect_unauthorized(raw_call(port(), get_request(route, "Authorization: Basic YWxwaGE=\r\n")));
-    const unsigned ok = std::string_view(route) == "/user/unknown" ? 404u : 200u;
-    EXPECT_EQ(status_of(port(), route, "Authorization: Bearer alpha-0123456789\r\n"), ok);
-    EXPECT_EQ(status_of(port(), route, "authorization: bearer beta-key-xyz\r\n"), ok);
-    EXPECT_EQ(status_of(port(), route, "X-API-Key: alpha-0123456789\r\n"), ok);
-    EXPECT_EQ(status_of(port(), route, "x-api-key: beta-key-xyz\r\n"), ok);
+  // Missing key; wrong keys (same length, shorter, longer) in either header; empty; another scheme.
+  const char* const refused[] = {
+      "",
+      "Authorization: Bearer alpha-0123456780\r\n",
+      "Authorization: Bearer alpha\r\n",
+      "X-API-Key: beta-key-xyZ\r\n",
+      "X-API-Key: alpha-0123456789-and-more\r\n",
+      "Authorization: Bearer \r\n",
+      "Authorization: Basic YWxwaGE=\r\n",
+  };
+  // Either key, either header, header names and the scheme in any case.
+  const char* const accepted[] = {
+      "Authorization: Bearer alpha-0123456789\r\n",
+      "authorization: bearer beta-key-xyz\r\n",
+      "X-API-Key: alpha-0123456789\r\n",
+      "x-api-key: beta-key-xyz\r\n",
+  };
+  int expected_rejections = 0;
+  for (const UserRoute& route : kUserRoutes) {
+    for (const bool post : {false, true}) {
+      SCOPED_TRACE(std::string(post ? "POST " : "GET ") + route.path);
+      for (const char* headers : refused) {
+        SCOPED_TRACE(headers);
+        expect_unauthorized(raw_call(port(), route_request(route, post, headers)));
+        ++expected_rejections;
+      }
+      const bool known = std::string_view(route.path) != "/user/unknown";
+      for (const char* headers : accepted) {
+        SCOPED_TRACE(headers);
+        const Exchange ex =
+            raw_call(port(), route_request(route, post, std::string(headers) + "Connection: close\r\n"));
+        EXPECT_EQ(ex.status, known ? 200u : 404u);
+        // The route's own answer, not only its status.
+        if (known) EXPECT_NE(ex.body().find("\"code\":200"), std::string::npos) << ex.body();
+      }
+    }
   }
-  EXPECT_GE(gw.state().counter("apiKeyRejections"), 30);
+  EXPECT_EQ(gw.state().counter("apiKeyRejections"), expected_rejections);
 }
 
 TEST_F(ApiKeyTest, AValidKeyKeepsTheConnectionAlive) {
@@ -195,8 +240,13 @@ TEST(ApiKeyFile, KeysComeFromTheFileOneALine) {
 TEST(ApiKeyDefault, WithoutAKeyEverythingIsOpen) {
   Gateway gw;
   gw.start();
-  for (const char* route : kUserRoutes) {
-    EXPECT_NE(status_of(gw.http_port(), route), 401u) << route;
+  for (const UserRoute& route : kUserRoutes) {
+    for (const bool post : {false, true}) {
+      const Exchange ex =
+          raw_call(gw.http_port(), route_request(route, post, "Connection: close\r\n"));
+      EXPECT_NE(ex.status, 401u) << (post ? "POST " : "GET ") << route.path;
+      EXPECT_NE(ex.status, 0u) << (post ? "POST " : "GET ") << route.path;
+    }
   }
 }
 

@@ -1,8 +1,14 @@
 // Login tokens against the real binary (issue 9, items 1-3, 6): login with HS256 / ES256 / RS256
 // tokens, each refusal answered 1003 with its reason over the wire, the failed-login limit
-// (close 1008), refresh before and after expiry, the 4001 close at expiry, and the publish
-// command. Tokens are minted in the test (tests/common/jwt_sign.hpp).
+// (close 1008), refresh before and after expiry, the 4001 close at expiry, the publish
+// command, and the secret read from --auth-hmac-secret-file. Tokens are minted in the test
+// (tests/common/jwt_sign.hpp) and, in MintTokenTest, by scripts/mint-token with keys
+// made by the openssl CLI.
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -112,6 +118,21 @@ TEST_F(TokenTest, EveryRefusalIs1003WithItsReasonAndTheConnectionStaysUsable) {
   EXPECT_EQ(code_of(reply(c, "login", login_data(good, 101, "alice"))), 200);
 }
 
+TEST_F(TokenTest, AnUnconfiguredAppIdIsRefusedWithAReason) {
+  start_hmac({{"--app-ids", "101,102"}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  for (const uint32_t app : {103u, 999u, 0u}) {
+    SCOPED_TRACE(app);
+    const json::object r = reply(c, "login", login_data(hs256("alice"), app, "alice"));
+    EXPECT_EQ(code_of(r), 1003);
+    EXPECT_EQ(r.at("codeMsg").as_string(), "未授权");
+    EXPECT_EQ(error_of(r), "appID is not configured");
+  }
+  EXPECT_EQ(gw.state().counter("tokenRejections"), 0);
+  EXPECT_EQ(code_of(reply(c, "login", login_data(hs256("alice"), 102, "alice"))), 200);
+}
+
 TEST_F(TokenTest, A64KiBTokenIsRefusedAsTooLarge) {
   start_hmac({{"--max-message-bytes", "256K"}});
   auto claims = claims_for("alice");
@@ -162,6 +183,67 @@ TEST_F(TokenTest, UnusableKeysStopTheGatewayAtStartUp) {
   EXPECT_THROW(short_secret.start({{"--auth-hmac-secret", "too-short"}}), std::runtime_error);
   EXPECT_EQ(short_secret.exit_status(), 2);
   EXPECT_NE(short_secret.log().find("at least 32 bytes"), std::string::npos) << short_secret.log();
+}
+
+// docs/configuration.md: "one trailing newline (\n or \r\n) is dropped" from the secret file,
+// so a file written by `openssl rand -hex 32 > secret` or an editor holds the secret itself.
+TEST_F(TokenTest, TheSecretFileIsReadWithoutItsTrailingNewline) {
+  TempFile secret(kTestSecret + "\n");
+  gw.start({{"--auth-hmac-secret-file", secret.path.string()}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  // Signed with the newline: not the secret the gateway holds.
+  json::object r = reply(c, "login", login_data(mint("HS256", claims_for("alice"), kTestSecret + "\n"),
+                                                101, "alice"));
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "bad signature");
+  r = reply(c, "login", login_data(mint("HS256", claims_for("alice"), kTestSecret), 101, "alice"));
+  EXPECT_EQ(code_of(r), 200);
+  EXPECT_TRUE(r.at("data").as_object().contains("exp"));
+}
+
+TEST_F(TokenTest, OnlyOneTrailingNewlineOfTheSecretFileIsDropped) {
+  // CRLF (a file from a Windows editor) counts as one newline; a second newline stays.
+  TempFile crlf(kTestSecret + "\r\n");
+  gw.start({{"--auth-hmac-secret-file", crlf.path.string()}});
+  WsClient c;
+  c.connect(gw.ws_port());
+  EXPECT_EQ(code_of(reply(c, "login", login_data(mint("HS256", claims_for("alice"), kTestSecret), 101,
+                                                 "alice"))),
+            200);
+  Gateway two_newlines;
+  TempFile doubled(kTestSecret + "\n\n");
+  two_newlines.start({{"--auth-hmac-secret-file", doubled.path.string()}});
+  WsClient d;
+  d.connect(two_newlines.ws_port());
+  json::object r = reply(d, "login", login_data(mint("HS256", claims_for("bob"), kTestSecret), 101, "bob"));
+  EXPECT_EQ(error_of(r), "bad signature");
+  r = reply(d, "login", login_data(mint("HS256", claims_for("bob"), kTestSecret + "\n"), 101, "bob"));
+  EXPECT_EQ(code_of(r), 200);
+}
+
+// An empty (or newline-only), missing or too short secret file stops the gateway: exit 2
+// with a message naming the option and the file.
+TEST(TokenSecretFile, AnEmptyMissingOrShortSecretFileStopsStartUp) {
+  TempFile empty("");
+  TempFile newline_only("\n");
+  TempFile too_short("short-secret\n");
+  const std::string missing =
+      (std::filesystem::temp_directory_path() / ("imgate-no-such-secret-" + std::to_string(::getpid())))
+          .string();
+  const std::pair<std::string, std::string> cases[] = {
+      {empty.path.string(), "--auth-hmac-secret-file " + empty.path.string() + " is empty"},
+      {newline_only.path.string(), "--auth-hmac-secret-file " + newline_only.path.string() + " is empty"},
+      {missing, "cannot read --auth-hmac-secret-file " + missing},
+      {too_short.path.string(), "must be at least 32 bytes"},
+  };
+  for (const auto& [path, message] : cases) {
+    SCOPED_TRACE(path);
+    Gateway gw;
+    EXPECT_THROW(gw.start({{"--auth-hmac-secret-file", path}}), std::runtime_error);
+    EXPECT_EQ(gw.exit_status(), 2);
+    EXPECT_NE(gw.log().find(message), std::string::npos) << gw.log();
+  }
 }
 
 TEST_F(TokenTest, TheFifthRefusedLoginClosesWith1008) {
@@ -307,6 +389,162 @@ TEST_F(TokenTest, PublishWorksWithoutTokensTooAndNeedsALogin) {
   auto push = b.next_push("msg");
   ASSERT_TRUE(push);
   EXPECT_EQ(push->at("response").at("data").at("msg").as_string(), "no token needed");
+}
+
+// ---- scripts/mint-token ---------------------------------------------------------------------
+
+namespace fs = std::filesystem;
+
+// The repository, from this file's path (tests/integration/token_test.cpp).
+const fs::path kRepo = fs::absolute(fs::path(__FILE__)).parent_path().parent_path().parent_path();
+
+struct Output {
+  int status = -1;  // exit status, -1 if the command did not exit normally
+  std::string text;
+};
+
+// Runs `command` through the shell; stdout (and, with `with_stderr`, stderr).
+Output run(const std::string& command, bool with_stderr = false) {
+  Output out;
+  FILE* p = ::popen((command + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out.text += buf;
+  const int status = ::pclose(p);
+  if (WIFEXITED(status)) out.status = WEXITSTATUS(status);
+  return out;
+}
+
+std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
+
+// The decoded header of a compact JWS.
+json::object header_of(const std::string& token) {
+  std::string decoded;
+  if (!base64url_decode(token.substr(0, token.find('.')), decoded)) return {};
+  json::error_code ec;
+  json::value v = json::parse(decoded, ec);
+  return !ec && v.is_object() ? v.as_object() : json::object{};
+}
+
+// Keys made by the openssl CLI, as docs/security.md shows, in a fresh folder, and the
+// gateway started with a public key from there; tokens minted by scripts/mint-token.
+class MintTokenTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "imgate-mint-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(fs::is_regular_file(kRepo / "scripts" / "mint-token")) << kRepo;
+  }
+  void TearDown() override {
+    GatewayTest::TearDown();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // `name`.pem (private) and `name`.pub.pem; false when the openssl CLI failed.
+  bool make_ec_key(const std::string& name) {
+    return run("openssl ecparam -name prime256v1 -genkey -noout -out " + quoted(dir_ / (name + ".pem")) +
+               " && openssl ec -in " + quoted(dir_ / (name + ".pem")) + " -pubout -out " +
+               quoted(dir_ / (name + ".pub.pem")))
+               .status == 0;
+  }
+  bool make_rsa_key(const std::string& name) {
+    return run("openssl genrsa -out " + quoted(dir_ / (name + ".pem")) + " 2048 && openssl rsa -in " +
+               quoted(dir_ / (name + ".pem")) + " -pubout -out " + quoted(dir_ / (name + ".pub.pem")))
+               .status == 0;
+  }
+  fs::path key(const std::string& name) const { return dir_ / (name + ".pem"); }
+  fs::path public_key(const std::string& name) const { return dir_ / (name + ".pub.pem"); }
+
+  // scripts/mint-token `args`; the token (its one output line without the newline).
+  std::string mint_token(const std::string& args) {
+    const Output out = run(quoted(kRepo / "scripts" / "mint-token") + " " + args, true);
+    EXPECT_EQ(out.status, 0) << "mint-token " << args << ": " << out.text;
+    EXPECT_TRUE(out.text.ends_with('\n')) << out.text;
+    std::string token = out.text;
+    if (!token.empty() && token.back() == '\n') token.pop_back();
+    EXPECT_EQ(std::count(token.begin(), token.end(), '.'), 2) << token;
+    return token;
+  }
+
+  json::object login_with(const std::string& token, uint32_t app, std::string_view user) {
+    WsClient c;
+    c.connect(gw.ws_port());
+    return reply(c, "login", login_data(token, app, user));
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(MintTokenTest, Es256TokensFromTheScriptLogInWithTheEcPublicKey) {
+  ASSERT_TRUE(make_ec_key("ec")) << "openssl CLI failed";
+  ASSERT_TRUE(make_ec_key("other")) << "openssl CLI failed";
+  gw.start({{"--auth-public-key", public_key("ec").string()}});
+  const int64_t before = unix_now();
+  const std::string token = mint_token("--key " + quoted(key("ec")) + " --sub bob --ttl 600");
+  EXPECT_EQ(header_of(token).at("alg").as_string(), "ES256");  // chosen from the key
+  const json::object r = login_with(token, 101, "bob");
+  ASSERT_EQ(code_of(r), 200);
+  const int64_t exp = r.at("data").at("exp").to_number<int64_t>();
+  EXPECT_GE(exp, before + 600);
+  EXPECT_LE(exp, unix_now() + 600);
+  // --alg ES256 spelled out gives the same kind of token; another P-256 key does not verify.
+  EXPECT_EQ(code_of(login_with(mint_token("--key " + quoted(key("ec")) + " --alg ES256 --sub bob"), 101,
+                               "bob")),
+            200);
+  const json::object forged = login_with(mint_token("--key " + quoted(key("other")) + " --sub bob"), 101, "bob");
+  EXPECT_EQ(code_of(forged), 1003);
+  EXPECT_EQ(error_of(forged), "bad signature");
+}
+
+TEST_F(MintTokenTest, Rs256TokensFromTheScriptLogInWithTheRsaPublicKey) {
+  ASSERT_TRUE(make_rsa_key("rsa")) << "openssl CLI failed";
+  ASSERT_TRUE(make_ec_key("ec")) << "openssl CLI failed";
+  gw.start({{"--auth-public-key", public_key("rsa").string()}});
+  const std::string token = mint_token("--key " + quoted(key("rsa")) + " --sub dave");
+  EXPECT_EQ(header_of(token).at("alg").as_string(), "RS256");
+  EXPECT_EQ(code_of(login_with(token, 102, "dave")), 200);
+  // The RSA key verifies RS256 only.
+  const json::object es = login_with(mint_token("--key " + quoted(key("ec")) + " --sub dave"), 102, "dave");
+  EXPECT_EQ(error_of(es), "ES256 is not allowed: no EC P-256 public key configured");
+}
+
+TEST_F(MintTokenTest, AppIdsLimitTheRoomsTheTokenMayLogInTo) {
+  ASSERT_TRUE(make_ec_key("ec")) << "openssl CLI failed";
+  gw.start({{"--auth-public-key", public_key("ec").string()}});
+  const std::string token = mint_token("--key " + quoted(key("ec")) + " --sub carol --app-ids 101,102");
+  EXPECT_EQ(code_of(login_with(token, 101, "carol")), 200);
+  EXPECT_EQ(code_of(login_with(token, 102, "carol")), 200);
+  const json::object r = login_with(token, 103, "carol");  // configured, not granted
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "appID not granted by the token");
+}
+
+TEST_F(MintTokenTest, NbfInTheFutureIsRefusedAsNotYetValid) {
+  ASSERT_TRUE(make_ec_key("ec")) << "openssl CLI failed";
+  gw.start({{"--auth-public-key", public_key("ec").string()}});  // leeway 30 s
+  const json::object r =
+      login_with(mint_token("--key " + quoted(key("ec")) + " --sub erin --nbf-in 600"), 101, "erin");
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "token not yet valid (nbf)");
+  // An nbf in the past (and one within the leeway) is fine.
+  EXPECT_EQ(code_of(login_with(mint_token("--key " + quoted(key("ec")) + " --sub erin --nbf-in -60"), 101,
+                               "erin")),
+            200);
+  EXPECT_EQ(code_of(login_with(mint_token("--key " + quoted(key("ec")) + " --sub erin --nbf-in 10"), 101,
+                               "erin")),
+            200);
+}
+
+// The script reads a secret file as the gateway does: `openssl rand -hex 32 > secret` ends
+// in a newline, which neither takes as part of the secret (docs/security.md's example).
+TEST_F(MintTokenTest, Hs256TokensFromTheSameSecretFileAsTheGateway) {
+  ASSERT_EQ(run("openssl rand -hex 32 > " + quoted(dir_ / "secret")).status, 0);
+  gw.start({{"--auth-hmac-secret-file", (dir_ / "secret").string()}});
+  const std::string token = mint_token("--secret-file " + quoted(dir_ / "secret") + " --sub frank");
+  EXPECT_EQ(header_of(token).at("alg").as_string(), "HS256");
+  EXPECT_EQ(code_of(login_with(token, 101, "frank")), 200);
 }
 
 }  // namespace

@@ -709,6 +709,49 @@ TEST_F(ConfigTest, PerClientLimitsAreValidated) {
   ExpectLoadError({}, {"IMGATE_IP_UPGRADE_BURST"});
 }
 
+TEST_F(ConfigTest, AuthOptionsFromFlagsEnvAndYaml) {
+  const Config d = *Load({});
+  EXPECT_TRUE(d.auth_hmac_secret.empty());
+  EXPECT_TRUE(d.auth_hmac_secret_file.empty());
+  EXPECT_TRUE(d.auth_public_key.empty());
+  EXPECT_EQ(d.auth_leeway, 30s);
+  EXPECT_EQ(d.max_failed_logins, 5u);
+  const Config f = *Load({"--auth-hmac-secret-file", "/run/secret", "--auth-public-key", "/etc/k.pem",
+                          "--auth-leeway", "2.5", "--max-failed-logins", "0"});
+  EXPECT_EQ(f.auth_hmac_secret_file, "/run/secret");
+  EXPECT_EQ(f.auth_public_key, "/etc/k.pem");
+  EXPECT_EQ(f.auth_leeway, 2500ms);
+  EXPECT_EQ(f.max_failed_logins, 0u);
+  SetEnv("IMGATE_AUTH_HMAC_SECRET", "from-the-environment");
+  EXPECT_EQ(Load({})->auth_hmac_secret, "from-the-environment");
+  Config y;
+  apply_yaml(y, "imgate:\n  authHmacSecretFile: /s\n  authLeeway: 7\n  maxFailedLogins: 9\n");
+  EXPECT_EQ(y.auth_hmac_secret_file, "/s");
+  EXPECT_EQ(y.auth_leeway, 7s);
+  EXPECT_EQ(y.max_failed_logins, 9u);
+}
+
+// The secret is given one way; the leeway and the failed-login limit have a maximum.
+// (Whether a secret file can be read, and a secret's length, are checked when the
+// gateway builds its verifier: TokenTest.*SecretFile*.)
+TEST_F(ConfigTest, ConflictingOrOutOfRangeAuthOptionsAreRefused) {
+  ExpectLoadError({"--auth-hmac-secret", "s-0123456789-0123456789-0123456789", "--auth-hmac-secret-file",
+                   "secret.txt"},
+                  {"imgate.authHmacSecret", "imgate.authHmacSecretFile", "exclusive"});
+  // Also when they come from different sources.
+  SetEnv("IMGATE_AUTH_HMAC_SECRET_FILE", "secret.txt");
+  ExpectLoadError({"--auth-hmac-secret", "s-0123456789-0123456789-0123456789"}, {"exclusive"});
+  SetEnv("IMGATE_AUTH_HMAC_SECRET_FILE", "");
+  EXPECT_TRUE(Load({"--auth-hmac-secret", "s-0123456789-0123456789-0123456789"}));
+  ExpectLoadError({"--auth-leeway", "3601"}, {"imgate.authLeeway", "at most 3600 seconds"});
+  ExpectLoadError({"--auth-leeway", "3600.5"}, {"imgate.authLeeway"});
+  ExpectLoadError({"--auth-leeway", "-1"}, {"--auth-leeway"});
+  EXPECT_EQ(Load({"--auth-leeway", "3600"})->auth_leeway, 3600s);
+  EXPECT_EQ(Load({"--auth-leeway", "0"})->auth_leeway, 0s);
+  ExpectLoadError({"--max-failed-logins", "1001"}, {"imgate.maxFailedLogins", "at most 1000"});
+  EXPECT_EQ(Load({"--max-failed-logins", "1000"})->max_failed_logins, 1000u);
+}
+
 // docs/configuration.md must document every flag and env variable that --help lists.
 TEST_F(ConfigTest, DocsMentionEveryFlagAndEnvVariable) {
   std::ifstream in(kDocsPath);

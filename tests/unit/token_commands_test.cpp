@@ -139,6 +139,30 @@ TEST_F(TokenCommands, LoginRefusalsSay1003WithTheReasonAndLeaveTheConnectionOut)
   EXPECT_EQ(login(token("alice", 600, {{"appIDs", json::array{101}}})).code, 200u);
 }
 
+TEST_F(TokenCommands, AnUnconfiguredAppIdIsRefusedWithAReasonAsAFailedLogin) {
+  uint16_t close_code = 0;
+  for (const AppId app : {999u, 0u, 105u, 4294967295u}) {
+    SCOPED_TRACE(app);
+    const Answer a = login(token("alice", 600), "alice", app, &close_code);
+    EXPECT_EQ(a.code, 1003u);
+    ASSERT_TRUE(a.data.is_object());
+    EXPECT_EQ(a.data.at("error").as_string(), "appID is not configured");
+    EXPECT_EQ(close_code, 0);
+  }
+  EXPECT_FALSE(shard().logged_in(conn_));
+  EXPECT_EQ(counters_.token_rejections.load(), 0u);  // the token was not looked at
+  // Failed logins all the same: the fifth asks for the policy close.
+  EXPECT_EQ(login(token("alice", 600), "alice", 999, &close_code).code, 1003u);
+  EXPECT_EQ(close_code, close_code::kPolicyViolation);
+}
+
+TEST_F(TokenCommands, DefaultModeAnswersAnUnconfiguredAppIdWithNullDataAsUpstream) {
+  services_.verifier = nullptr;
+  const Answer a = login("", "alice", 999);
+  EXPECT_EQ(a.code, 1003u);
+  EXPECT_TRUE(a.data.is_null());
+}
+
 TEST_F(TokenCommands, TheFifthRefusedLoginAsksForAPolicyClose) {
   uint16_t close_code = 0;
   for (int i = 1; i <= 4; ++i) {
