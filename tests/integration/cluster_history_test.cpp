@@ -2,9 +2,10 @@
 // nodes. A client cut off (TCP reset) on one node recovers its room and user streams on another
 // with every missed push once and in order; history survives a node restart; an offline user gets
 // its stored messages at another node; 100 concurrent recoveries under a push rate leave no gap
-// and no duplicate; history is trimmed by size.
+// and no duplicate; history is trimmed by size and, entry by entry, by age.
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -16,6 +17,7 @@
 namespace imgate::test {
 namespace {
 namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
 
 class ClusterHistoryTest : public testing::Test {
  protected:
@@ -65,11 +67,30 @@ class ClusterHistoryTest : public testing::Test {
   // The Redis list of app 101's room stream (docs/history.md "In Redis mode").
   std::string room_log() const { return prefix_ + "hist:room:101:log"; }
   int64_t room_log_length() const { return redis.command({"LLEN", room_log()}).integer; }
+  // The offsets of the kept pushes /user/history answers (room stream of app 101).
+  std::vector<uint64_t> kept_offsets(std::size_t node, std::string* epoch = nullptr) {
+    const json::object h = api(nodes[node].http_port(), "/user/history?appID=101");
+    if (epoch) *epoch = std::string(h.at("epoch").as_string());
+    std::vector<uint64_t> out;
+    for (const auto& m : h.at("messages").as_array()) {
+      out.push_back(m.at("offset").to_number<uint64_t>());
+    }
+    return out;
+  }
 
   RedisServer redis;  // first: destroyed after the nodes
   std::string prefix_;
   Gateway nodes[2];
 };
+
+// Waits on the clock (no push or read meanwhile) until `t`.
+testing::AssertionResult wait_until(Clock::time_point t) {
+  if (eventually([&] { return Clock::now() >= t; },
+                 std::chrono::duration_cast<Millis>(t - Clock::now()) + 1s)) {
+    return testing::AssertionSuccess();
+  }
+  return testing::AssertionFailure() << "the clock did not reach the deadline";
+}
 
 TEST_F(ClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeOnceAndInOrder) {
   start();
@@ -301,6 +322,46 @@ TEST_F(ClusterHistoryTest, HistoryIsTrimmedBySizeAndRecoveryThenSaysIncomplete) 
   ASSERT_EQ(got.size(), 5u);
   for (std::size_t k = 0; k < got.size(); ++k) EXPECT_EQ(offset_of(got[k]), 4 + k);
   EXPECT_EQ(msg_count(c.take_pushes()), 0u);
+}
+
+TEST_F(ClusterHistoryTest, HistoryIsTrimmedByAgeEntryByEntry) {
+  // A stream kept alive by newer pushes still loses its pushes older than
+  // --history-ttl: dropped when the stream is read and when it is appended to.
+  constexpr auto kTtl = 1000ms;
+  start({{"--history-ttl", "1"}});
+  const std::string epoch(send_all(0, "old1").at("epoch").as_string());
+  send_all(1, "old2");
+  const Clock::time_point old_at = Clock::now();  // offsets 1 and 2 are stored by now
+  ASSERT_TRUE(wait_until(old_at + kTtl / 2));
+  send_all(0, "new3");  // keeps the stream's keys for another kTtl
+  const Clock::time_point new3_at = Clock::now();
+  ASSERT_TRUE(wait_until(old_at + kTtl + 100ms));
+  // 1 and 2 are older than kTtl; 3 is not (stored after old_at + kTtl / 2).
+  EXPECT_EQ(room_log_length(), 3);  // nothing read or appended since
+  std::string now_epoch;
+  EXPECT_EQ(kept_offsets(1, &now_epoch), std::vector<uint64_t>{3});
+  EXPECT_EQ(now_epoch, epoch);  // the same stream, not a new one after its keys expired
+  EXPECT_EQ(room_log_length(), 1);  // the read dropped them
+  {
+    WsClient c;
+    c.connect(nodes[0].ws_port());
+    const json::object r = login(c, "late", json::object{{"room", pos(epoch, 1)}});
+    EXPECT_EQ(r.at("data").at("recovered").as_bool(), false);  // 2 is gone
+    EXPECT_EQ(r.at("data").at("room").at("epoch").as_string(), epoch);
+    EXPECT_EQ(r.at("data").at("room").at("offset").to_number<int>(), 3);
+    auto got = msgs(c, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(offset_of(got[0]), 3u);
+    EXPECT_EQ(msg_count(c.take_pushes()), 0u);
+    c.close();
+  }
+  send_all(1, "new4");
+  ASSERT_TRUE(wait_until(new3_at + kTtl + 100ms));
+  send_all(0, "new5");  // 3 is older than kTtl now, 4 is not
+  EXPECT_EQ(room_log_length(), 2);  // the append dropped 3
+  const RespValue head = redis.command({"LINDEX", room_log(), "0"});
+  EXPECT_EQ(json::parse(head.str).at("o").to_number<int>(), 4) << head.dump();
+  EXPECT_EQ(kept_offsets(0), (std::vector<uint64_t>{4, 5}));
 }
 
 }  // namespace
