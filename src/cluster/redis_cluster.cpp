@@ -503,7 +503,7 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
         eval(lua::k_history_append,
              {meta, stream_key(stream, "log"),
               room ? (sharded_ ? room_set(stream.app) : prefix_ + "user:-") : user_hash(stream)},
-             {random_node_id(), std::to_string(now_ms()), std::to_string(config_.history_size),
+             {random_node_id(), std::to_string(config_.history_size),
               std::to_string(config_.history_ttl.count()), entry,
               payload(msg, stream.app, room ? except : stream.user, room), room ? "room" : "user",
               room ? room_channel(stream.app) : node_channel_prefix(stream.app), publish_verb()}),
@@ -524,7 +524,8 @@ void RedisCluster::read_stored(UserKey stream, int64_t after,
     const std::string meta_key = stream_key(stream, "meta");
     link_->command(
         meta_key,
-        eval(lua::k_history_read, {meta_key, stream_key(stream, "log")}, {std::to_string(after)}),
+        eval(lua::k_history_read, {meta_key, stream_key(stream, "log")},
+             {std::to_string(after), std::to_string(config_.history_ttl.count())}),
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3 || r.elements[0].elements.size() != 3) {
             return done(false, {});

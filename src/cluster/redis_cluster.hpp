@@ -67,7 +67,9 @@ class RedisCluster final : public PresenceSink {
   void send_stored(UserKey stream, std::string except, PushMessage msg,
                    std::function<void(bool ok, StreamPos pos, int64_t nodes)> done);
   // A stream's meta data and its kept entries after offset `after` (JSON,
-  // oldest first; none when `after` is negative: the position only).
+  // oldest first; none when `after` is negative: the position only). Entries
+  // older than --history-ttl are dropped first (Redis's clock) and not counted
+  // in `first`.
   struct StoredStream {
     StreamPos top;
     std::optional<uint64_t> left;

@@ -59,7 +59,8 @@ bool GatewayHandler::history_on() const { return ctx_.backend->history_on(); }
 
 StreamRead GatewayHandler::read_stream(const UserKey& stream, const std::optional<StreamPos>& since,
                                        std::string_view reader) {
-  // Embedded: answered before read_stream returns (the only mode with history so far).
+  // Used only when backend->history_inline() (embedded): the read is answered
+  // before read_stream returns. Redis mode reads through read_later.
   StreamRead out;
   out.complete = false;
   ctx_.backend->read_stream(stream, since, 0, std::string(reader), [&out](bool ok, StreamRead read) {

@@ -1,9 +1,12 @@
 // History in cluster mode (issue 10): streams kept in a real redis-server and shared by the
-// nodes. A client cut off on one node recovers on another with every missed push once and in
-// order; history survives a node restart; an offline user gets its stored messages at another
-// node; recoveries under a push rate leave no gap and no duplicate.
+// nodes. A client cut off (TCP reset) on one node recovers its room and user streams on another
+// with every missed push once and in order; history survives a node restart; an offline user gets
+// its stored messages at another node; 100 concurrent recoveries under a push rate leave no gap
+// and no duplicate; history is trimmed by size and, entry by entry, by age.
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
+#include <set>
 #include <thread>
 
 #include "gateway_process.hpp"
@@ -14,6 +17,7 @@
 namespace imgate::test {
 namespace {
 namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
 
 class ClusterHistoryTest : public testing::Test {
  protected:
@@ -21,8 +25,20 @@ class ClusterHistoryTest : public testing::Test {
     prefix_ = std::string("ith:") +
               testing::UnitTest::GetInstance()->current_test_info()->name() + ":";
     redis.start();
-    for (auto& n : nodes) n.start(flags());
-    // Both nodes subscribed (a room push published now reaches both).
+  }
+  void TearDown() override {
+    for (auto& n : nodes) {
+      if (n.pid() > 0 && n.running()) {
+        EXPECT_TRUE(n.wait_idle());
+      }
+    }
+  }
+  // Starts both nodes with flags() and `extra` (which wins), and waits until
+  // both are subscribed (a room push published then reaches both).
+  void start(const Flags& extra = {}) {
+    Flags f = extra;
+    f.merge(flags());
+    for (auto& n : nodes) n.start(f);
     ASSERT_TRUE(eventually([&] {
       for (auto& n : nodes) {
         const State state = n.state();  // find() points into it
@@ -32,13 +48,6 @@ class ClusterHistoryTest : public testing::Test {
       return true;
     }));
   }
-  void TearDown() override {
-    for (auto& n : nodes) {
-      if (n.pid() > 0 && n.running()) {
-        EXPECT_TRUE(n.wait_idle());
-      }
-    }
-  }
   Flags flags() const {
     return {{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix_}, {"--node-ttl", "2"},
             {"--history-size", "200"}, {"--ip-upgrade-rate", "0"}};
@@ -47,46 +56,107 @@ class ClusterHistoryTest : public testing::Test {
     return api(nodes[node].http_port(),
                "/user/sendMessageAll?appID=101&userID=backend&message=" + pct(message));
   }
+  json::object send_to(std::size_t node, std::string_view user, std::string_view message) {
+    return api(nodes[node].http_port(), "/user/sendMessage?appID=101&userID=" + pct(user) +
+                                            "&message=" + pct(message));
+  }
+  bool offline(std::string_view user) {
+    return api(nodes[0].http_port(), "/user/online?appID=101&userID=" + pct(user))
+               .at("online") == false;
+  }
+  // The Redis list of app 101's room stream (docs/history.md "In Redis mode").
+  std::string room_log() const { return prefix_ + "hist:room:101:log"; }
+  int64_t room_log_length() const { return redis.command({"LLEN", room_log()}).integer; }
+  // The offsets of the kept pushes /user/history answers (room stream of app 101).
+  std::vector<uint64_t> kept_offsets(std::size_t node, std::string* epoch = nullptr) {
+    const json::object h = api(nodes[node].http_port(), "/user/history?appID=101");
+    if (epoch) *epoch = std::string(h.at("epoch").as_string());
+    std::vector<uint64_t> out;
+    for (const auto& m : h.at("messages").as_array()) {
+      out.push_back(m.at("offset").to_number<uint64_t>());
+    }
+    return out;
+  }
 
   RedisServer redis;  // first: destroyed after the nodes
   std::string prefix_;
   Gateway nodes[2];
 };
 
+// Waits on the clock (no push or read meanwhile) until `t`.
+testing::AssertionResult wait_until(Clock::time_point t) {
+  if (eventually([&] { return Clock::now() >= t; },
+                 std::chrono::duration_cast<Millis>(t - Clock::now()) + 1s)) {
+    return testing::AssertionSuccess();
+  }
+  return testing::AssertionFailure() << "the clock did not reach the deadline";
+}
+
 TEST_F(ClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeOnceAndInOrder) {
+  start();
   WsClient a;
   a.connect(nodes[0].ws_port());
   ASSERT_EQ(login(a, "bob").at("code").to_number<int>(), 200);
-  const json::object first = send_all(1, "r1");
-  EXPECT_EQ(first.at("offset").to_number<int>(), 1);
-  auto seen = msgs(a, 1);
-  ASSERT_EQ(seen.size(), 1u);
-  const std::string epoch = epoch_of(seen[0]);
-  EXPECT_EQ(offset_of(seen[0]), 1u);
-  a.drop();
+  EXPECT_EQ(send_all(1, "r1").at("offset").to_number<int>(), 1);
+  EXPECT_EQ(send_to(1, "bob", "u1").at("offset").to_number<int>(), 1);
+  std::string room_epoch, user_epoch;
+  for (const auto& p : msgs(a, 2)) {
+    EXPECT_EQ(offset_of(p), 1u);
+    (push_data(p).at("stream").as_string() == "room" ? room_epoch : user_epoch) = epoch_of(p);
+  }
+  ASSERT_FALSE(room_epoch.empty());
+  ASSERT_FALSE(user_epoch.empty());
+  a.reset();  // TCP reset (RST), no close frame
   ASSERT_TRUE(nodes[0].wait_for("bob gone", [](const State& s) { return s.users_len() == 0; }));
+  ASSERT_TRUE(eventually([&] { return offline("bob"); }));
+  // Through both nodes while bob is away: room pushes r2..r4, user pushes u2, u3 (stored).
   for (int i = 2; i <= 4; ++i) send_all(i % 2, "r" + std::to_string(i));
+  for (int i = 2; i <= 3; ++i) {
+    const json::object stored = send_to(i % 2, "bob", "u" + std::to_string(i));
+    EXPECT_EQ(stored.at("sendResults").as_bool(), false);
+    EXPECT_EQ(stored.at("stored").as_bool(), true);
+    EXPECT_EQ(stored.at("offset").to_number<int>(), i);
+  }
   WsClient b;
   b.connect(nodes[1].ws_port());
-  const json::object r = login(b, "bob", json::object{{"room", pos(epoch, 1)}});
+  const json::object r = login(
+      b, "bob", json::object{{"room", pos(room_epoch, 1)}, {"user", pos(user_epoch, 1)}});
   ASSERT_EQ(r.at("code").to_number<int>(), 200);
   EXPECT_EQ(r.at("data").at("recovered").as_bool(), true);
   EXPECT_EQ(r.at("data").at("room").at("offset").to_number<int>(), 4);
-  auto missed = msgs(b, 3);
-  ASSERT_EQ(missed.size(), 3u);
+  EXPECT_EQ(r.at("data").at("user").at("offset").to_number<int>(), 3);
+  // Room stream first, then the user stream, each in offset order.
+  auto missed = msgs(b, 5);
+  ASSERT_EQ(missed.size(), 5u);
   for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("room push " + std::to_string(i));
+    EXPECT_EQ(push_data(missed[i]).at("stream").as_string(), "room");
     EXPECT_EQ(offset_of(missed[i]), static_cast<uint64_t>(i + 2));
     EXPECT_EQ(push_data(missed[i]).at("msg").as_string(), "r" + std::to_string(i + 2));
-    EXPECT_EQ(epoch_of(missed[i]), epoch);
+    EXPECT_EQ(epoch_of(missed[i]), room_epoch);
   }
+  for (int i = 3; i < 5; ++i) {
+    SCOPED_TRACE("user push " + std::to_string(i));
+    EXPECT_EQ(push_data(missed[i]).at("stream").as_string(), "user");
+    EXPECT_EQ(offset_of(missed[i]), static_cast<uint64_t>(i - 1));
+    EXPECT_EQ(push_data(missed[i]).at("msg").as_string(), "u" + std::to_string(i - 1));
+    EXPECT_EQ(epoch_of(missed[i]), user_epoch);
+  }
+  // Live delivery continues after the recovered ones, exactly once.
   send_all(0, "r5");
   auto live = msgs(b, 1);
   ASSERT_EQ(live.size(), 1u);
   EXPECT_EQ(offset_of(live[0]), 5u);
+  send_to(0, "bob", "u4");
+  live = msgs(b, 1);
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(push_data(live[0]).at("stream").as_string(), "user");
+  EXPECT_EQ(offset_of(live[0]), 4u);
   EXPECT_EQ(msg_count(b.take_pushes()), 0u);
 }
 
 TEST_F(ClusterHistoryTest, HistorySurvivesANodeRestart) {
+  start();
   for (int i = 1; i <= 3; ++i) send_all(0, "m" + std::to_string(i));
   const json::object before = api(nodes[0].http_port(), "/user/history?appID=101");
   ASSERT_EQ(before.at("messages").as_array().size(), 3u);
@@ -115,6 +185,7 @@ TEST_F(ClusterHistoryTest, HistorySurvivesANodeRestart) {
 }
 
 TEST_F(ClusterHistoryTest, AnOfflineUserGetsItsStoredMessagesAtAnyNode) {
+  start();
   const json::object stored = api(nodes[0].http_port(),
                                   "/user/sendMessage?appID=101&userID=olga&message=stored");
   EXPECT_EQ(stored.at("sendResults").as_bool(), false);
@@ -145,9 +216,11 @@ TEST_F(ClusterHistoryTest, AnOfflineUserGetsItsStoredMessagesAtAnyNode) {
   EXPECT_EQ(push_data(got[0]).at("msg").as_string(), "second");
 }
 
-TEST_F(ClusterHistoryTest, RecoveriesUnderAPushRateLeaveNoGapAndNoDuplicate) {
-  constexpr int kClients = 30;
-  constexpr int kPushes = 400;
+TEST_F(ClusterHistoryTest,
+       HundredConcurrentRecoveriesOnTheOtherNodeUnderAPushRateLeaveNoGapAndNoDuplicate) {
+  constexpr int kClients = 100;
+  constexpr int kMinPushes = 300;  // per node, at least
+  start({{"--history-size", "20000"}});
   std::vector<std::unique_ptr<WsClient>> first(kClients);
   for (int i = 0; i < kClients; ++i) {
     first[i] = std::make_unique<WsClient>();
@@ -166,24 +239,129 @@ TEST_F(ClusterHistoryTest, RecoveriesUnderAPushRateLeaveNoGapAndNoDuplicate) {
   for (auto& n : nodes) {
     ASSERT_TRUE(n.wait_for("all gone", [](const State& s) { return s.users_len() == 0; }));
   }
-  std::thread pusher([&] {
-    for (int i = 1; i <= kPushes; ++i) send_all(i % 2, "p" + std::to_string(i));
-  });
   std::vector<std::unique_ptr<WsClient>> back(kClients);
   for (int i = 0; i < kClients; ++i) {
     back[i] = std::make_unique<WsClient>();
     back[i]->connect(nodes[(i + 1) % 2].ws_port());  // the other node
-    const json::object r = login(*back[i], "u" + std::to_string(i), json::object{{"room", pos(epoch, 1)}});
-    EXPECT_EQ(r.at("data").at("recovered").as_bool(), true) << i;
   }
-  pusher.join();
+  // One pusher per node, from before the first login until after the last
+  // recovery is answered (and kMinPushes each at least).
+  std::atomic<int> sent{0};
+  std::atomic<bool> recovered_all{false};
+  auto pusher = [&](std::size_t node) {
+    for (int mine = 0; mine < kMinPushes || !recovered_all.load(); ++mine) {
+      send_all(node, "p" + std::to_string(node) + "-" + std::to_string(mine));
+      sent.fetch_add(1);
+    }
+  };
+  std::thread pushers[] = {std::thread(pusher, 0), std::thread(pusher, 1)};
+  struct Join {  // also when an assertion below returns early
+    std::atomic<bool>& stop;
+    std::thread (&threads)[2];
+    ~Join() {
+      stop.store(true);
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } join{recovered_all, pushers};
+  ASSERT_TRUE(eventually([&] { return sent.load() >= 20; }));
+  // All logins at once: 100 recoveries in flight together, on both nodes.
+  for (int i = 0; i < kClients; ++i) {
+    const std::string user = "u" + std::to_string(i);
+    const std::string data = login_data(user, json::object{{"room", pos(epoch, 1)}});
+    ASSERT_FALSE(back[i]->send_text(make_request("r-" + user, "login", data)));
+  }
+  std::set<uint64_t> tops;  // the room's last offset when each recovery read it
+  for (int i = 0; i < kClients; ++i) {
+    const auto reply = back[i]->next_push("login", 10s);
+    ASSERT_TRUE(reply.has_value()) << "no login reply for client " << i;
+    EXPECT_EQ(code_of(*reply), 200) << i;
+    const json::object& data = reply->at("response").at("data").as_object();
+    EXPECT_EQ(data.at("recovered").as_bool(), true) << i;
+    tops.insert(data.at("room").at("offset").to_number<uint64_t>());
+  }
+  // Pushes were stored between the recoveries' reads, not only before or after them.
+  EXPECT_GT(tops.size(), 1u);
+  recovered_all.store(true);
+  for (auto& t : pushers) t.join();
+  const uint64_t pushes = static_cast<uint64_t>(sent.load());
   for (int i = 0; i < kClients; ++i) {
     SCOPED_TRACE("client " + std::to_string(i));
-    auto got = msgs(*back[i], kPushes, 10s);
-    ASSERT_EQ(got.size(), static_cast<std::size_t>(kPushes));
-    for (std::size_t k = 0; k < got.size(); ++k) ASSERT_EQ(offset_of(got[k]), 2 + k);
-    EXPECT_EQ(msg_count(back[i]->take_pushes()), 0u);
+    auto got = msgs(*back[i], pushes, 10s);
+    ASSERT_EQ(got.size(), pushes);
+    for (std::size_t k = 0; k < got.size(); ++k) {
+      ASSERT_EQ(offset_of(got[k]), 2 + k) << "gap or duplicate";
+    }
+    EXPECT_EQ(msg_count(back[i]->take_pushes()), 0u) << "a duplicate after the last push";
   }
+}
+
+TEST_F(ClusterHistoryTest, HistoryIsTrimmedBySizeAndRecoveryThenSaysIncomplete) {
+  start({{"--history-size", "5"}});
+  for (int i = 1; i <= 8; ++i) send_all(i % 2, "m" + std::to_string(i));
+  const json::object h = api(nodes[0].http_port(), "/user/history?appID=101");
+  const json::array& kept = h.at("messages").as_array();
+  ASSERT_EQ(kept.size(), 5u);
+  for (std::size_t k = 0; k < kept.size(); ++k) {
+    EXPECT_EQ(kept[k].at("offset").to_number<uint64_t>(), 4 + k);
+    EXPECT_EQ(kept[k].at("msg").as_string(), "m" + std::to_string(4 + k));
+  }
+  EXPECT_EQ(h.at("offset").to_number<int>(), 8);
+  EXPECT_EQ(room_log_length(), 5);
+  const std::string epoch(h.at("epoch").as_string());
+  EXPECT_FALSE(
+      api(nodes[1].http_port(), "/user/history?appID=101&since=1").at("complete").as_bool());
+  WsClient c;
+  c.connect(nodes[1].ws_port());
+  const json::object r = login(c, "late", json::object{{"room", pos(epoch, 1)}});
+  EXPECT_EQ(r.at("data").at("recovered").as_bool(), false);  // 2 and 3 are gone
+  EXPECT_EQ(r.at("data").at("room").at("epoch").as_string(), epoch);
+  EXPECT_EQ(r.at("data").at("room").at("offset").to_number<int>(), 8);
+  auto got = msgs(c, 5);  // the ones still kept
+  ASSERT_EQ(got.size(), 5u);
+  for (std::size_t k = 0; k < got.size(); ++k) EXPECT_EQ(offset_of(got[k]), 4 + k);
+  EXPECT_EQ(msg_count(c.take_pushes()), 0u);
+}
+
+TEST_F(ClusterHistoryTest, HistoryIsTrimmedByAgeEntryByEntry) {
+  // A stream kept alive by newer pushes still loses its pushes older than
+  // --history-ttl: dropped when the stream is read and when it is appended to.
+  constexpr auto kTtl = 1000ms;
+  start({{"--history-ttl", "1"}});
+  const std::string epoch(send_all(0, "old1").at("epoch").as_string());
+  send_all(1, "old2");
+  const Clock::time_point old_at = Clock::now();  // offsets 1 and 2 are stored by now
+  ASSERT_TRUE(wait_until(old_at + kTtl / 2));
+  send_all(0, "new3");  // keeps the stream's keys for another kTtl
+  const Clock::time_point new3_at = Clock::now();
+  ASSERT_TRUE(wait_until(old_at + kTtl + 100ms));
+  // 1 and 2 are older than kTtl; 3 is not (stored after old_at + kTtl / 2).
+  EXPECT_EQ(room_log_length(), 3);  // nothing read or appended since
+  std::string now_epoch;
+  EXPECT_EQ(kept_offsets(1, &now_epoch), std::vector<uint64_t>{3});
+  EXPECT_EQ(now_epoch, epoch);  // the same stream, not a new one after its keys expired
+  EXPECT_EQ(room_log_length(), 1);  // the read dropped them
+  {
+    WsClient c;
+    c.connect(nodes[0].ws_port());
+    const json::object r = login(c, "late", json::object{{"room", pos(epoch, 1)}});
+    EXPECT_EQ(r.at("data").at("recovered").as_bool(), false);  // 2 is gone
+    EXPECT_EQ(r.at("data").at("room").at("epoch").as_string(), epoch);
+    EXPECT_EQ(r.at("data").at("room").at("offset").to_number<int>(), 3);
+    auto got = msgs(c, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(offset_of(got[0]), 3u);
+    EXPECT_EQ(msg_count(c.take_pushes()), 0u);
+    c.close();
+  }
+  send_all(1, "new4");
+  ASSERT_TRUE(wait_until(new3_at + kTtl + 100ms));
+  send_all(0, "new5");  // 3 is older than kTtl now, 4 is not
+  EXPECT_EQ(room_log_length(), 2);  // the append dropped 3
+  const RespValue head = redis.command({"LINDEX", room_log(), "0"});
+  EXPECT_EQ(json::parse(head.str).at("o").to_number<int>(), 4) << head.dump();
+  EXPECT_EQ(kept_offsets(0), (std::vector<uint64_t>{4, 5}));
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ TEST_F(HistoryTest, AClientCutOffMidStreamGetsEveryMissedPushOnceAndInOrder) {
   ASSERT_EQ(seen.size(), 3u);
   const std::string room_epoch = epoch_of(seen[0]);
   const std::string user_epoch = epoch_of(seen[2]);
-  b.drop();  // TCP reset, no close frame
+  b.reset();  // TCP reset (RST), no close frame
   ASSERT_TRUE(gw.wait_for("bob gone", [](const State& s) { return s.users_len() == 0; }));
   for (int i = 3; i <= 7; ++i) send_all(gw, "r" + std::to_string(i));
   const json::object stored = send_to(gw, "bob", "u2");

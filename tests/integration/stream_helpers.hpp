@@ -33,12 +33,18 @@ inline boost::json::object api(const Gateway& gw, const std::string& target) {
   return api(gw.http_port(), target);
 }
 
+// The data of a login with optional recover data, as JSON text.
+inline std::string login_data(std::string_view user, const boost::json::value& recover = nullptr,
+                              uint32_t app = 101) {
+  boost::json::object data{{"appID", app}, {"userID", user}};
+  if (!recover.is_null()) data["recover"] = recover;
+  return boost::json::serialize(data);
+}
+
 // The login response's response object, for a login with optional recover data.
 inline boost::json::object login(WsClient& c, std::string_view user,
                                  const boost::json::value& recover = nullptr, uint32_t app = 101) {
-  boost::json::object data{{"appID", app}, {"userID", user}};
-  if (!recover.is_null()) data["recover"] = recover;
-  return c.request("login", boost::json::serialize(data)).at("response").as_object();
+  return c.request("login", login_data(user, recover, app)).at("response").as_object();
 }
 
 inline boost::json::object pos(std::string_view epoch, uint64_t offset) {

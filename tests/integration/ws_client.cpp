@@ -400,6 +400,22 @@ void WsClient::drop() {
   impl_->mark_closed(kNoCloseFrame);
 }
 
+void WsClient::reset() {
+  run_on_io(
+      [this](Done done) {
+        error_code ignored;
+        tcp::socket& sock = impl_->ws.next_layer();
+        if (sock.is_open()) {
+          // Linger on with a zero timeout: close() discards unsent data and sends an RST.
+          sock.set_option(asio::socket_base::linger(true, 0), ignored);
+          sock.close(ignored);
+        }
+        done({});
+      },
+      5s);
+  impl_->mark_closed(kNoCloseFrame);
+}
+
 std::string WsClient::end_error() const {
   std::lock_guard lock(impl_->mu);
   return impl_->end_error;

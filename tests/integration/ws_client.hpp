@@ -110,8 +110,11 @@ class WsClient {
   std::string end_error() const;
   // Client-initiated close handshake.
   boost::system::error_code close(uint16_t code = 1000);
-  // Abrupt end: shutdown + close of the TCP socket, no close frame.
+  // Abrupt end: shutdown + close of the TCP socket (a FIN), no close frame.
   void drop();
+  // TCP reset: SO_LINGER {on, 0} then close, so the server's next read or
+  // write fails with ECONNRESET (a peer that vanished, not one that left).
+  void reset();
 
   // WebSocket pings received from the server while reading.
   std::size_t pings_received() const;

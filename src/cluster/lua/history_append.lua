@@ -3,39 +3,51 @@
 -- KEYS[1] stream meta hash <prefix>hist:<stream>:meta (fields: epoch, top, left)
 -- KEYS[2] stream log list  <prefix>hist:<stream>:log  (JSON entries, oldest first)
 -- KEYS[3] user hash        <prefix>user:<app>:<user>  (user streams: the nodes to publish to)
--- ARGV[1] epoch for a new stream, ARGV[2] now (ms), ARGV[3] entries kept,
--- ARGV[4] ttl (ms, 0 = none), ARGV[5] entry fields (JSON object: seq, msg, from, except),
--- ARGV[6] routed message (JSON object; gets "epoch" and "offset"),
--- ARGV[7] "room": publish on ARGV[8] (the room channel);
---         "user": publish on ARGV[8] .. node for each node in KEYS[3],
--- ARGV[9] PUBLISH or SPUBLISH
+-- ARGV[1] epoch for a new stream, ARGV[2] entries kept,
+-- ARGV[3] ttl (ms, 0 = none): the age limit of each entry and of the keys,
+-- ARGV[4] entry fields (JSON object: seq, msg, from, except),
+-- ARGV[5] routed message (JSON object; gets "epoch" and "offset"),
+-- ARGV[6] "room": publish on ARGV[7] (the room channel);
+--         "user": publish on ARGV[7] .. node for each node in KEYS[3],
+-- ARGV[8] PUBLISH or SPUBLISH
+-- An entry's age is counted on Redis's clock (TIME), as history_read.lua does
+-- and as PEXPIRE does: one clock for every node writing the stream.
 -- Returns {epoch, offset, nodes published to (user streams; 1 for rooms)}.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
-local entry = cjson.decode(ARGV[5])
+local entry = cjson.decode(ARGV[4])
 entry['o'] = offset
-entry['t'] = tonumber(ARGV[2])
+entry['t'] = now
 redis.call('RPUSH', KEYS[2], cjson.encode(entry))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-local ttl = tonumber(ARGV[4])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local ttl = tonumber(ARGV[3])
 if ttl > 0 then
+  -- Entries older than ttl leave from the head (oldest first); the new one stays.
+  local oldest = now - ttl
+  for _ = 2, redis.call('LLEN', KEYS[2]) do
+    local head = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
+    if tonumber(head['t'] or 0) >= oldest then break end
+    redis.call('LPOP', KEYS[2])
+  end
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-local message = cjson.decode(ARGV[6])
+local message = cjson.decode(ARGV[5])
 message['epoch'] = epoch
 message['offset'] = offset
 local text = cjson.encode(message)
-if ARGV[7] == 'room' then
-  redis.call(ARGV[9] or 'PUBLISH', ARGV[8], text)
+if ARGV[6] == 'room' then
+  redis.call(ARGV[8] or 'PUBLISH', ARGV[7], text)
   return {epoch, offset, 1}
 end
 local nodes = redis.call('HKEYS', KEYS[3])
 for _, node in ipairs(nodes) do
-  redis.call(ARGV[9] or 'PUBLISH', ARGV[8] .. node, text)
+  redis.call(ARGV[8] or 'PUBLISH', ARGV[7] .. node, text)
 end
 return {epoch, offset, #nodes}

@@ -1,9 +1,23 @@
 -- Reads a stream's history for a recovery, offline delivery or /user/history:
 -- only the entries after the reader's offset (a stream's kept entries have
 -- consecutive offsets, oldest first, so the list index follows from the offset).
+-- Entries older than the age limit are dropped first (from the head, on Redis's
+-- clock, as history_append.lua does), so none is returned and the oldest kept
+-- offset says whether the reader's next one is still there.
 -- KEYS[1] stream meta hash, KEYS[2] stream log list
 -- ARGV[1] offset after which entries are wanted; -1: none (the position only)
+-- ARGV[2] ttl (ms, 0 = no age limit)
 -- Returns {{epoch, top, left} (each false when absent), {entry, ...}, oldest kept offset}.
+local ttl = tonumber(ARGV[2] or '0')
+if ttl > 0 then
+  local time = redis.call('TIME')
+  local oldest = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - ttl
+  for _ = 1, redis.call('LLEN', KEYS[2]) do
+    local head = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
+    if tonumber(head['t'] or 0) >= oldest then break end
+    redis.call('LPOP', KEYS[2])
+  end
+end
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'top', 'left')
 local top = tonumber(meta[2] or '0')
 local len = redis.call('LLEN', KEYS[2])
