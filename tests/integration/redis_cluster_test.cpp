@@ -6,7 +6,8 @@
 // node's users reaped with `exit`, and the failover of the Redis master that
 // holds a room: the outage shows in /healthz and /metrics while it lasts,
 // pushes resume within kResumeBound of the kill, and presence is exact
-// afterwards (a login and a logout during the outage included).
+// afterwards (a login and a logout during the outage included). With history
+// on, a recovery across nodes and the history keys' slots.
 //
 // Synchronisation: presence reaches Redis some time after the login / close
 // that caused it, so the tests wait (bounded) for its effect through the HTTP
@@ -21,6 +22,7 @@
 #include "cluster/redis_link.hpp"
 #include "gateway_process.hpp"
 #include "redis_cluster_process.hpp"
+#include "stream_helpers.hpp"
 #include "ws_client.hpp"
 
 namespace imgate::test {
@@ -105,9 +107,11 @@ class RedisClusterModeTest : public testing::Test {
               testing::UnitTest::GetInstance()->current_test_info()->name() + ":";
     redis.start();
     for (auto& n : nodes) {
-      n.start({{"--redis-cluster", redis.seeds()},
-               {"--node-ttl", std::string(kNodeTtl)},
-               {"--redis-prefix", prefix_}});
+      Flags flags{{"--redis-cluster", redis.seeds()},
+                  {"--node-ttl", std::string(kNodeTtl)},
+                  {"--redis-prefix", prefix_}};
+      for (auto& [k, v] : extra_flags()) flags.emplace(k, v);
+      n.start(flags);
     }
     for (std::size_t i = 0; i < kNodes; ++i) {
       ASSERT_TRUE(redis_up(i)) << "node " << i << " never saw the Redis Cluster up";
@@ -126,6 +130,8 @@ class RedisClusterModeTest : public testing::Test {
       }
     }
   }
+
+  virtual Flags extra_flags() const { return {}; }
 
   uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
 
@@ -326,6 +332,73 @@ TEST_F(RedisClusterModeTest, AMasterFailoverIsVisibleThenPushesResumeAndPresence
   EXPECT_EQ(send(http(C), "/user/sendMessage", 101, "alice", "u-after", "to alice"), kSent);
   EXPECT_TRUE(got(*alice, "msg", "to alice"));
   for (std::size_t n : {A, B, C}) EXPECT_TRUE(nodes[n].running()) << "node " << n << " died";
+}
+
+// History on a Redis Cluster (issue 10 on issue 11's mode): the same scripts, every history key
+// in its room's slot. A client reset on node A recovers on node C every room and user push sent
+// through A and B while it was away, once and in order; the room log is trimmed to the size.
+class RedisClusterHistoryTest : public RedisClusterModeTest {
+ protected:
+  Flags extra_flags() const override { return {{"--history-size", "3"}}; }
+  json::object send_json(std::size_t node, std::string_view endpoint, std::string_view user,
+                         std::string_view message) {
+    const auto body = json_of(send(http(node), endpoint, 101, user, "", message));
+    EXPECT_TRUE(body && body->at("code") == json::value(200));
+    return body ? body->at("data").as_object() : json::object{};
+  }
+};
+
+TEST_F(RedisClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeAndEveryHistoryKeyIsInItsRoomsSlot) {
+  WsClient a;
+  a.connect(nodes[A].ws_port());
+  ASSERT_EQ(a.login(101, "bob"), 200);
+  ASSERT_TRUE(eventually([&] { return online(http(B), 101, "bob") == true; }));
+  EXPECT_EQ(send_json(B, "/user/sendMessageAll", "backend", "r1").at("offset").to_number<int>(), 1);
+  EXPECT_EQ(send_json(B, "/user/sendMessage", "bob", "u1").at("offset").to_number<int>(), 1);
+  std::string room_epoch, user_epoch;
+  for (const auto& p : msgs(a, 2)) {
+    EXPECT_EQ(offset_of(p), 1u);
+    (push_data(p).at("stream").as_string() == "room" ? room_epoch : user_epoch) = epoch_of(p);
+  }
+  ASSERT_FALSE(room_epoch.empty());
+  ASSERT_FALSE(user_epoch.empty());
+  a.reset();  // TCP reset, no close frame
+  ASSERT_TRUE(eventually([&] { return online(http(C), 101, "bob") == false; }));
+  send_json(A, "/user/sendMessageAll", "backend", "r2");
+  send_json(B, "/user/sendMessageAll", "backend", "r3");
+  const json::object stored = send_json(A, "/user/sendMessage", "bob", "u2");
+  EXPECT_EQ(stored.at("sendResults").as_bool(), false);
+  EXPECT_EQ(stored.at("stored").as_bool(), true);
+
+  WsClient c;
+  c.connect(nodes[C].ws_port());
+  const json::object r =
+      login(c, "bob", json::object{{"room", pos(room_epoch, 1)}, {"user", pos(user_epoch, 1)}});
+  ASSERT_EQ(r.at("code").to_number<int>(), 200);
+  EXPECT_EQ(r.at("data").at("recovered").as_bool(), true);
+  const auto missed = msgs(c, 3);
+  ASSERT_EQ(missed.size(), 3u);
+  const std::pair<std::string_view, uint64_t> want[] = {{"r2", 2}, {"r3", 3}, {"u2", 2}};
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(push_data(missed[i]).at("msg").as_string(), want[i].first);
+    EXPECT_EQ(offset_of(missed[i]), want[i].second);
+  }
+  // Live after the recovered ones, once; the room log keeps the last 3 of 4.
+  send_json(B, "/user/sendMessageAll", "backend", "r4");
+  const auto live = msgs(c, 1);
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(offset_of(live[0]), 4u);
+  const std::string room_log = room_tag(101) + ":hist:room:log";
+  EXPECT_EQ(redis.command(redis.master_for_key(room_log), {"LLEN", room_log}).integer, 3);
+  std::size_t history_keys = 0;
+  for (const auto& [port, key] : keys()) {
+    if (key.find(":hist:") == std::string::npos) continue;
+    ++history_keys;
+    EXPECT_EQ(redis_key_slot(key), redis_key_slot(room_tag(101))) << key;
+    EXPECT_EQ(port, redis.master_for_key(key)) << key;
+  }
+  EXPECT_GE(history_keys, 4u);  // room meta + log, bob's meta + log
+  EXPECT_EQ(msg_count(c.take_pushes()), 0u);
 }
 
 }  // namespace
