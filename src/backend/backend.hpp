@@ -30,28 +30,27 @@ namespace imgate {
 struct PushRequest {
   AppId app = 0;
   std::string user;   // recipient (to a user) or sender, left out (to the room)
-  std::string seq;    // msgID, or a generated id (then dedup is false)
+  std::string seq;    // msgID, or a generated id
   std::string msg;    // the text
   std::string from;   // sender shown in the push
-  bool dedup = true;  // de-duplicate on seq (false when no msgID was given)
   bool to_room = false;
-  // Prepended to seq for de-duplication. Empty for the HTTP API (upstream's
-  // one set); a client's publish gets its own (dedup_scope_of_client), so a
-  // logged-in client can never use up a backend's msgID nor another user's.
-  std::string dedup_scope;
-
-  std::string dedup_key() const { return dedup_scope.empty() ? seq : dedup_scope + seq; }
+  // What msgID de-duplication is keyed on; empty: none (no msgID was given).
+  // The HTTP API's msgID as is (upstream's one set); a client's publish its
+  // own scope (client_dedup_key), so a logged-in client can never use up a
+  // backend's msgID nor another user's.
+  std::string dedup_key;
 };
 
-// The de-duplication scope of msgIDs a client publishes: its room and user,
+// The de-duplication key of a msgID a client publishes: its room and user,
 // between unit separators (a backend's msgID would need to start with one).
-inline std::string dedup_scope_of_client(AppId app, std::string_view user) {
-  std::string scope = "\x1f";
-  scope += std::to_string(app);
-  scope += '\x1f';
-  scope += user;
-  scope += '\x1f';
-  return scope;
+inline std::string client_dedup_key(AppId app, std::string_view user, std::string_view msg_id) {
+  std::string key = "\x1f";
+  key += std::to_string(app);
+  key += '\x1f';
+  key += user;
+  key += '\x1f';
+  key += msg_id;
+  return key;
 }
 
 // The answer to a push in upstream's HTTP shape: code 200 with

@@ -45,7 +45,7 @@ void EmbeddedBackend::online(AppId app, std::string user, std::function<void(boo
 }
 
 void EmbeddedBackend::publish(PushRequest push, PushDone done) {
-  if (push.dedup && !dedup_.first_seen(push.dedup_key(), Clock::now())) {
+  if (!push.dedup_key.empty() && !dedup_.first_seen(push.dedup_key, Clock::now())) {
     return answer_duplicate(counters_, done);
   }
   if (!history_) {

@@ -109,12 +109,12 @@ void RedisBackend::online(AppId app, std::string user, std::function<void(bool, 
 }
 
 void RedisBackend::publish(PushRequest push, PushDone done) {
-  if (!push.dedup) return route(std::move(push), std::move(done));
-  std::string id = push.dedup_key();
+  if (push.dedup_key.empty()) return route(std::move(push), std::move(done));
+  std::string id = push.dedup_key;
   cluster_.first_msg_id(id, [this, push = std::move(push), done = std::move(done)](
                                 bool ok, bool first) mutable {
     // Without Redis, the node's own memory de-duplicates (degraded).
-    if (!ok) first = local_dedup_.first_seen(push.dedup_key(), Clock::now());
+    if (!ok) first = local_dedup_.first_seen(push.dedup_key, Clock::now());
     if (!first) return answer_duplicate(counters_, done);
     route(std::move(push), std::move(done));
   });

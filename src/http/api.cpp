@@ -139,9 +139,9 @@ bool parse_push(Call& call, PushRequest& push) {
   }
   push.from = push.user;
   push.seq = call.params.get("msgID").value_or("");
+  push.dedup_key = push.seq;
   if (push.seq.empty()) {  // no id given: a generated one, no de-duplication
     push.seq = std::to_string(call.ctx.hub.next_push_seq());
-    push.dedup = false;
   }
   return true;
 }

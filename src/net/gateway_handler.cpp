@@ -47,9 +47,8 @@ void GatewayHandler::publish_room(AppId app, std::string from, std::string msg_i
   push.user = from;
   push.from = std::move(from);
   push.msg = std::move(message);
-  push.dedup = !msg_id.empty();
-  push.seq = push.dedup ? std::move(msg_id) : std::to_string(ctx_.hub.next_push_seq());
-  push.dedup_scope = dedup_scope_of_client(app, push.from);
+  if (!msg_id.empty()) push.dedup_key = client_dedup_key(app, push.from, msg_id);
+  push.seq = msg_id.empty() ? std::to_string(ctx_.hub.next_push_seq()) : std::move(msg_id);
   ctx_.backend->publish(std::move(push), [done = std::move(done)](Code code, boost::json::value data) {
     done(Reply{code, std::move(data)});
   });

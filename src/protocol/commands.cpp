@@ -285,17 +285,18 @@ Reply login(CommandContext& ctx, const json::value& data) {
   uint32_t app = 0;
   Recover recover;
   const TokenVerifier* tokens = tokens_of(ctx);
-  const auto fail = [&](Code code) { return tokens ? refused(ctx, code, {}) : Reply{code, nullptr}; };
+  // Token mode counts a refused login and gives a reason where there is one;
+  // the default mode answers data null, as upstream.
+  const auto fail = [&](Code code, std::string_view reason = {}) {
+    return tokens ? refused(ctx, code, reason) : Reply{code, nullptr};
+  };
   if (!ok || !string_field(obj, "serviceToken", token) || !string_field(obj, "userID", user) ||
       !uint32_field(obj, "appID", app) || !recover_field(obj, recover)) {
     return fail(Code::kParameterIllegal);
   }
   if (user.empty() || user.size() > kMaxUserIdBytes) return fail(Code::kUnauthorizedUserId);
   if (!std::binary_search(ctx.app_ids.begin(), ctx.app_ids.end(), app)) {
-    // Token mode gives the reason like every other 1003; the default mode answers
-    // data null, as upstream.
-    if (tokens) return refused(ctx, Code::kUnauthorized, "appID is not configured");
-    return {Code::kUnauthorized, nullptr};
+    return fail(Code::kUnauthorized, "appID is not configured");
   }
   TokenClaims claims;
   if (tokens) {

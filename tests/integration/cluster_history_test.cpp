@@ -99,11 +99,7 @@ TEST_F(ClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeOnceAndInOrder) {
   ASSERT_EQ(login(a, "bob").at("code").to_number<int>(), 200);
   EXPECT_EQ(send_all(1, "r1").at("offset").to_number<int>(), 1);
   EXPECT_EQ(send_to(1, "bob", "u1").at("offset").to_number<int>(), 1);
-  std::string room_epoch, user_epoch;
-  for (const auto& p : msgs(a, 2)) {
-    EXPECT_EQ(offset_of(p), 1u);
-    (push_data(p).at("stream").as_string() == "room" ? room_epoch : user_epoch) = epoch_of(p);
-  }
+  const auto [room_epoch, user_epoch] = stream_epochs(msgs(a, 2), 1);
   ASSERT_FALSE(room_epoch.empty());
   ASSERT_FALSE(user_epoch.empty());
   a.reset();  // TCP reset (RST), no close frame

@@ -355,11 +355,7 @@ TEST_F(RedisClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeAndEveryHistor
   ASSERT_TRUE(eventually([&] { return online(http(B), 101, "bob") == true; }));
   EXPECT_EQ(send_json(B, "/user/sendMessageAll", "backend", "r1").at("offset").to_number<int>(), 1);
   EXPECT_EQ(send_json(B, "/user/sendMessage", "bob", "u1").at("offset").to_number<int>(), 1);
-  std::string room_epoch, user_epoch;
-  for (const auto& p : msgs(a, 2)) {
-    EXPECT_EQ(offset_of(p), 1u);
-    (push_data(p).at("stream").as_string() == "room" ? room_epoch : user_epoch) = epoch_of(p);
-  }
+  const auto [room_epoch, user_epoch] = stream_epochs(msgs(a, 2), 1);
   ASSERT_FALSE(room_epoch.empty());
   ASSERT_FALSE(user_epoch.empty());
   a.reset();  // TCP reset, no close frame

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gateway_process.hpp"
@@ -20,6 +21,18 @@ inline uint64_t offset_of(const boost::json::object& push) {
 }
 inline std::string epoch_of(const boost::json::object& push) {
   return std::string(push_data(push).at("epoch").as_string());
+}
+
+// The epochs of the room and the user stream ({room, user}; "" for a stream
+// without a push among `pushes`), expecting every push at `offset`.
+inline std::pair<std::string, std::string> stream_epochs(
+    const std::vector<boost::json::object>& pushes, uint64_t offset) {
+  std::pair<std::string, std::string> epochs;
+  for (const auto& p : pushes) {
+    EXPECT_EQ(offset_of(p), offset);
+    (push_data(p).at("stream").as_string() == "room" ? epochs.first : epochs.second) = epoch_of(p);
+  }
+  return epochs;
 }
 
 // The data of an API answer, asserting code 200.

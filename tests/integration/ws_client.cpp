@@ -385,29 +385,22 @@ error_code WsClient::close(uint16_t code) {
   return ec;
 }
 
-void WsClient::drop() {
-  run_on_io(
-      [this](Done done) {
-        error_code ignored;
-        tcp::socket& sock = impl_->ws.next_layer();
-        if (sock.is_open()) {
-          sock.shutdown(tcp::socket::shutdown_both, ignored);
-          sock.close(ignored);
-        }
-        done({});
-      },
-      5s);
-  impl_->mark_closed(kNoCloseFrame);
-}
+void WsClient::drop() { cut(false); }
 
-void WsClient::reset() {
+void WsClient::reset() { cut(true); }
+
+void WsClient::cut(bool with_reset) {
   run_on_io(
-      [this](Done done) {
+      [this, with_reset](Done done) {
         error_code ignored;
         tcp::socket& sock = impl_->ws.next_layer();
         if (sock.is_open()) {
-          // Linger on with a zero timeout: close() discards unsent data and sends an RST.
-          sock.set_option(asio::socket_base::linger(true, 0), ignored);
+          if (with_reset) {
+            // Linger on with a zero timeout: close() discards unsent data and sends an RST.
+            sock.set_option(asio::socket_base::linger(true, 0), ignored);
+          } else {
+            sock.shutdown(tcp::socket::shutdown_both, ignored);
+          }
           sock.close(ignored);
         }
         done({});

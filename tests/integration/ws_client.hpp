@@ -120,6 +120,7 @@ class WsClient {
   std::size_t pings_received() const;
 
  private:
+  void cut(bool with_reset);  // drop() (FIN) or reset() (RST)
   struct Impl;
   using Done = std::function<void(boost::system::error_code)>;
   boost::system::error_code run_on_io(std::function<void(Done)> start, Millis timeout);
