@@ -1,6 +1,8 @@
 -- Stores a msg push in its stream's history and routes it, in one step, so
 -- that offsets and the order of the published messages agree.
--- KEYS[1] stream meta hash <prefix>hist:<stream>:meta (fields: epoch, top, left)
+-- KEYS[1] stream meta hash <prefix>hist:<stream>:meta (fields: epoch, top, left,
+--         h: at most the time of the oldest kept entry, so that most appends
+--         need not decode it to apply the age limit)
 -- KEYS[2] stream log list  <prefix>hist:<stream>:log  (JSON entries, oldest first)
 -- KEYS[3] user hash        <prefix>user:<app>:<user>  (user streams: the nodes to publish to)
 -- ARGV[1] epoch for a new stream, ARGV[2] entries kept,
@@ -13,7 +15,8 @@
 -- An entry's age is counted on Redis's clock (TIME), as history_read.lua does
 -- and as PEXPIRE does: one clock for every node writing the stream.
 -- Returns {epoch, offset, nodes published to (user streams; 1 for rooms)}.
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'h')
+local epoch = meta[1]
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
@@ -28,12 +31,21 @@ redis.call('RPUSH', KEYS[2], cjson.encode(entry))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
-  -- Entries older than ttl leave from the head (oldest first); the new one stays.
+  -- Entries older than ttl leave from the head (oldest first); the new one
+  -- stays. Only when h says the head may have aged: trims and reads only ever
+  -- make the head younger, so h stays a lower bound of its time.
   local oldest = now - ttl
-  for _ = 2, redis.call('LLEN', KEYS[2]) do
-    local head = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
-    if tonumber(head['t'] or 0) >= oldest then break end
-    redis.call('LPOP', KEYS[2])
+  if tonumber(meta[2] or '0') < oldest then
+    local head_t = now
+    for _ = 2, redis.call('LLEN', KEYS[2]) do
+      local t = tonumber(cjson.decode(redis.call('LINDEX', KEYS[2], 0))['t'] or 0)
+      if t >= oldest then
+        head_t = t
+        break
+      end
+      redis.call('LPOP', KEYS[2])
+    end
+    redis.call('HSET', KEYS[1], 'h', head_t)
   end
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
