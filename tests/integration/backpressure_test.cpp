@@ -133,14 +133,22 @@ TEST_F(BackpressureTest, FastReaderReceivesALargeBurstInOrderWithoutOverflow) {
   WsClient c;  // keeps reading on its own thread
   c.connect(gw.ws_port());
   constexpr int kRequests = 3000;  // ~250 KB of answers, several times the queue cap
-  for (int i = 0; i < kRequests; ++i) {
-    ASSERT_FALSE(c.send_text(make_request(std::to_string(i), "ping")));
-  }
-  for (int i = 0; i < kRequests; ++i) {
+  // At most kWindow requests unanswered (~25 KB of answers, below the cap even
+  // if the kernel buffered nothing): the reader keeps up by construction, not
+  // by being scheduled in time, so any overflow is the queue's accounting.
+  constexpr int kWindow = 300;
+  int answered = 0;
+  const auto read_one = [&] {
     const auto res = c.read_json(3s);
-    ASSERT_TRUE(res) << "answer " << i << " missing; closed: " << c.closed();
-    ASSERT_EQ(seq_of(*res), std::to_string(i));
+    ASSERT_TRUE(res) << "answer " << answered << " missing; closed: " << c.closed();
+    ASSERT_EQ(seq_of(*res), std::to_string(answered));
+    ++answered;
+  };
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_FALSE(c.send_text(make_request(std::to_string(i), "ping"))) << "request " << i;
+    if (i + 1 - answered >= kWindow) ASSERT_NO_FATAL_FAILURE(read_one());
   }
+  while (answered < kRequests) ASSERT_NO_FATAL_FAILURE(read_one());
   const State s = gw.state();
   EXPECT_EQ(s.counter("sendQueueOverflows"), 0) << s.dump();
   EXPECT_EQ(s.counter("messagesIn"), kRequests) << s.dump();
