@@ -59,11 +59,11 @@ void EmbeddedBackend::publish(PushRequest push, PushDone done) {
   const StreamPos pos = history_->append(
       stream, Clock::now(), push.to_room ? std::string_view(push.user) : std::string_view(),
       [&](const StreamMark& mark) { return make_push(push.seq, "msg", push.msg, push.from, &mark); },
-      [&](const Frame& frame, uint64_t offset) {
+      [&](const Frame& frame, const StreamMark& mark) {
         if (push.to_room) {
-          hub_.push_room(push.app, push.user, frame, offset);
+          hub_.push_room(push.app, push.user, frame, mark.offset);
         } else {
-          sent = hub_.push_user(UserKey{push.app, push.user}, frame, offset);
+          sent = hub_.push_user(UserKey{push.app, push.user}, frame, mark.offset, mark.epoch);
         }
       });
   json::object answer{{"sendResults", sent}, {"epoch", pos.epoch}, {"offset", pos.offset}};

@@ -34,7 +34,7 @@ std::string MemoryHistory::new_epoch() { return epoch_base_ + "-" + std::to_stri
 
 StreamPos MemoryHistory::append(const UserKey& key, TimePoint now, std::string_view except,
                                 const std::function<Frame(const StreamMark&)>& build,
-                                const std::function<void(const Frame&, uint64_t)>& deliver) {
+                                const std::function<void(const Frame&, const StreamMark&)>& deliver) {
   std::lock_guard lock(mu_);
   expire(now);
   auto [it, created] = streams_.try_emplace(key);
@@ -49,7 +49,7 @@ StreamPos MemoryHistory::append(const UserKey& key, TimePoint now, std::string_v
   bytes_ += bytes;
   ++pushes_;
   while (s.entries.size() > limits_.per_stream) trim_front(s, key);
-  deliver(frame, offset);
+  deliver(frame, mark);
   StreamPos pos{s.epoch, offset};
   expire(now);  // max_bytes: this push may push out the oldest ones (never itself: it is newest)
   return pos;
@@ -74,7 +74,7 @@ void MemoryHistory::expire(TimePoint now) {
       if (!too_old && !too_big) break;
       if (too_big && !too_old) Counters::bump(counters_.history_evictions);
       trim_front(it->second, a.stream);
-      if (it->second.entries.empty()) streams_.erase(it);
+      if (it->second.entries.empty()) forget(it);
     }
     aged_.pop_front();
   }
@@ -90,6 +90,23 @@ void MemoryHistory::expire(TimePoint now) {
     }
     aged_.swap(kept);
   }
+  // Marks recorded for streams forgotten meanwhile (a logout racing with the
+  // stream's last push leaving): compacted when they outnumber the streams.
+  std::lock_guard marks_lock(marks_mu_);
+  if (marks_.size() > 2 * streams_.size() + 1024) {
+    std::erase_if(marks_, [&](const auto& m) {
+      auto it = streams_.find(m.first);
+      return it == streams_.end() || it->second.epoch != m.second.epoch;
+    });
+  }
+}
+
+void MemoryHistory::forget(std::unordered_map<UserKey, Stream, UserKeyHash>::iterator it) {
+  if (!it->first.user.empty()) {
+    std::lock_guard marks_lock(marks_mu_);
+    marks_.erase(it->first);
+  }
+  streams_.erase(it);
 }
 
 StreamPos MemoryHistory::position(const UserKey& key) {
@@ -142,22 +159,24 @@ StreamRead MemoryHistory::read(const UserKey& key, const std::optional<StreamPos
 std::optional<StreamPos> MemoryHistory::user_left_at(const UserKey& key) {
   std::lock_guard lock(mu_);
   auto it = streams_.find(key);
-  if (it == streams_.end() || !it->second.left_at) return std::nullopt;
-  return StreamPos{it->second.epoch, *it->second.left_at};
+  if (it == streams_.end()) return std::nullopt;
+  std::lock_guard marks_lock(marks_mu_);
+  auto mark = marks_.find(key);
+  // A mark of another epoch: the user saw nothing of this history.
+  if (mark == marks_.end() || mark->second.epoch != it->second.epoch) return std::nullopt;
+  return StreamPos{mark->second.epoch, std::min(mark->second.offset, it->second.top)};
 }
 
-uint64_t MemoryHistory::user_offset(const UserKey& key) {
-  std::lock_guard lock(mu_);
-  auto it = streams_.find(key);
-  return it == streams_.end() ? 0 : it->second.top;
-}
-
-void MemoryHistory::user_left(const UserKey& key, uint64_t offset) {
-  std::lock_guard lock(mu_);
-  // No stream: nothing was kept for the user; whatever comes later starts a
-  // stream without a mark, and all of it is news at the next login.
-  auto it = streams_.find(key);
-  if (it != streams_.end()) it->second.left_at = std::min(offset, it->second.top);
+void MemoryHistory::user_left(const UserKey& key, const std::optional<StreamPos>& delivered) {
+  // Nothing delivered: the previous mark (if any) still says where the user's
+  // offline messages start; a user who never got a push of its stream has
+  // all of it as news at its next login.
+  if (!delivered || delivered->offset == 0) return;
+  std::lock_guard marks_lock(marks_mu_);
+  auto [mark, added] = marks_.try_emplace(key, *delivered);
+  if (!added && (mark->second.epoch != delivered->epoch || mark->second.offset < delivered->offset)) {
+    mark->second = *delivered;
+  }
 }
 
 std::size_t MemoryHistory::bytes() const {

@@ -7,9 +7,13 @@
 // A push is stored as its frame, the very bytes its recipients get (built once,
 // with its offset), so history costs one frame per push, not per recipient.
 //
-// Thread-safe: one mutex. append() calls `deliver` under it, so that the
-// deliveries of a stream are posted in offset order (the recovery merge
-// relies on that, docs/history.md).
+// Thread-safe: one mutex for the streams. append() calls `deliver` under it,
+// so that the deliveries of a stream are posted in offset order (the recovery
+// merge relies on that, docs/history.md); `deliver` takes the Directory lock
+// (Hub::push_user). The users' offline marks have their own innermost mutex:
+// user_left() records them under the Directory lock, so that a login on
+// another thread can only read a mark after it is recorded, and the order
+// streams -> Directory -> marks never runs backwards.
 #pragma once
 
 #include <chrono>
@@ -43,7 +47,7 @@ class MemoryHistory final : public HistoryHooks {
   // `except`: a room push's sender, whose own connections did not get it.
   StreamPos append(const UserKey& stream, TimePoint now, std::string_view except,
                    const std::function<Frame(const StreamMark&)>& build,
-                   const std::function<void(const Frame&, uint64_t offset)>& deliver);
+                   const std::function<void(const Frame&, const StreamMark&)>& deliver);
 
   // The pushes after `since` (all that is kept when absent), at most `limit`
   // (0: all), leaving out those `reader` did not get live (its own room
@@ -56,9 +60,8 @@ class MemoryHistory final : public HistoryHooks {
   // nullopt when not recorded (or the stream was forgotten since).
   std::optional<StreamPos> user_left_at(const UserKey& key);
 
-  // HistoryHooks
-  uint64_t user_offset(const UserKey& key) override;
-  void user_left(const UserKey& key, uint64_t offset) override;
+  // HistoryHooks (under the Directory lock: takes marks_mu_ only).
+  void user_left(const UserKey& key, const std::optional<StreamPos>& delivered) override;
 
   std::size_t bytes() const;
   std::size_t pushes() const;
@@ -74,7 +77,6 @@ class MemoryHistory final : public HistoryHooks {
   struct Stream {
     std::string epoch;
     uint64_t top = 0;
-    std::optional<uint64_t> left_at;  // user streams: offset at the last disconnect
     std::deque<Entry> entries;
   };
   // Every stored push in append order (= age order), for the global limits.
@@ -88,6 +90,7 @@ class MemoryHistory final : public HistoryHooks {
   static std::size_t cost(const UserKey& stream, const Frame& frame);
   void expire(TimePoint now);                 // ttl and max_bytes, oldest first
   void trim_front(Stream& s, const UserKey& key);  // drops s.entries.front()
+  void forget(std::unordered_map<UserKey, Stream, UserKeyHash>::iterator it);  // and its mark
   std::string new_epoch();
 
   const HistoryLimits limits_;
@@ -97,6 +100,11 @@ class MemoryHistory final : public HistoryHooks {
   std::deque<Aged> aged_;
   std::size_t bytes_ = 0;
   std::size_t pushes_ = 0;
+  // User streams: where the user's last connection left it (epoch, offset);
+  // erased with the stream. A mark of an epoch the stream no longer has means
+  // nothing and is ignored (and compacted away).
+  mutable std::mutex marks_mu_;  // innermost: nothing is locked under it
+  std::unordered_map<UserKey, StreamPos, UserKeyHash> marks_;
   std::string epoch_base_;
   uint64_t epochs_ = 0;
 };

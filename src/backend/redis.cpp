@@ -23,23 +23,17 @@ RedisBackend::RedisBackend(RedisCluster& cluster, Hub& hub, MsgIdDedup& local_de
       hub_(hub),
       local_dedup_(local_dedup),
       counters_(counters),
-      history_(config.history_size > 0) {
-  if (history_) hub_.set_history_hooks(this);
-}
+      history_(config.history_size > 0) {}
 
-RedisBackend::~RedisBackend() {
-  if (history_) hub_.set_history_hooks(nullptr);
-}
-
-void RedisBackend::user_left(const UserKey& key, uint64_t delivered) {
-  cluster_.mark_left(key, delivered);
-}
+RedisBackend::~RedisBackend() = default;
 
 void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> since,
                                std::size_t limit, std::string reader,
                                std::function<void(bool, StreamRead)> done) {
   if (!history_) return done(false, {});
   const bool room = stream.user.empty();
+  const bool offline = since && since->epoch == kSinceLeft;
+  if (offline) since.reset();
   // Only what the reader may need leaves Redis: nothing for a position read
   // (epoch "-"), the entries after its offset otherwise (all for another epoch
   // would be useless, but its epoch is only known with the answer).
@@ -49,7 +43,7 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
   } else if (since) {
     wanted_after = static_cast<int64_t>(std::min<uint64_t>(since->offset, INT64_MAX));
   }
-  cluster_.read_stored(stream, wanted_after, [since = std::move(since), limit,
+  cluster_.read_stored(stream, wanted_after, offline, [since = std::move(since), limit,
                                               reader = std::move(reader), room,
                                               done = std::move(done)](
                                                  bool ok, RedisCluster::StoredStream s) {

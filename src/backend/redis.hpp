@@ -13,9 +13,10 @@
 
 namespace imgate {
 
-class RedisBackend final : public Backend, public HistoryHooks {
+class RedisBackend final : public Backend {
  public:
-  // History on when config.history_size > 0 (the Hub is then told of logouts).
+  // History on when config.history_size > 0. Where a user's offline messages
+  // start is recorded by the logout script (RedisCluster::user_offline).
   RedisBackend(RedisCluster& cluster, Hub& hub, MsgIdDedup& local_dedup, Counters& counters,
                const Config& config);
   ~RedisBackend() override;
@@ -35,10 +36,6 @@ class RedisBackend final : public Backend, public HistoryHooks {
                    std::string reader, std::function<void(bool, StreamRead)> done) override;
   StreamPos stream_position(const UserKey&) override { return {}; }  // not inline here
   std::optional<StreamPos> user_left_at(const UserKey&) override { return std::nullopt; }
-
-  // HistoryHooks: Redis records where a user left (history_left.lua).
-  uint64_t user_offset(const UserKey&) override { return 0; }
-  void user_left(const UserKey& key, uint64_t delivered) override;
 
  private:
   void route(PushRequest push, PushDone done);

@@ -402,11 +402,12 @@ void RedisCluster::user_online(const UserKey& key) {
   post([this, key] { presence_script(key, true, true); });
 }
 
-void RedisCluster::user_offline(const UserKey& key) {
-  post([this, key] { presence_script(key, false, true); });
+void RedisCluster::user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) {
+  post([this, key, delivered] { presence_script(key, false, true, delivered); });
 }
 
-void RedisCluster::presence_script(const UserKey& key, bool online, bool announce) {
+void RedisCluster::presence_script(const UserKey& key, bool online, bool announce,
+                                   const std::optional<StreamPos>& delivered) {
   const std::string cmd = online ? "enter" : "exit";
   PushMessage msg{cmd, std::to_string(hub_.next_push_seq()),
                   std::string(online ? kEnterText : kExitText), key.user};
@@ -424,12 +425,24 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
     local_fallback();
     return;
   }
+  std::vector<std::string> keys{hash, room_set(key.app), node_users(key.app, node_id_)};
+  std::vector<std::string> args{node_id_,
+                                member(key),
+                                key.user,
+                                room_channel(key.app),
+                                payload(msg, key.app, key.user, true),
+                                announce ? "1" : "0",
+                                max_room(),
+                                publish_verb()};
+  if (!online && config_.history_size > 0) {
+    // The offline start goes with the last-out decision, in one script: a
+    // login elsewhere can never come between them.
+    keys.push_back(stream_key(key, "meta"));
+    args.push_back(delivered ? delivered->epoch : std::string());
+    args.push_back(std::to_string(delivered ? delivered->offset : 0));
+  }
   link_->command(hash,
-                 eval(online ? lua::k_login : lua::k_logout,
-                      {hash, room_set(key.app), node_users(key.app, node_id_)},
-                      {node_id_, member(key), key.user, room_channel(key.app),
-                       payload(msg, key.app, key.user, true), announce ? "1" : "0", max_room(),
-                       publish_verb()}),
+                 eval(online ? lua::k_login : lua::k_logout, std::move(keys), std::move(args)),
                  [local_fallback](bool ok, const RedisReply& r) {
                    if (!ok || r.is_error()) {
                      if (r.is_error()) spdlog::error("cluster: presence script: {}", r.str);
@@ -474,7 +487,7 @@ void RedisCluster::on_message(const RedisReply& reply) {
   if (room) {
     hub_.push_room(app, text("except"), frame, offset);
   } else {
-    hub_.push_user(UserKey{app, text("user")}, frame, offset);
+    hub_.push_user(UserKey{app, text("user")}, frame, offset, epoch);
   }
 }
 
@@ -518,14 +531,19 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
   });
 }
 
-void RedisCluster::read_stored(UserKey stream, int64_t after,
+void RedisCluster::read_stored(UserKey stream, int64_t after, bool offline,
                                std::function<void(bool, StoredStream)> done) {
-  post([this, stream = std::move(stream), after, done = std::move(done)] {
+  post([this, stream = std::move(stream), after, offline, done = std::move(done)] {
     const std::string meta_key = stream_key(stream, "meta");
+    std::vector<std::string> keys{meta_key, stream_key(stream, "log")};
+    std::vector<std::string> args{std::to_string(after),
+                                  std::to_string(config_.history_ttl.count())};
+    if (offline && !stream.user.empty()) {
+      keys.push_back(user_hash(stream));
+      args.push_back(node_id_);
+    }
     link_->command(
-        meta_key,
-        eval(lua::k_history_read, {meta_key, stream_key(stream, "log")},
-             {std::to_string(after), std::to_string(config_.history_ttl.count())}),
+        meta_key, eval(lua::k_history_read, std::move(keys), std::move(args)),
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3 || r.elements[0].elements.size() != 3) {
             return done(false, {});
@@ -543,17 +561,6 @@ void RedisCluster::read_stored(UserKey stream, int64_t after,
           for (const auto& e : r.elements[1].elements) out.entries.push_back(e.str);
           done(true, std::move(out));
         });
-  });
-}
-
-void RedisCluster::mark_left(UserKey key, uint64_t delivered) {
-  post([this, key = std::move(key), delivered] {
-    const std::string hash = user_hash(key);
-    if (!link_->reachable(hash)) return;
-    link_->command(
-        hash,
-        eval(lua::k_history_left, {hash, stream_key(key, "meta")}, {std::to_string(delivered)}),
-        [](bool, const RedisReply&) {});
   });
 }
 

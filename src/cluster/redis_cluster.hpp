@@ -52,7 +52,7 @@ class RedisCluster final : public PresenceSink {
 
   // PresenceSink: called by shards under the directory lock; only posts.
   void user_online(const UserKey& key) override;
-  void user_offline(const UserKey& key) override;
+  void user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) override;
 
   // Cluster-wide API calls; `done` runs on the cluster thread.
   void list_users(AppId app, std::function<void(bool ok, std::vector<std::string>)> done);
@@ -76,10 +76,11 @@ class RedisCluster final : public PresenceSink {
     uint64_t first = 1;  // oldest kept offset (top + 1 when none is kept)
     std::vector<std::string> entries;
   };
-  void read_stored(UserKey stream, int64_t after, std::function<void(bool ok, StoredStream)> done);
-  // The user's last connection on this node left it having been delivered its
-  // stream up to `delivered` (recorded when no node holds the user any more).
-  void mark_left(UserKey key, uint64_t delivered);
+  // `offline`: the read of a user's offline messages at a login of it on this
+  // node; when another node holds the user, the user is online there and has
+  // had its pushes: `left` is then the stream's top and no entry is returned.
+  void read_stored(UserKey stream, int64_t after, bool offline,
+                   std::function<void(bool ok, StoredStream)> done);
 
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   bool on_redis_cluster() const { return sharded_; }
@@ -102,7 +103,10 @@ class RedisCluster final : public PresenceSink {
   // the number of exits published.
   void reap(std::string node, std::function<void(int64_t exits)> done);
   void reap_rooms(const std::string& node, std::function<void(int64_t exits)> done);
-  void presence_script(const UserKey& key, bool online, bool announce);
+  // `delivered` (a logout, history on): where the user's offline messages
+  // start if no node holds the user any more (logout.lua records it).
+  void presence_script(const UserKey& key, bool online, bool announce,
+                       const std::optional<StreamPos>& delivered = std::nullopt);
 
   // Key and channel names (docs/cluster.md, "Key schema"). One Redis server:
   // the names imgate always used. Redis Cluster: those of a room begin with

@@ -182,6 +182,7 @@ void catch_up(CommandContext& ctx, AppId app, std::string_view user, const Recov
     user_pos = services.stream_position(user_stream);
   }
   ctx.shard.set_floors(ctx.conn, room_floor, user_floor);
+  if (user_floor != 0) ctx.shard.note_delivered(ctx.conn, user_pos);
   data["room"] = position_json(room_pos);
   data["user"] = position_json(user_pos);
   if (recover.asked) data["recovered"] = complete;
@@ -219,6 +220,7 @@ void finish_later(Shard& shard, const std::shared_ptr<LaterLogin>& l) {
   const bool offline = !l->recover.asked && l->first;
   if (room_asked) take(l->room, room_floor);
   if (user_asked || offline) take(l->own, user_floor);
+  if (user_floor != 0) shard.note_delivered(l->conn, l->own.top);
   if (offline && !l->own.pushes.empty()) data["offline"] = l->own.pushes.size();
   data["room"] = position_json(l->room.top);
   data["user"] = position_json(l->own.top);
@@ -259,8 +261,9 @@ Reply catch_up_later(CommandContext& ctx, AppId app, std::string_view user, cons
         std::optional<StreamPos> since{StreamPos{"-", 0}};  // position only
         const bool offline = !l->recover.asked && l->first;
         if (l->recover.asked && l->recover.user) since = l->recover.user;
+        if (offline) since = StreamPos{std::string(kSinceLeft), 0};
         services.read_later(
-            l->conn, user_stream, offline ? std::nullopt : since, l->user,
+            l->conn, user_stream, since, l->user,
             [l, offline](Shard& shard, bool ok2, StreamRead own) {
               l->ok = l->ok && ok2;
               if (offline && own.left) {

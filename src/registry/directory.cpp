@@ -20,7 +20,8 @@ bool Directory::add(const UserKey& key, ConnId conn, uint32_t shard,
   return true;
 }
 
-bool Directory::remove(const UserKey& key, ConnId conn, const std::function<void()>& on_last) {
+bool Directory::remove(const UserKey& key, ConnId conn, const std::function<void()>& on_last,
+                       std::optional<StreamPos>* left_at) {
   std::lock_guard lock(mu_);
   auto it = users_.find(key);
   if (it == users_.end()) return false;
@@ -30,6 +31,7 @@ bool Directory::remove(const UserKey& key, ConnId conn, const std::function<void
   conns.erase(pos);
   --logged_in_;
   if (!conns.empty()) return false;
+  if (left_at && it->second.delivered) *left_at = *it->second.delivered;
   users_.erase(it);
   auto room = rooms_.find(key.app);
   if (room != rooms_.end()) {
@@ -63,6 +65,41 @@ std::vector<uint32_t> Directory::shards_of(const UserKey& key) const {
     if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
   }
   return shards;
+}
+
+void Directory::raise(Entry& entry, const StreamPos& pos) {
+  if (!entry.delivered) {
+    entry.delivered = std::make_unique<StreamPos>(pos);
+  } else if (entry.delivered->epoch != pos.epoch) {
+    *entry.delivered = pos;  // a new history: the old offsets mean nothing in it
+  } else {
+    entry.delivered->offset = std::max(entry.delivered->offset, pos.offset);
+  }
+}
+
+std::vector<uint32_t> Directory::route_user(const UserKey& key, const StreamPos* pos) {
+  std::lock_guard lock(mu_);
+  std::vector<uint32_t> shards;
+  auto it = users_.find(key);
+  if (it == users_.end()) return shards;
+  for (const auto& [conn, shard] : it->second.conns) {
+    if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+  }
+  if (pos && pos->offset != 0) raise(it->second, *pos);
+  return shards;
+}
+
+void Directory::note_delivered(const UserKey& key, const StreamPos& pos) {
+  if (pos.offset == 0) return;
+  std::lock_guard lock(mu_);
+  if (auto it = users_.find(key); it != users_.end()) raise(it->second, pos);
+}
+
+std::optional<StreamPos> Directory::delivered(const UserKey& key) const {
+  std::lock_guard lock(mu_);
+  auto it = users_.find(key);
+  if (it == users_.end() || !it->second.delivered) return std::nullopt;
+  return *it->second.delivered;
 }
 
 std::vector<std::string> Directory::user_keys() const {

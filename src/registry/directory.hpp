@@ -10,12 +10,15 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "registry/stream.hpp"
 #include "registry/types.hpp"
 
 namespace imgate {
@@ -41,10 +44,26 @@ class Directory {
   bool add(const UserKey& key, ConnId conn, uint32_t shard,
            const std::function<void()>& on_first);
 
-  // Removes `conn` from the user; if that was its last connection, calls
-  // on_last() under the lock and forgets the user. Idempotent: removing an
-  // unknown connection does nothing and returns false.
-  bool remove(const UserKey& key, ConnId conn, const std::function<void()>& on_last);
+  // Removes `conn` from the user; if that was its last connection, sets
+  // `*left_at` (when given) to the user stream position delivered to the user
+  // on this node (see delivered()), calls on_last() under the lock and forgets
+  // the user. Idempotent: removing an unknown connection does nothing and
+  // returns false.
+  bool remove(const UserKey& key, ConnId conn, const std::function<void()>& on_last,
+              std::optional<StreamPos>* left_at = nullptr);
+
+  // History on: the node's knowledge of what it delivered to each online user
+  // (docs/history.md, "Offline messages"). Node-wide, whatever thread each of
+  // the user's connections lives on, and forgotten with the user.
+  //  - route_user(): the user's shards, and, when the push carries a stream
+  //    position, that position becomes the user's delivered mark: a push
+  //    routed to the user's connections counts as delivered (one that was on
+  //    its way while the last of them closed is the only exception);
+  //  - note_delivered(): pushes sent to a connection from history at login.
+  // A mark only moves forward within an epoch; another epoch replaces it.
+  std::vector<uint32_t> route_user(const UserKey& key, const StreamPos* pos);
+  void note_delivered(const UserKey& key, const StreamPos& pos);
+  std::optional<StreamPos> delivered(const UserKey& key) const;
 
   // Queries (any thread).
   std::vector<std::string> users_of(AppId app) const;
@@ -61,7 +80,11 @@ class Directory {
  private:
   struct Entry {
     std::vector<std::pair<ConnId, uint32_t>> conns;  // (connection, shard)
+    // History on, once a user push reached the user here; allocated then only
+    // (a pointer: users without history cost 8 bytes, not a StreamPos).
+    std::unique_ptr<StreamPos> delivered;
   };
+  static void raise(Entry& entry, const StreamPos& pos);
   mutable std::mutex mu_;
   std::unordered_map<UserKey, Entry, UserKeyHash> users_;
   std::unordered_map<AppId, std::unordered_set<std::string>> rooms_;

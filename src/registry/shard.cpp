@@ -134,22 +134,12 @@ bool Shard::unlink(ConnId id, EndReason reason) {
     spdlog::debug("connection {:x} ({}_{}) unlinked: {}", id, app, user, to_string(reason));
   }
   if (conn.key) {
-    // History on: where the user's stream stands before the user may go, so
-    // that a push racing with the logout is not taken as seen.
-    HistoryHooks* hooks = hub_.history_hooks();
-    uint64_t user_offset = hooks ? hooks->user_offset(*conn.key) : 0;
-    if (auto d = user_delivered_.find(*conn.key); d != user_delivered_.end()) {
-      user_offset = std::max(user_offset, d->second);
-      if (!conn.next_of_user && user_conns_.at(*conn.key) == &conn) user_delivered_.erase(d);
-    }
-    bool last = false;
     // The directory first: the key lives in user_conns_, which unindexing may
-    // erase. Its callbacks only post, so the order is not observable.
-    hub_.directory().remove(*conn.key, id, [&] {
-      last = true;
-      hub_.user_left(*conn.key);
-    });
-    if (last && hooks) hooks->user_left(*conn.key, user_offset);
+    // erase. Its callbacks only post (or record under innermost locks), so the
+    // order is not observable.
+    std::optional<StreamPos> left_at;
+    hub_.directory().remove(
+        *conn.key, id, [&] { hub_.user_left(*conn.key, left_at); }, &left_at);
     unindex_login(conn);
   }
   floors_.erase(&conn);
@@ -266,10 +256,6 @@ std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame, uint64_t
     conn->peer->send(frame);
     ++sent;
   }
-  if (offset != 0) {
-    uint64_t& delivered = user_delivered_[key];
-    delivered = std::max(delivered, offset);
-  }
   return sent;
 }
 
@@ -288,10 +274,11 @@ void Shard::set_floors(ConnId id, uint64_t room, uint64_t user) {
   auto it = conns_.find(id);
   if (it == conns_.end() || (room == 0 && user == 0)) return;
   floors_[&it->second] = Floors{room, user};
-  if (user != 0 && it->second.key) {
-    uint64_t& delivered = user_delivered_[*it->second.key];
-    delivered = std::max(delivered, user);
-  }
+}
+
+void Shard::note_delivered(ConnId id, const StreamPos& pos) {
+  const UserKey* key = user_of(id);
+  if (key && pos.offset != 0) hub_.directory().note_delivered(*key, pos);
 }
 
 void Shard::hold(ConnId id) {
@@ -375,8 +362,9 @@ void Hub::push_room(AppId app, std::string except_user, Frame frame, uint64_t of
   }
 }
 
-bool Hub::push_user(const UserKey& key, Frame frame, uint64_t offset) {
-  auto shards = directory_.shards_of(key);
+bool Hub::push_user(const UserKey& key, Frame frame, uint64_t offset, std::string_view epoch) {
+  const StreamPos pos{std::string(epoch), offset};
+  auto shards = directory_.route_user(key, offset != 0 ? &pos : nullptr);
   if (shards.empty()) return false;
   auto shared_key = std::make_shared<const UserKey>(key);
   const TimePoint created = Clock::now();
@@ -393,7 +381,10 @@ bool Hub::push_user(const UserKey& key, Frame frame, uint64_t offset) {
 
 void Hub::user_came(const UserKey& key) { presence_sink_->user_online(key); }
 
-void Hub::user_left(const UserKey& key) { presence_sink_->user_offline(key); }
+void Hub::user_left(const UserKey& key, const std::optional<StreamPos>& delivered) {
+  presence_sink_->user_offline(key, delivered);
+  if (history_hooks_) history_hooks_->user_left(key, delivered);
+}
 
 void Hub::LocalPresence::user_online(const UserKey& key) {
   if (!hub_.policy_.announces(key.app, hub_.directory_.room_size_locked(key.app))) {
@@ -402,7 +393,7 @@ void Hub::LocalPresence::user_online(const UserKey& key) {
   hub_.push_room(key.app, key.user, hub_.presence_frame("enter", key.user));
 }
 
-void Hub::LocalPresence::user_offline(const UserKey& key) {
+void Hub::LocalPresence::user_offline(const UserKey& key, const std::optional<StreamPos>&) {
   if (!hub_.policy_.announces(key.app, hub_.directory_.room_size_locked(key.app) + 1)) {
     return Counters::bump(hub_.counters_.presence_suppressed);
   }

@@ -59,11 +59,13 @@ enum class LoginStatus { kOk, kAlreadyLoggedIn, kUnknownConnection };
 // (the embedded default) pushes enter / exit to the local room, within the
 // PresencePolicy; in cluster mode the cluster decides cluster-wide and
 // publishes them. Called under the Directory lock, in the order of the
-// changes: must only post.
+// changes: must only post. `delivered`: history on, the user stream position
+// the node delivered to the user (Directory::remove), where its offline
+// messages start if no node holds the user any more.
 class PresenceSink {
  public:
   virtual void user_online(const UserKey& key) = 0;
-  virtual void user_offline(const UserKey& key) = 0;
+  virtual void user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) = 0;
 
  protected:
   ~PresenceSink() = default;
@@ -139,6 +141,10 @@ class Shard {
   // `room` and its user stream up to `user` from history; live deliveries at
   // or below those offsets skip it (they were queued before it caught up).
   void set_floors(ConnId id, uint64_t room, uint64_t user);
+  // The connection was sent its user stream up to `pos` from history
+  // (offline messages, recovery): the node counts it as delivered to the
+  // user (Directory::note_delivered).
+  void note_delivered(ConnId id, const StreamPos& pos);
   std::size_t floors() const { return floors_.size(); }
 
   // Recovery read from Redis (answered later): deliveries to the connection
@@ -192,9 +198,6 @@ class Shard {
   };
   std::unordered_map<const Conn*, Floors> floors_;
   std::unordered_map<const Conn*, std::vector<Held>> holds_;
-  // History on: the user stream offset last delivered to each user here
-  // (where its offline messages start when its last connection goes).
-  std::unordered_map<UserKey, uint64_t, UserKeyHash> user_delivered_;
   // True when `conn` must not get push `offset` of the room (or user) stream.
   bool below_floor(const Conn* conn, uint64_t offset, bool room);
   std::atomic<std::size_t> size_{0};
@@ -227,7 +230,7 @@ class Hub {
 
   // A user's first / last connection on this node (under the Directory lock).
   void user_came(const UserKey& key);
-  void user_left(const UserKey& key);
+  void user_left(const UserKey& key, const std::optional<StreamPos>& delivered);
 
   uint32_t shard_count() const { return static_cast<uint32_t>(shards_.size()); }
   Shard& shard(uint32_t index) { return *shards_[index]; }
@@ -239,8 +242,10 @@ class Hub {
   // Fan-out from any thread: one task per shard, each carrying the same frame
   // (and its stream offset when history is on).
   void push_room(AppId app, std::string except_user, Frame frame, uint64_t offset = 0);
-  // Returns false when the user has no connection on this node.
-  bool push_user(const UserKey& key, Frame frame, uint64_t offset = 0);
+  // Returns false when the user has no connection on this node. History on:
+  // the push's position (offset, epoch) becomes the user's delivered mark.
+  bool push_user(const UserKey& key, Frame frame, uint64_t offset = 0,
+                 std::string_view epoch = {});
 
   // A fresh push id (time-based start, then sequential): unique per process.
   uint64_t next_push_seq() { return push_seq_.fetch_add(1, std::memory_order_relaxed); }
@@ -271,7 +276,7 @@ class Hub {
    public:
     explicit LocalPresence(Hub& hub) : hub_(hub) {}
     void user_online(const UserKey& key) override;
-    void user_offline(const UserKey& key) override;
+    void user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) override;
 
    private:
     Hub& hub_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,11 @@ struct StreamPos {
   uint64_t offset = 0;  // the newest push's; 0 when none yet
 };
 
+// A read's `since` epoch for the offline messages of a user logging in on a
+// node (docs/history.md): everything kept, unless the user is online on
+// another node (Redis mode), which had its pushes: then nothing.
+inline constexpr std::string_view kSinceLeft = "<";
+
 // What a read of a stream found.
 struct StreamRead {
   StreamPos top;          // the stream's position now
@@ -31,14 +37,15 @@ struct StreamRead {
 };
 
 // What the registry tells the history about users leaving, so that a user's
-// next login can get what was sent meanwhile (offline messages). Called on
-// the shard's thread, outside the Directory lock.
+// next login can get what was sent meanwhile (offline messages).
 class HistoryHooks {
  public:
-  // The offset of the user's stream now (0 when it has none).
-  virtual uint64_t user_offset(const UserKey& key) = 0;
-  // The user's last connection on the node went away when its stream was at `offset`.
-  virtual void user_left(const UserKey& key, uint64_t offset) = 0;
+  // The user's last connection on the node went away, the node having
+  // delivered the user's stream up to `delivered` (nullopt: none of it).
+  // Called under the Directory lock, so that a login of the user on another
+  // thread reads the mark only after it is recorded: must take no lock but
+  // its own innermost ones, and never block.
+  virtual void user_left(const UserKey& key, const std::optional<StreamPos>& delivered) = 0;
 
  protected:
   ~HistoryHooks() = default;

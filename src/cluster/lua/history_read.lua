@@ -7,6 +7,9 @@
 -- KEYS[1] stream meta hash, KEYS[2] stream log list
 -- ARGV[1] offset after which entries are wanted; -1: none (the position only)
 -- ARGV[2] ttl (ms, 0 = no age limit)
+-- KEYS[3], ARGV[3] (the offline read at a login on node ARGV[3]): the user hash;
+-- when another node holds the user, it is online there and has had its
+-- pushes: `left` is the top and no entry is returned.
 -- Returns {{epoch, top, left} (each false when absent), {entry, ...}, oldest kept offset}.
 local ttl = tonumber(ARGV[2] or '0')
 if ttl > 0 then
@@ -23,6 +26,15 @@ local top = tonumber(meta[2] or '0')
 local len = redis.call('LLEN', KEYS[2])
 local first = top - len + 1
 local after = tonumber(ARGV[1])
+if KEYS[3] then
+  for _, node in ipairs(redis.call('HKEYS', KEYS[3])) do
+    if node ~= ARGV[3] then
+      meta[3] = meta[2]
+      after = -1
+      break
+    end
+  end
+end
 if after < 0 or after >= top then
   return {meta, {}, first}
 end
