@@ -11,6 +11,9 @@ namespace json = boost::json;
 
 namespace {
 constexpr std::string_view kRedisDown = "redis unavailable";
+constexpr std::string_view kOutcomeUnknown =
+    "redis connection lost after the push was sent: it may have been delivered (and, with "
+    "history, stored) or not; not delivered again here";
 
 PushMessage message_of(const PushRequest& push) {
   return PushMessage{"msg", push.seq, push.msg, push.from};
@@ -115,9 +118,20 @@ void RedisBackend::publish(PushRequest push, PushDone done) {
 }
 
 void RedisBackend::route(PushRequest push, PushDone done) {
-  auto degraded = [this, push, done] {
-    const bool sent = deliver_on_this_node(hub_, push) && !push.to_room;
-    done(Code::kOk, json::object{{"sendResults", sent},
+  using Sent = RedisCluster::Sent;
+  // Not sent (Redis unreachable): delivered on this node only, not kept.
+  // Unknown (the connection broke after the command was written): Redis may
+  // have run it, stored and published it to every node, this one included, so
+  // delivering it here as well could double it: nothing more is done, and the
+  // answer says the outcome is unknown (docs/http-api.md).
+  auto failed = [this, push, done](Sent sent) {
+    if (sent == Sent::kUnknown) {
+      Counters::bump(counters_.push_outcome_unknown);
+      return done(Code::kOk, json::object{{"sendResults", false},
+                                          {"sendResultsErr", std::string(kOutcomeUnknown)}});
+    }
+    const bool delivered = deliver_on_this_node(hub_, push);
+    done(Code::kOk, json::object{{"sendResults", delivered},
                                  {"sendResultsErr",
                                   std::string(kRedisDown) + ": delivered on this node only"}});
   };
@@ -125,8 +139,8 @@ void RedisBackend::route(PushRequest push, PushDone done) {
     UserKey stream{push.app, push.to_room ? std::string() : push.user};
     const bool to_room = push.to_room;
     cluster_.send_stored(std::move(stream), to_room ? push.user : std::string(), message_of(push),
-                         [done, degraded, to_room](bool ok, StreamPos pos, int64_t nodes) {
-                           if (!ok) return degraded();
+                         [done, failed, to_room](Sent s, StreamPos pos, int64_t nodes) {
+                           if (s != Sent::kDone) return failed(s);
                            const bool sent = to_room || nodes > 0;
                            json::object answer{{"sendResults", sent},
                                                {"epoch", pos.epoch},
@@ -137,14 +151,14 @@ void RedisBackend::route(PushRequest push, PushDone done) {
     return;
   }
   if (push.to_room) {
-    cluster_.send_room(push.app, push.user, message_of(push), [done, degraded](bool ok) {
-      if (!ok) return degraded();
+    cluster_.send_room(push.app, push.user, message_of(push), [done, failed](Sent s) {
+      if (s != Sent::kDone) return failed(s);
       done(Code::kOk, json::object{{"sendResults", true}});
     });
   } else {
     cluster_.send_user(UserKey{push.app, push.user}, message_of(push),
-                       [done, degraded](bool ok, bool sent) {
-                         if (!ok) return degraded();
+                       [done, failed](Sent s, bool sent) {
+                         if (s != Sent::kDone) return failed(s);
                          done(Code::kOk, json::object{{"sendResults", sent}});
                        });
   }

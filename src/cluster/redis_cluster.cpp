@@ -33,6 +33,12 @@ int64_t now_ms() {
       .count();
 }
 
+// A failed push: a Redis error reply or a command that never left this node
+// did not run; one whose connection broke after it was written may have.
+RedisCluster::Sent outcome(bool ok, const RedisReply& r) {
+  return !ok && r.may_have_run ? RedisCluster::Sent::kUnknown : RedisCluster::Sent::kNotSent;
+}
+
 std::vector<std::string> eval(const char* script, std::vector<std::string> keys,
                               std::vector<std::string> args) {
   std::vector<std::string> cmd{"EVAL", script, std::to_string(keys.size())};
@@ -503,7 +509,7 @@ std::string RedisCluster::stream_key(const UserKey& stream, std::string_view par
 }
 
 void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage msg,
-                               std::function<void(bool, StreamPos, int64_t)> done) {
+                               std::function<void(Sent, StreamPos, int64_t)> done) {
   post([this, stream = std::move(stream), except = std::move(except), msg = std::move(msg),
         done = std::move(done)] {
     const bool room = stream.user.empty();
@@ -523,9 +529,10 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3) {
             if (r.is_error()) spdlog::error("cluster: history script: {}", r.str);
-            return done(false, {}, 0);
+            return done(outcome(ok, r), {}, 0);
           }
-          done(true, StreamPos{r.elements[0].str, static_cast<uint64_t>(r.elements[1].integer)},
+          done(Sent::kDone,
+               StreamPos{r.elements[0].str, static_cast<uint64_t>(r.elements[1].integer)},
                r.elements[2].integer);
         });
   });
@@ -619,7 +626,8 @@ void RedisCluster::first_msg_id(std::string id, std::function<void(bool, bool)> 
   });
 }
 
-void RedisCluster::send_user(UserKey key, PushMessage msg, std::function<void(bool, bool)> done) {
+void RedisCluster::send_user(UserKey key, PushMessage msg,
+                             std::function<void(Sent, bool)> done) {
   post([this, key = std::move(key), msg = std::move(msg), done = std::move(done)] {
     const std::string hash = user_hash(key);
     link_->command(
@@ -627,16 +635,20 @@ void RedisCluster::send_user(UserKey key, PushMessage msg, std::function<void(bo
         eval(
             lua::k_unicast, {hash},
             {node_channel_prefix(key.app), payload(msg, key.app, key.user, false), publish_verb()}),
-        [done](bool ok, const RedisReply& r) { done(ok && !r.is_error(), r.integer > 0); });
+        [done](bool ok, const RedisReply& r) {
+          done(ok && !r.is_error() ? Sent::kDone : outcome(ok, r), r.integer > 0);
+        });
   });
 }
 
 void RedisCluster::send_room(AppId app, std::string except, PushMessage msg,
-                             std::function<void(bool)> done) {
+                             std::function<void(Sent)> done) {
   post([this, app, except = std::move(except), msg = std::move(msg), done = std::move(done)] {
     const std::string channel = room_channel(app);
     link_->command(channel, {publish_verb(), channel, payload(msg, app, except, true)},
-                   [done](bool ok, const RedisReply& r) { done(ok && !r.is_error()); });
+                   [done](bool ok, const RedisReply& r) {
+                     done(ok && !r.is_error() ? Sent::kDone : outcome(ok, r));
+                   });
   });
 }
 

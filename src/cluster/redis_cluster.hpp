@@ -58,14 +58,18 @@ class RedisCluster final : public PresenceSink {
   void list_users(AppId app, std::function<void(bool ok, std::vector<std::string>)> done);
   void online(AppId app, std::string user, std::function<void(bool ok, bool online)> done);
   void first_msg_id(std::string id, std::function<void(bool ok, bool first)> done);
-  void send_user(UserKey key, PushMessage msg, std::function<void(bool ok, bool sent)> done);
-  void send_room(AppId app, std::string except, PushMessage msg, std::function<void(bool ok)> done);
+  // How a push sent through Redis went: Redis ran it (kDone); it never left
+  // this node (kNotSent: Redis unreachable); or the connection broke after it
+  // was written (kUnknown: it may have run, stored and published, or not).
+  enum class Sent { kDone, kNotSent, kUnknown };
+  void send_user(UserKey key, PushMessage msg, std::function<void(Sent, bool delivered)> done);
+  void send_room(AppId app, std::string except, PushMessage msg, std::function<void(Sent)> done);
 
   // History on (docs/history.md): stores `msg` in stream `stream` (user ""
   // = the room of stream.app) and routes it in one script; `done` gets its
   // position and, for a user stream, how many nodes hold the user.
   void send_stored(UserKey stream, std::string except, PushMessage msg,
-                   std::function<void(bool ok, StreamPos pos, int64_t nodes)> done);
+                   std::function<void(Sent, StreamPos pos, int64_t nodes)> done);
   // A stream's meta data and its kept entries after offset `after` (JSON,
   // oldest first; none when `after` is negative: the position only). Entries
   // older than --history-ttl are dropped first (Redis's clock) and not counted

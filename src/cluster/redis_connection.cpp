@@ -170,6 +170,7 @@ void RedisConnection::enqueue(const std::vector<std::string>& args, RedisCallbac
   redisFreeCommand(formatted);
   if (!subscriber_ || internal) {
     pending_.push_back(Pending{std::move(cb), std::chrono::steady_clock::now(), internal});
+    ++unsent_;
   }
   if (!write_in_flight_) do_write();
 }
@@ -178,6 +179,7 @@ void RedisConnection::do_write() {
   if (out_.empty() || write_in_flight_) return;
   writing_.swap(out_);
   out_.clear();
+  unsent_ = 0;  // handed to the socket: from here on they may run
   write_in_flight_ = true;
   asio::async_write(socket_, asio::buffer(writing_),
                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
@@ -247,8 +249,12 @@ void RedisConnection::fail(const char* why) {
   auto pending = std::move(pending_);
   pending_.clear();
   out_.clear();
-  for (auto& p : pending) {
-    if (p.cb) p.cb(false, RedisReply{});
+  const std::size_t written = pending.size() - std::min(unsent_, pending.size());
+  unsent_ = 0;
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    RedisReply lost;
+    lost.may_have_run = i < written;
+    if (pending[i].cb) pending[i].cb(false, lost);
   }
   if (was_ready && on_lost) on_lost();
   schedule_reconnect();

@@ -32,12 +32,17 @@ struct RedisReply {
   int64_t integer = 0;
   std::string str;  // string, status or error text
   std::vector<RedisReply> elements;
+  // With ok == false: the command had been written to Redis when the
+  // connection broke, so it may have run (its reply was lost); false when it
+  // never left this process.
+  bool may_have_run = false;
 
   bool is_error() const { return type == Type::kError; }
 };
 
-// `ok` is false when the command could not run (disconnected, timeout,
-// overload); a Redis error reply comes with ok == true and type kError.
+// `ok` is false when the command could not run or its reply was lost
+// (disconnected, timeout, overload; RedisReply::may_have_run tells which); a
+// Redis error reply comes with ok == true and type kError.
 using RedisCallback = std::function<void(bool ok, const RedisReply& reply)>;
 
 struct RedisEndpoint {
@@ -102,6 +107,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::chrono::milliseconds backoff_{100};
   redisReader* reader_ = nullptr;
   std::string out_;       // formatted commands not yet written
+  std::size_t unsent_ = 0;  // the newest entries of pending_ whose commands are in out_
   std::string writing_;   // the buffer of the write in flight
   bool write_in_flight_ = false;
   std::vector<char> in_;

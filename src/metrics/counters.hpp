@@ -83,6 +83,7 @@ struct Counters {
   Counter presence_suppressed{0};  // enter / exit not pushed (PresencePolicy)
   Counter pushes{0};               // push requests accepted (msg, enter, exit)
   Counter history_evictions{0};    // kept pushes dropped early: history_max_bytes reached
+  Counter push_outcome_unknown{0}; // cluster: Redis connection lost after a push was sent
   LatencyHistogram push_latency;   // push created -> queued on a recipient's connection
 
   std::array<std::array<Counter, kHttpStatuses.size()>, static_cast<std::size_t>(HttpRoute::kCount)>

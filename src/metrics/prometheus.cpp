@@ -137,6 +137,10 @@ std::string render_prometheus(ServerContext& ctx) {
   w.simple("imgate_msgid_duplicates_total", "counter", "Pushes refused as duplicate msgID.",
            load(c.msg_id_duplicates));
   if (const Backend::RedisShards redis = ctx.backend->redis_shards(); redis.shards > 0) {
+    w.simple("imgate_push_outcome_unknown_total", "counter",
+             "Pushes whose Redis connection broke after they were sent (answered "
+             "sendResultsErr: outcome unknown; not delivered again).",
+             load(c.push_outcome_unknown));
     w.simple("imgate_redis_up", "gauge",
              "1 while every Redis shard (server or Redis Cluster master) is reachable "
              "and subscribed, else 0 (degraded).",

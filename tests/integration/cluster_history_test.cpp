@@ -12,6 +12,7 @@
 #include "gateway_process.hpp"
 #include "stream_helpers.hpp"
 #include "redis_process.hpp"
+#include "tcp_proxy.hpp"
 #include "ws_client.hpp"
 
 namespace imgate::test {
@@ -35,10 +36,14 @@ class ClusterHistoryTest : public testing::Test {
   }
   // Starts both nodes with flags() and `extra` (which wins), and waits until
   // both are subscribed (a room push published then reaches both).
-  void start(const Flags& extra = {}) {
+  // `first` (optional): node 0's own flags, which win over `extra`.
+  void start(const Flags& extra = {}, const Flags& first = {}) {
     Flags f = extra;
     f.merge(flags());
-    for (auto& n : nodes) n.start(f);
+    Flags f0 = first;
+    f0.insert(f.begin(), f.end());  // (merge() would move them out of f)
+    nodes[0].start(f0);
+    nodes[1].start(f);
     ASSERT_TRUE(eventually([&] {
       for (auto& n : nodes) {
         const State state = n.state();  // find() points into it
@@ -358,6 +363,54 @@ TEST_F(ClusterHistoryTest, HistoryIsTrimmedByAgeEntryByEntry) {
   const RespValue head = redis.command({"LINDEX", room_log(), "0"});
   EXPECT_EQ(json::parse(head.str).at("o").to_number<int>(), 4) << head.dump();
   EXPECT_EQ(kept_offsets(0), (std::vector<uint64_t>{4, 5}));
+}
+
+// Issue 16: node 0 talks to Redis through a relay that loses the reply to the
+// script storing one push (the script ran: stored, published). The node cannot
+// know whether it ran, so it must neither deliver the push to its own clients
+// a second time (it reaches them through Redis when it ran) nor answer that it
+// was "delivered on this node only" (docs/history.md: then not kept), but say
+// the outcome is unknown.
+TEST_F(ClusterHistoryTest, APushWhoseReplyIsLostIsAnsweredUnknownAndNeverDoubled) {
+  TcpProxy relay(redis.port());
+  start({}, {{"--redis-addr", relay.addr()}});
+  WsClient alice, bob;
+  alice.connect(nodes[0].ws_port());
+  bob.connect(nodes[1].ws_port());
+  ASSERT_EQ(login(alice, "alice").at("code").to_number<int>(), 200);
+  ASSERT_EQ(login(bob, "bob").at("code").to_number<int>(), 200);
+  relay.cut_reply_to("lost-reply-1");
+  const json::object answer = send_all(0, "lost-reply-1");
+  EXPECT_EQ(relay.cuts(), 1);
+  EXPECT_EQ(answer.at("sendResults"), false) << json::serialize(answer);
+  ASSERT_TRUE(answer.contains("sendResultsErr")) << json::serialize(answer);
+  const std::string err(answer.at("sendResultsErr").as_string());
+  EXPECT_NE(err.find("may have been delivered"), std::string::npos) << err;
+  EXPECT_EQ(err.find("delivered on this node only"), std::string::npos) << err;
+  EXPECT_FALSE(answer.contains("offset")) << json::serialize(answer);
+  // It ran: kept, with an offset, and delivered through Redis.
+  const json::object kept = api(nodes[1].http_port(), "/user/history?appID=101");
+  ASSERT_EQ(kept.at("messages").as_array().size(), 1u) << json::serialize(kept);
+  EXPECT_EQ(kept.at("messages").as_array()[0].at("msg"), "lost-reply-1");
+  // Each client gets it at most once (bob exactly once), before a marker.
+  ASSERT_TRUE(eventually([&] {
+    const State s = nodes[0].state();
+    const auto* v = s.find({"imgate", "cluster", "redis"});
+    return v && v->is_string() && v->as_string() == "up";
+  }));
+  send_all(1, "marker");
+  for (WsClient* c : {&alice, &bob}) {
+    std::size_t copies = 0;
+    for (;;) {
+      const auto got = msgs(*c, 1);
+      if (got.empty()) break;
+      const auto text = push_data(got[0]).at("msg").as_string();
+      if (text == "marker") break;
+      if (text == "lost-reply-1") ++copies;
+    }
+    EXPECT_LE(copies, 1u) << (c == &alice ? "alice" : "bob") << " got it twice";
+    if (c == &bob) EXPECT_EQ(copies, 1u);
+  }
 }
 
 }  // namespace
