@@ -89,7 +89,10 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
 }
 
 json::value RedisBackend::status() const {
-  json::object o{{"nodeId", cluster_.node_id()}, {"redis", healthy() ? "up" : "down"}};
+  json::object o{{"nodeId", cluster_.node_id()},
+                 {"redis", healthy() ? "up" : "down"},
+                 {"liveNodes", cluster_.live_nodes()},
+                 {"resyncsPending", cluster_.resyncs_pending()}};
   if (cluster_.on_redis_cluster()) {
     o["redisCluster"] = json::object{{"masters", cluster_.shards()},
                                      {"mastersUp", cluster_.shards_up()}};

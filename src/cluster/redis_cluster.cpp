@@ -9,6 +9,7 @@
 #include <random>
 
 #include "cluster/lua_scripts.hpp"
+#include "cluster/redis_commands.hpp"
 #include "protocol/envelope.hpp"
 
 namespace imgate {
@@ -27,27 +28,16 @@ std::string random_node_id() {
   return id;
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // A failed push: a Redis error reply or a command that never left this node
 // did not run; one whose connection broke after it was written may have.
 RedisCluster::Sent outcome(bool ok, const RedisReply& r) {
   return !ok && r.may_have_run ? RedisCluster::Sent::kUnknown : RedisCluster::Sent::kNotSent;
 }
 
-std::vector<std::string> eval(const char* script, std::vector<std::string> keys,
-                              std::vector<std::string> args) {
-  std::vector<std::string> cmd{"EVAL", script, std::to_string(keys.size())};
-  for (auto& k : keys) cmd.push_back(std::move(k));
-  for (auto& a : args) cmd.push_back(std::move(a));
-  return cmd;
-}
-
 }  // namespace
+
+using redis_commands::eval;
+using redis_commands::now_ms;
 
 RedisCluster::RedisCluster(const Config& config, Hub& hub)
     : config_(config),
@@ -55,8 +45,7 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
       prefix_(config.redis_prefix),
       node_id_(random_node_id()),
       refresh_timer_(loop_),
-      reap_timer_(loop_),
-      reconcile_timer_(loop_) {
+      reap_timer_(loop_) {
   if (!config.redis_cluster.empty()) {
     std::vector<RedisEndpoint> seeds;
     std::string_view list = config.redis_cluster;
@@ -125,7 +114,7 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
   post([this, left] {
     refresh_timer_.cancel();
     reap_timer_.cancel();
-    reconcile_timer_.cancel();
+    cancel_resyncs();
     // Runs after every logout queued before it (one connection per shard, in order).
     reap(node_id_, [left](int64_t) { left->set_value(); });
   });
@@ -151,126 +140,27 @@ void RedisCluster::update_health() {
   }
 }
 
-// A Redis server (or a Redis Cluster master, after a start, reconnect or
-// failover) is reachable: register, and publish again the presence of this
-// node's users in the rooms it holds (the scripts are idempotent).
-void RedisCluster::on_link_ready(const RedisLink::Owns& owns) {
-  std::vector<AppId> apps;
-  for (AppId app : config_.app_ids) {
-    if (owns(room_set(app))) apps.push_back(app);
-  }
-  if (!owns(nodes_key())) {
-    if (!apps.empty()) republish(false, apps);
-    return;
-  }
-  link_->command(nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
-                 [this, apps](bool ok, const RedisReply& r) {
-                   if (!ok || r.is_error()) return;
-                   // A Redis Cluster master that lost our registration (a
-                   // failover before it was replicated) may have had us reaped.
-                   if (sharded_ && r.integer == 1) {
-                     republish(true, config_.app_ids);
-                   } else if (!apps.empty()) {
-                     republish(false, apps);
-                   }
-                 });
-}
-
-void RedisCluster::republish(bool announce, const std::vector<AppId>& apps) {
-  std::size_t published = 0;
-  for (const auto& key : hub_.directory().users()) {
-    if (std::find(apps.begin(), apps.end(), key.app) == apps.end()) continue;
-    presence_script(key, true, announce);
-    ++published;
-  }
-  spdlog::info("cluster: node {} registered, {} users published", node_id_, published);
-  reconcile_when_subscribed(Clock::now() + config_.node_ttl, apps);
-}
-
-// The exits of stale users go out on the room channels, and pub/sub keeps
-// nothing: after a Redis restart the nodes resubscribe at different moments,
-// so wait until every live node is subscribed again (at most until
-// `deadline`) before reconciling. On a Redis Cluster each room separately.
-void RedisCluster::reconcile_when_subscribed(TimePoint deadline, std::vector<AppId> apps) {
-  if (apps.empty()) return;
-  if (sharded_ && apps.size() > 1) {
-    for (AppId app : apps) reconcile_when_subscribed(deadline, {app});
-    return;
-  }
-  const std::string channel = room_channel(apps.front());
-  link_->command(
-      nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
-      [this, deadline, channel, apps](bool ok, const RedisReply& nodes) {
-        if (!ok || nodes.is_error()) return;  // connection lost: the next reconnect starts over
-        std::vector<std::string> numsub{"PUBSUB", sharded_ ? "SHARDNUMSUB" : "NUMSUB", channel};
-        link_->command(channel, std::move(numsub),
-                       [this, deadline, apps, live = nodes.integer](bool ok2, const RedisReply& r) {
-                         if (!ok2) return;
-                         const int64_t subscribers =
-                             r.elements.size() == 2 ? r.elements[1].integer : 0;
-                         if (subscribers >= live || Clock::now() >= deadline)
-                           return reconcile(apps);
-                         reconcile_timer_.expires_after(std::chrono::milliseconds(200));
-                         reconcile_timer_.async_wait(
-                             [this, deadline, apps](const boost::system::error_code& ec) {
-                               if (!ec) reconcile_when_subscribed(deadline, apps);
-                             });
-                       });
-      });
-}
-
-void RedisCluster::reconcile(const std::vector<AppId>& apps) {
-  auto report = [](bool ok, const RedisReply& r) {
-    if (ok && r.integer > 0)
-      spdlog::info("cluster: {} users who left meanwhile removed", r.integer);
-  };
-  const auto users = hub_.directory().users();
-  if (!sharded_) {
-    std::vector<std::string> args{node_id_,
-                                  prefix_,
-                                  std::string(kExitText),
-                                  node_id_ + "-sync" + std::to_string(++exit_seq_),
-                                  max_room(),
-                                  quiet_list()};
-    for (const auto& key : users) args.push_back(member(key));
-    link_->command(node_users(0, node_id_),
-                   eval(lua::k_sync, {node_users(0, node_id_)}, std::move(args)), report);
-    return;
-  }
-  for (AppId app : apps) {
-    std::vector<std::string> args{node_id_,
-                                  room_base(app),
-                                  std::string(kExitText),
-                                  node_id_ + "-sync" + std::to_string(++exit_seq_),
-                                  max_room(),
-                                  quiet_list(),
-                                  room_channel(app),
-                                  std::to_string(app)};
-    for (const auto& key : users) {
-      if (key.app == app) args.push_back(key.user);
-    }
-    link_->command(
-        room_set(app),
-        eval(lua::k_sync_room, {node_users(app, node_id_), room_set(app)}, std::move(args)),
-        report);
-  }
-}
-
 void RedisCluster::refresh_loop() {
   refresh_timer_.expires_after(config_.node_ttl / 3);
   refresh_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     if (link_->reachable(nodes_key())) {
-      link_->command(nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
-                     [this](bool ok, const RedisReply& r) {
-                       // 1 on a live connection: we were reaped after a stall and
-                       // the others announced our users' exit, so announce them again.
-                       if (ok && !r.is_error() && r.integer == 1) {
-                         spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining",
-                                      node_id_);
-                         republish(true, config_.app_ids);
-                       }
-                     });
+      link_->command(
+          nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
+          [this](bool ok, const RedisReply& r) {
+            if (!ok || r.is_error()) return;
+            // 1 on a live connection: we were reaped after a stall and
+            // the others announced our users' exit, so announce them again.
+            if (r.integer == 1) {
+              spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining", node_id_);
+              resync_rooms(true);
+            }
+            // How many nodes a resync waits for should Redis lose the nodes key.
+            link_->command(nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
+                           [this](bool ok2, const RedisReply& live) {
+                             if (ok2 && !live.is_error()) live_seen_.store(live.integer);
+                           });
+          });
     }
     refresh_loop();
   });
@@ -397,19 +287,32 @@ std::string RedisCluster::node_channel_prefix(AppId app) const {
 }
 
 std::string RedisCluster::payload(const PushMessage& msg, AppId app,
-                                  std::string_view except_or_user, bool room) const {
+                                  std::string_view except_or_user, bool room,
+                                  bool skip_self) const {
   json::object o{
       {"cmd", msg.cmd}, {"seq", msg.seq}, {"msg", msg.msg}, {"from", msg.from}, {"app", app}};
   o[room ? "except" : "user"] = except_or_user;
+  if (skip_self) o["skip"] = node_id_;
   return json::serialize(o);
 }
 
 void RedisCluster::user_online(const UserKey& key) {
-  post([this, key] { presence_script(key, true, true); });
+  post([this, key] {
+    unannounced_.insert(key);  // until login.lua has run
+    presence_script(key, true, true);
+  });
 }
 
 void RedisCluster::user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) {
-  post([this, key, delivered] { presence_script(key, false, true, delivered); });
+  post([this, key, delivered] {
+    unannounced_.erase(key);
+    presence_script(key, false, true, delivered);
+  });
+}
+
+bool RedisCluster::announced_in(AppId app) const {
+  const auto& quiet = hub_.presence_policy().quiet;
+  return std::find(quiet.begin(), quiet.end(), app) == quiet.end();
 }
 
 void RedisCluster::presence_script(const UserKey& key, bool online, bool announce,
@@ -417,9 +320,7 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
   const std::string cmd = online ? "enter" : "exit";
   PushMessage msg{cmd, std::to_string(hub_.next_push_seq()),
                   std::string(online ? kEnterText : kExitText), key.user};
-  const PresencePolicy& policy = hub_.presence_policy();
-  const bool quiet =
-      std::find(policy.quiet.begin(), policy.quiet.end(), key.app) != policy.quiet.end();
+  const bool quiet = !announced_in(key.app);
   if (quiet && announce) Counters::bump(hub_.counters().presence_suppressed);
   announce = announce && !quiet;
   auto local_fallback = [this, key, msg, announce] {
@@ -449,8 +350,14 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
   }
   link_->command(hash,
                  eval(online ? lua::k_login : lua::k_logout, std::move(keys), std::move(args)),
-                 [local_fallback](bool ok, const RedisReply& r) {
-                   if (!ok || r.is_error()) {
+                 [this, key, online, local_fallback](bool ok, const RedisReply& r) {
+                   const bool done = ok && !r.is_error();
+                   // A login that did not reach Redis is announced by the resync.
+                   if (online && done) unannounced_.erase(key);
+                   if (online && !done && hub_.directory().online(key.app, key.user)) {
+                     unannounced_.insert(key);
+                   }
+                   if (!done) {
                      if (r.is_error()) spdlog::error("cluster: presence script: {}", r.str);
                      local_fallback();
                    }

@@ -7,7 +7,9 @@
 //
 // Degraded mode: while Redis is unreachable every cluster-wide call fails fast
 // (callbacks with ok == false) and presence changes fall back to local pushes;
-// on reconnect the node re-registers and re-publishes its presence.
+// on reconnect the node resyncs (redis_resync.cpp): it re-registers,
+// re-publishes its presence, announces the users who came meanwhile and
+// removes those who left, retrying until every step succeeded.
 //
 // On one Redis server or a Redis Cluster (RedisLink). On a Redis Cluster
 // everything of one room (appID) - its users, presence, channels and history
@@ -19,9 +21,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "cluster/redis_connection.hpp"
@@ -92,15 +97,16 @@ class RedisCluster final : public PresenceSink {
   std::size_t shards() const { return shards_.load(std::memory_order_relaxed); }
   std::size_t shards_up() const { return shards_up_.load(std::memory_order_relaxed); }
   const std::string& node_id() const { return node_id_; }
+  // Live nodes (this one included) at the last heartbeat; 0 before the first.
+  int64_t live_nodes() const { return live_seen_.load(std::memory_order_relaxed); }
+  // Resyncs begun and not finished (redis_resync.cpp): 0 once presence is in Redis.
+  std::size_t resyncs_pending() const { return resyncs_pending_.load(std::memory_order_relaxed); }
 
  private:
   void post(std::function<void()> task);
   void on_link_ready(const RedisLink::Owns& owns);
   void on_message(const RedisReply& reply);
   void update_health();
-  void republish(bool announce, const std::vector<AppId>& apps);
-  void reconcile_when_subscribed(TimePoint deadline, std::vector<AppId> apps);
-  void reconcile(const std::vector<AppId>& apps);
   void refresh_loop();
   void reap_loop();
   // Removes `node` (expired, or this node leaving) and its users; `done` gets
@@ -111,6 +117,36 @@ class RedisCluster final : public PresenceSink {
   // start if no node holds the user any more (logout.lua records it).
   void presence_script(const UserKey& key, bool online, bool announce,
                        const std::optional<StreamPos>& delivered = std::nullopt);
+
+  // ---- resync (redis_resync.cpp; docs/cluster.md, "Redis loss") ----
+  // After a Redis server or master became ready (or this node found itself
+  // reaped): register, publish the node's users again, wait until every live
+  // node is subscribed, announce the users who logged in while Redis was
+  // unreachable, remove those who left. One state machine per scope (one
+  // Redis server: everything; Redis Cluster: the registration, and each
+  // room); a step that fails is retried after a back-off (100 ms doubling to
+  // 2 s) until it succeeds. Starting a scope again (a newer reconnect)
+  // replaces its machine; stop() cancels them all.
+  struct Resync;
+  static constexpr int64_t kResyncAll = -1;       // one Redis server
+  static constexpr int64_t kResyncRegister = -2;  // Redis Cluster: the nodes key
+  void start_resync(int64_t scope, std::vector<AppId> apps, bool register_node, bool announce_all);
+  void resync_rooms(bool announce_all);  // every room, no registration
+  void run_resync(const std::shared_ptr<Resync>& r);
+  void resync_register(const std::shared_ptr<Resync>& r);
+  void resync_publish(const std::shared_ptr<Resync>& r, std::vector<UserKey> users, bool announce);
+  void resync_wait_subscribers(const std::shared_ptr<Resync>& r);
+  void resync_reconcile(const std::shared_ptr<Resync>& r);
+  void resync_advance(const std::shared_ptr<Resync>& r);  // the next step, or finished
+  void resync_retry(const std::shared_ptr<Resync>& r, std::string reason);
+  bool resync_current(const std::shared_ptr<Resync>& r) const;
+  void cancel_resyncs();  // for good: stop()
+  // login.lua for a user this node already told its own clients about: the
+  // `enter` (when `announce`, the app is not quiet and the user is new
+  // cluster-wide) skips this node. `first`: the user was new cluster-wide.
+  void register_user(const UserKey& key, bool announce,
+                     std::function<void(bool ok, bool first)> done);
+  bool announced_in(AppId app) const;  // not a quiet app
 
   // Key and channel names (docs/cluster.md, "Key schema"). One Redis server:
   // the names imgate always used. Redis Cluster: those of a room begin with
@@ -125,8 +161,8 @@ class RedisCluster final : public PresenceSink {
   std::string stream_key(const UserKey& stream, std::string_view part) const;
   std::string nodes_key() const { return prefix_ + "nodes"; }
   const char* publish_verb() const { return link_->sharded() ? "SPUBLISH" : "PUBLISH"; }
-  std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user,
-                      bool room) const;
+  std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user, bool room,
+                      bool skip_self = false) const;
   int64_t expiry_ms() const;
   std::string max_room() const;
   std::string quiet_list() const;
@@ -139,13 +175,21 @@ class RedisCluster final : public PresenceSink {
   std::unique_ptr<RedisLink> link_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer reap_timer_;
-  boost::asio::steady_timer reconcile_timer_;
   std::thread thread_;
   std::atomic<bool> healthy_{false};
   std::atomic<std::size_t> shards_{0};
   std::atomic<std::size_t> shards_up_{0};
   bool sharded_ = false;
   uint64_t exit_seq_ = 0;
+  std::map<int64_t, std::shared_ptr<Resync>> resyncs_;
+  bool stopping_ = false;  // no resync starts any more
+  std::atomic<int64_t> live_seen_{0};
+  std::atomic<std::size_t> resyncs_pending_{
+      0};  // resyncs_.size(), for status()  // by scope: room appID or kResync*
+  // This node's users whose login.lua has not run in Redis (they logged in
+  // while it was unreachable, or the script failed): the resync announces
+  // them. Cluster thread only; at most the node's users.
+  std::unordered_set<UserKey, UserKeyHash> unannounced_;
 };
 
 }  // namespace imgate

@@ -266,6 +266,9 @@ class RedisServer {
   }
 
   bool running() { return pid_ > 0 && !reap(false); }
+  // Configuration given on the command line of every later start, e.g. an
+  // ACL rule: {"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-zcount"}.
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
   uint16_t port() const { return port_; }
   std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
 
@@ -286,6 +289,7 @@ class RedisServer {
                                   "",          "--appendonly", "no",
                                   "--daemonize", "no",     "--dir",
                                   dir_,        "--logfile", ""};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -369,6 +373,7 @@ class RedisServer {
   }
 
   std::string dir_;
+  std::vector<std::string> extra_args_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;
 };
