@@ -498,7 +498,8 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
         json::object{{"s", msg.seq}, {"m", msg.msg}, {"f", msg.from}, {"x", except}});
     const std::string meta = stream_key(stream, "meta");
     // KEYS[3] is read for user streams only; for a room any key of its slot.
-    link_->command(
+    // The server's incarnation goes last (ARGV[9]): a new epoch if it changed.
+    link_->command_stamped(
         meta,
         eval(lua::k_history_append,
              {meta, stream_key(stream, "log"),
@@ -522,10 +523,13 @@ void RedisCluster::read_stored(UserKey stream, int64_t after,
                                std::function<void(bool, StoredStream)> done) {
   post([this, stream = std::move(stream), after, done = std::move(done)] {
     const std::string meta_key = stream_key(stream, "meta");
-    link_->command(
+    // ARGV[3] the epoch the stream takes if the server's incarnation
+    // (appended: ARGV[4]) is not the one that last wrote it.
+    link_->command_stamped(
         meta_key,
         eval(lua::k_history_read, {meta_key, stream_key(stream, "log")},
-             {std::to_string(after), std::to_string(config_.history_ttl.count())}),
+             {std::to_string(after), std::to_string(config_.history_ttl.count()),
+              random_node_id()}),
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3 || r.elements[0].elements.size() != 3) {
             return done(false, {});

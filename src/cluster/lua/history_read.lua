@@ -7,7 +7,19 @@
 -- KEYS[1] stream meta hash, KEYS[2] stream log list
 -- ARGV[1] offset after which entries are wanted; -1: none (the position only)
 -- ARGV[2] ttl (ms, 0 = no age limit)
+-- ARGV[3] a new epoch, ARGV[4] the incarnation of the server running this:
+--         a stream last written by another one takes the new epoch, as in
+--         history_append.lua, so that a reader's position from before a lost
+--         tail no longer matches (and none is answered as recovered)
 -- Returns {{epoch, top, left} (each false when absent), {entry, ...}, oldest kept offset}.
+local seen = redis.call('HMGET', KEYS[1], 'epoch', 'r')
+if seen[1] and seen[2] ~= ARGV[4] then
+  if seen[2] then
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'r', ARGV[4])
+  else
+    redis.call('HSET', KEYS[1], 'r', ARGV[4])
+  end
+end
 local ttl = tonumber(ARGV[2] or '0')
 if ttl > 0 then
   local time = redis.call('TIME')
