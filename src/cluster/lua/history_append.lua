@@ -19,17 +19,19 @@
 --         restart from an older snapshot), so its offsets may be handed out a
 --         second time: the stream takes the new epoch ARGV[1], offsets going on
 --         from the surviving top. A meta hash without r (written before r
---         existed) only gets it.
+--         existed) only gets it; "" (the server did not tell) checks nothing.
 -- An entry's age is counted on Redis's clock (TIME), as history_read.lua does
 -- and as PEXPIRE does: one clock for every node writing the stream.
 -- Returns {epoch, offset, nodes published to (user streams; 1 for rooms)}.
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'h', 'r')
 local epoch = meta[1]
-if not epoch or (meta[3] and meta[3] ~= ARGV[9]) then
+local here = ARGV[9]
+if not epoch or (here ~= '' and meta[3] and meta[3] ~= here) then
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'r', ARGV[9])
-elseif not meta[3] then
-  redis.call('HSET', KEYS[1], 'r', ARGV[9])
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+if here ~= '' and meta[3] ~= here then
+  redis.call('HSET', KEYS[1], 'r', here)
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

@@ -10,14 +10,15 @@
 -- ARGV[3] a new epoch, ARGV[4] the incarnation of the server running this:
 --         a stream last written by another one takes the new epoch, as in
 --         history_append.lua, so that a reader's position from before a lost
---         tail no longer matches (and none is answered as recovered)
+--         tail no longer matches (and none is answered as recovered); ""
+--         checks nothing
 -- Returns {{epoch, top, left} (each false when absent), {entry, ...}, oldest kept offset}.
-local seen = redis.call('HMGET', KEYS[1], 'epoch', 'r')
-if seen[1] and seen[2] ~= ARGV[4] then
-  if seen[2] then
-    redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'r', ARGV[4])
-  else
-    redis.call('HSET', KEYS[1], 'r', ARGV[4])
+local here = ARGV[4]
+if here ~= '' then
+  local seen = redis.call('HMGET', KEYS[1], 'epoch', 'r')
+  if seen[1] and seen[2] ~= here then
+    if seen[2] then redis.call('HSET', KEYS[1], 'epoch', ARGV[3]) end
+    redis.call('HSET', KEYS[1], 'r', here)
   end
 end
 local ttl = tonumber(ARGV[2] or '0')
