@@ -61,6 +61,12 @@ void RedisBackend::read_stream(const UserKey& stream, std::optional<StreamPos> s
         return done(true, std::move(out));
       }
       if (since->epoch == s.top.epoch) after = since->offset;
+      if (after > s.top.offset) {
+        // Beyond the top of its own epoch: the stream lost a tail the epoch
+        // did not record (history_append.lua names the cases it cannot see).
+        out.complete = false;
+        return done(true, std::move(out));
+      }
     } else if (since) {
       after = since->offset;
     }

@@ -424,7 +424,8 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
         json::object{{"s", msg.seq}, {"m", msg.msg}, {"f", msg.from}, {"x", except}});
     const std::string meta = stream_key(stream, "meta");
     // KEYS[3] is read for user streams only; for a room any key of its slot.
-    link_->command(
+    // The server's incarnation goes last (ARGV[9]): a new epoch if it changed.
+    link_->command_stamped(
         meta,
         eval(lua::k_history_append,
              {meta, stream_key(stream, "log"),
@@ -449,14 +450,15 @@ void RedisCluster::read_stored(UserKey stream, int64_t after, bool offline,
                                std::function<void(bool, StoredStream)> done) {
   post([this, stream = std::move(stream), after, offline, done = std::move(done)] {
     const std::string meta_key = stream_key(stream, "meta");
+    // ARGV[3] the epoch the stream takes if the server's incarnation
+    // (appended by command_stamped: ARGV[5]) is not the one that last wrote
+    // it; ARGV[4] this node, for an offline read (KEYS[3] the user hash).
     std::vector<std::string> keys{meta_key, stream_key(stream, "log")};
     std::vector<std::string> args{std::to_string(after),
-                                  std::to_string(config_.history_ttl.count())};
-    if (offline && !stream.user.empty()) {
-      keys.push_back(user_hash(stream));
-      args.push_back(node_id_);
-    }
-    link_->command(
+                                  std::to_string(config_.history_ttl.count()),
+                                  random_node_id(), node_id_};
+    if (offline && !stream.user.empty()) keys.push_back(user_hash(stream));
+    link_->command_stamped(
         meta_key, eval(lua::k_history_read, std::move(keys), std::move(args)),
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3 || r.elements[0].elements.size() != 3) {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <charconv>
 #include <stdexcept>
+#include <string_view>
 
 namespace imgate {
 
@@ -34,6 +35,21 @@ RedisReply convert(const redisReply* r) {
 }
 
 constexpr std::chrono::milliseconds kMaxBackoff{3000};
+
+// The value of `field` in an INFO reply ("field:value" lines), at most `n`
+// characters of it; "" when absent.
+std::string info_field(std::string_view info, std::string_view field, std::size_t n) {
+  while (!info.empty()) {
+    const auto end = std::min(info.find('\n'), info.size());
+    std::string_view line = info.substr(0, end);
+    info.remove_prefix(std::min(end + 1, info.size()));
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > field.size() && line.starts_with(field) && line[field.size()] == ':') {
+      return std::string(line.substr(field.size() + 1, n));
+    }
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -141,6 +157,29 @@ void RedisConnection::on_connected(const boost::system::error_code& ec) {
   handshake.push_back({"CLIENT", "SETNAME", "imgate-" + name_});
   handshake_left_ = handshake.size();
   for (auto& cmd : handshake) enqueue(cmd, done, true);
+  if (subscriber_) return;
+  // Before ready, so nothing is sent with the previous server's incarnation.
+  // Two sections in two commands: INFO takes one before Redis 7. A refused
+  // INFO (an ACL) leaves the incarnation empty rather than the node unable
+  // to connect.
+  auto info = [self = shared_from_this(), done](std::string_view field, std::size_t n) {
+    return [self, done, field, n](bool ok, const RedisReply& r) {
+      const std::string value = ok && !r.is_error() ? info_field(r.str, field, n) : std::string();
+      if (field == "run_id") {
+        self->incarnation_ = value;
+      } else if (self->incarnation_.empty() || value.empty()) {
+        spdlog::warn("redis {}: INFO tells no run_id / master_replid: a history tail this server "
+                     "loses will not change its streams' epochs", self->name_);
+        self->incarnation_.clear();
+      } else {
+        self->incarnation_ += ":" + value;
+      }
+      done(ok, RedisReply{RedisReply::Type::kStatus});
+    };
+  };
+  handshake_left_ += 2;
+  enqueue({"INFO", "server"}, info("run_id", 16), true);
+  enqueue({"INFO", "replication"}, info("master_replid", 16), true);
 }
 
 void RedisConnection::command(const std::vector<std::string>& args, RedisCallback cb) {
@@ -151,16 +190,28 @@ void RedisConnection::command(const std::vector<std::string>& args, RedisCallbac
   enqueue(args, std::move(cb), false);
 }
 
+void RedisConnection::command_stamped(const std::vector<std::string>& args, RedisCallback cb) {
+  if (state_ != State::kReady || pending_.size() >= kMaxPending) {
+    if (cb) cb(false, RedisReply{});
+    return;
+  }
+  enqueue(args, std::move(cb), false, &incarnation_);
+}
+
 void RedisConnection::enqueue(const std::vector<std::string>& args, RedisCallback cb,
-                              bool internal) {
+                              bool internal, const std::string* last) {
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
   for (const auto& a : args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
+  if (last) {
+    argv.push_back(last->data());
+    lens.push_back(last->size());
+  }
   char* formatted = nullptr;
-  int len = redisFormatCommandArgv(&formatted, static_cast<int>(args.size()), argv.data(),
+  int len = redisFormatCommandArgv(&formatted, static_cast<int>(argv.size()), argv.data(),
                                    lens.data());
   if (len < 0) {
     if (cb) cb(false, RedisReply{});

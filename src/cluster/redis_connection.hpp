@@ -67,6 +67,16 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // Queues a command; `cb` may be empty. Fails at once when disconnected or
   // when `kMaxPending` commands are already waiting.
   void command(const std::vector<std::string>& args, RedisCallback cb = {});
+  // As command(), with incarnation() appended as the last argument: a script
+  // told which server runs it (history_append.lua, history_read.lua).
+  void command_stamped(const std::vector<std::string>& args, RedisCallback cb);
+
+  // The incarnation of the server (command connections): the first 16 hex
+  // digits of its run_id (new on every start) and of its master_replid (new
+  // when a replica is promoted), read with INFO before the connection is
+  // ready, so every command sent on it sees the server it was read from.
+  // Empty when INFO did not tell (then no lost tail is ever detected).
+  const std::string& incarnation() const { return incarnation_; }
 
   bool connected() const { return state_ == State::kReady; }
 
@@ -87,7 +97,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   void connect();
   void on_connected(const boost::system::error_code& ec);
-  void enqueue(const std::vector<std::string>& args, RedisCallback cb, bool internal);
+  void enqueue(const std::vector<std::string>& args, RedisCallback cb, bool internal,
+               const std::string* last = nullptr);
   void do_write();
   void do_read();
   void on_read(const boost::system::error_code& ec, std::size_t n);
@@ -114,6 +125,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::deque<Pending> pending_;
   std::size_t handshake_left_ = 0;
   std::chrono::steady_clock::time_point last_reply_{};
+  std::string incarnation_;
 };
 
 }  // namespace imgate

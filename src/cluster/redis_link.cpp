@@ -100,6 +100,11 @@ void SingleRedis::command(std::string_view, std::vector<std::string> args, Redis
   cmd_->command(args, std::move(cb));
 }
 
+void SingleRedis::command_stamped(std::string_view, std::vector<std::string> args,
+                                  RedisCallback cb) {
+  cmd_->command_stamped(args, std::move(cb));
+}
+
 void SingleRedis::subscribe(std::vector<std::string> channels) {
   if (sub_->connected()) {
     std::vector<std::string> cmd{"SUBSCRIBE"};
@@ -189,28 +194,47 @@ void ShardedRedis::health_changed() {
 
 void ShardedRedis::command(std::string_view route, std::vector<std::string> args,
                            RedisCallback cb) {
+  this->route(route, std::move(args), std::move(cb), false);
+}
+
+void ShardedRedis::command_stamped(std::string_view route, std::vector<std::string> args,
+                                   RedisCallback cb) {
+  this->route(route, std::move(args), std::move(cb), true);
+}
+
+void ShardedRedis::route(std::string_view route, std::vector<std::string> args, RedisCallback cb,
+                         bool stamp) {
   Master* m = owner(route);
   if (!m || !m->cmd->connected()) {
     if (cb) cb(false, RedisReply{});
     return;
   }
   send(*m, std::make_shared<const std::vector<std::string>>(std::move(args)), std::move(cb), 0,
-       false);
+       false, stamp);
 }
 
-void ShardedRedis::send(Master& master, Args args, RedisCallback cb, int redirects, bool asking) {
+// `stamp`: the incarnation of the master that gets the command is appended
+// when it is sent, so a redirected script carries its new target's.
+void ShardedRedis::send(Master& master, Args args, RedisCallback cb, int redirects, bool asking,
+                        bool stamp) {
   if (asking) master.cmd->command({"ASKING"});
   const auto& argv = *args;
-  master.cmd->command(argv, [this, args = std::move(args), cb = std::move(cb), redirects](
-                                bool ok, const RedisReply& reply) mutable {
-    if (ok && reply.is_error() && redirect(reply, args, cb, redirects)) return;
+  auto done = [this, args = std::move(args), cb = std::move(cb), redirects, stamp](
+                  bool ok, const RedisReply& reply) mutable {
+    if (ok && reply.is_error() && redirect(reply, args, cb, redirects, stamp)) return;
     if (cb) cb(ok, reply);
-  });
+  };
+  if (stamp) {
+    master.cmd->command_stamped(argv, std::move(done));
+  } else {
+    master.cmd->command(argv, std::move(done));
+  }
 }
 
 // Follows a MOVED or ASK reply; false when `reply` is another error (the
 // caller's callback gets it).
-bool ShardedRedis::redirect(const RedisReply& reply, Args& args, RedisCallback& cb, int redirects) {
+bool ShardedRedis::redirect(const RedisReply& reply, Args& args, RedisCallback& cb, int redirects,
+                            bool stamp) {
   std::string_view kind;
   std::string address;
   if (!parse_redirect(reply.str, kind, address)) {
@@ -239,7 +263,7 @@ bool ShardedRedis::redirect(const RedisReply& reply, Args& args, RedisCallback& 
     if (cb) cb(false, RedisReply{});
     return true;
   }
-  send(target, std::move(args), std::move(cb), redirects + 1, kind == "ASK");
+  send(target, std::move(args), std::move(cb), redirects + 1, kind == "ASK", stamp);
   return true;
 }
 

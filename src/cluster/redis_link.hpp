@@ -39,6 +39,10 @@ class RedisLink {
 
   virtual void command(std::string_view route, std::vector<std::string> args,
                        RedisCallback cb = {}) = 0;
+  // As command(), with the incarnation of the server that runs it appended
+  // (RedisConnection::command_stamped): after a redirect, the new target's.
+  virtual void command_stamped(std::string_view route, std::vector<std::string> args,
+                               RedisCallback cb) = 0;
   // A command on `route` would be sent now (its shard's connection is up).
   virtual bool reachable(std::string_view route) const = 0;
   // Every shard reachable and every subscription in place.
@@ -69,6 +73,8 @@ class SingleRedis final : public RedisLink {
   void stop() override;
   void command(std::string_view route, std::vector<std::string> args,
                RedisCallback cb = {}) override;
+  void command_stamped(std::string_view route, std::vector<std::string> args,
+                       RedisCallback cb) override;
   bool reachable(std::string_view) const override { return cmd_->connected(); }
   bool healthy() const override { return cmd_->connected() && sub_->connected(); }
   void subscribe(std::vector<std::string> channels) override;
@@ -97,6 +103,8 @@ class ShardedRedis final : public RedisLink {
   void stop() override;
   void command(std::string_view route, std::vector<std::string> args,
                RedisCallback cb = {}) override;
+  void command_stamped(std::string_view route, std::vector<std::string> args,
+                       RedisCallback cb) override;
   bool reachable(std::string_view route) const override;
   bool healthy() const override;
   void subscribe(std::vector<std::string> channels) override;
@@ -120,8 +128,10 @@ class ShardedRedis final : public RedisLink {
   };
   using Args = std::shared_ptr<const std::vector<std::string>>;
 
-  void send(Master& master, Args args, RedisCallback cb, int redirects, bool asking);
-  bool redirect(const RedisReply& reply, Args& args, RedisCallback& cb, int redirects);
+  void route(std::string_view route, std::vector<std::string> args, RedisCallback cb, bool stamp);
+  void send(Master& master, Args args, RedisCallback cb, int redirects, bool asking, bool stamp);
+  bool redirect(const RedisReply& reply, Args& args, RedisCallback& cb, int redirects,
+                bool stamp);
   Master* owner(std::string_view route);
   const Master* owner(std::string_view route) const;
   Master& master_at(const std::string& address);

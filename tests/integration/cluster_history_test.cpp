@@ -44,14 +44,18 @@ class ClusterHistoryTest : public testing::Test {
     f0.insert(f.begin(), f.end());  // (merge() would move them out of f)
     nodes[0].start(f0);
     nodes[1].start(f);
-    ASSERT_TRUE(eventually([&] {
+    ASSERT_TRUE(both_up());
+  }
+  // Both nodes connected and subscribed, waiting at most 5 s.
+  bool both_up() {
+    return eventually([&] {
       for (auto& n : nodes) {
         const State state = n.state();  // find() points into it
         const auto* v = state.find({"imgate", "cluster", "redis"});
         if (!v || !v->is_string() || v->as_string() != "up") return false;
       }
       return true;
-    }));
+    });
   }
   Flags flags() const {
     return {{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix_}, {"--node-ttl", "2"},
@@ -411,6 +415,108 @@ TEST_F(ClusterHistoryTest, APushWhoseReplyIsLostIsAnsweredUnknownAndNeverDoubled
     EXPECT_LE(copies, 1u) << (c == &alice ? "alice" : "bob") << " got it twice";
     if (c == &bob) EXPECT_EQ(copies, 1u);
   }
+}
+
+// Redis restarted from a snapshot older than its last writes (issue 16, item 2): the pushes
+// stored after the SAVE were acknowledged and are gone, and the stream must not hand their
+// offsets out again in the same epoch: the restarted server is another incarnation, so the
+// stream goes on in a new epoch and a client at the lost top is told recovered:false.
+TEST_F(ClusterHistoryTest, ARedisRestartFromAnOlderSnapshotChangesTheEpochAndNamesNoPositionTwice) {
+  start();
+  WsClient w;
+  w.connect(nodes[1].ws_port());
+  ASSERT_EQ(w.login(101, "watch"), 200);
+  PositionBook book;
+  // A room push through `node`, its position recorded; nullopt when not stored.
+  auto push = [&](std::size_t node, const std::string& text) -> std::optional<Position> {
+    const HttpResponse r = http_get(nodes[node].http_port(),
+                                    "/user/sendMessageAll?appID=101&userID=backend&message=" +
+                                        pct(text));
+    boost::system::error_code ec;
+    const json::value v = json::parse(r.body, ec);
+    if (ec || !v.is_object() || !v.at("data").is_object()) return std::nullopt;
+    auto at = stored_at(v.at("data").as_object());
+    if (at) book.see(*at, text, "the answer through node " + std::to_string(node));
+    return at;
+  };
+  auto receive_until = [&](const std::string& text) {
+    for (;;) {
+      auto p = w.next_push("msg", 5s);
+      if (!p) return false;
+      book.see_push(*p, "the client");
+      if (push_data(*p).at("msg").as_string() == text) return true;
+    }
+  };
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(push(i % 2, "saved " + std::to_string(i)));
+  ASSERT_EQ(redis.command({"SAVE"}).str, "OK");
+  std::optional<Position> lost;
+  for (int i = 4; i <= 6; ++i) ASSERT_TRUE(lost = push(i % 2, "lost " + std::to_string(i)));
+  ASSERT_EQ(lost->second, 6u);
+  ASSERT_TRUE(receive_until("lost 6"));
+
+  redis.kill();
+  redis.start();  // loads the snapshot: the stream's top is 3 again
+  ASSERT_EQ(redis.command({"HGET", prefix_ + "hist:room:101:meta", "top"}).str, "3")
+      << "premise: the snapshot lacks the last 3 pushes";
+  int next = 7;
+  ASSERT_TRUE(eventually([&] { return push(0, "after " + std::to_string(next++)).has_value(); },
+                         10s))
+      << "pushes were never stored again";
+  ASSERT_TRUE(both_up());  // node 1 subscribed again: the client there gets node 0's pushes
+  std::optional<Position> after;
+  for (int i = 0; i < 3; ++i, ++next) ASSERT_TRUE(after = push(next % 2, "after " + std::to_string(next)));
+  ASSERT_TRUE(receive_until("after " + std::to_string(next - 1)));
+  EXPECT_NE(after->first, lost->first) << "the stream lost pushes 4-6 in the same epoch";
+
+  WsClient c;
+  c.connect(nodes[0].ws_port());
+  const json::object r = login(c, "late", json::object{{"room", pos(lost->first, 6)}});
+  ASSERT_EQ(r.at("code").to_number<int>(), 200);
+  EXPECT_EQ(r.at("data").at("recovered").as_bool(), false);
+  EXPECT_EQ(r.at("data").at("room").at("epoch").as_string(), after->first);
+}
+
+// The offline start after a lost tail: a user who was delivered offsets that the restarted Redis
+// no longer has leaves; the mark recorded is the stream's surviving top, from which it goes on (in
+// a new epoch), so the next push stored for the user is its offline message, not skipped as if
+// already delivered.
+TEST_F(ClusterHistoryTest, AUserWhoLeavesAfterALostTailGetsTheNextStoredPushOffline) {
+  start();
+  const std::string meta = prefix_ + "hist:user:101:lily:meta";
+  auto online_now = [&] {
+    return http_get(nodes[0].http_port(), "/user/online?appID=101&userID=lily").body.find(
+               "\"online\":true") != std::string::npos;
+  };
+  WsClient lily;
+  lily.connect(nodes[1].ws_port());
+  ASSERT_EQ(lily.login(101, "lily"), 200);
+  ASSERT_TRUE(eventually(online_now));
+  send_to(0, "lily", "u1");
+  ASSERT_EQ(msgs(lily, 1).size(), 1u);
+  ASSERT_EQ(redis.command({"SAVE"}).str, "OK");
+  send_to(0, "lily", "u2");
+  send_to(0, "lily", "u3");
+  ASSERT_EQ(msgs(lily, 2).size(), 2u);  // delivered up to offset 3
+
+  redis.kill();
+  redis.start();  // loads the snapshot: lily's stream ends at 1
+  ASSERT_EQ(redis.command({"HGET", meta, "top"}).str, "1") << "premise: u2 and u3 are lost";
+  ASSERT_TRUE(both_up());
+  ASSERT_TRUE(eventually(online_now)) << "lily's presence was never published again";
+  lily.close();
+  ASSERT_TRUE(eventually([&] { return redis.command({"HEXISTS", meta, "left"}).integer == 1; }))
+      << "no offline start recorded";
+  EXPECT_EQ(redis.command({"HGET", meta, "left"}).str, "1");  // the surviving top, not 3
+
+  const json::object stored = send_to(0, "lily", "u4");
+  EXPECT_EQ(stored.at("stored").as_bool(), true);
+  WsClient again;
+  again.connect(nodes[0].ws_port());
+  const json::object r = login(again, "lily");
+  EXPECT_EQ(r.at("data").at("offline").to_number<int>(), 1);
+  auto got = msgs(again, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(push_data(got[0]).at("msg").as_string(), "u4");
 }
 
 }  // namespace

@@ -7,7 +7,8 @@
 // holds a room: the outage shows in /healthz and /metrics while it lasts,
 // pushes resume within kResumeBound of the kill, and presence is exact
 // afterwards (a login and a logout during the outage included). With history
-// on, a recovery across nodes and the history keys' slots.
+// on, a recovery across nodes and the history keys' slots, and a failover that
+// loses pushes the replica never got (a new epoch, no position named twice).
 //
 // Synchronisation: presence reaches Redis some time after the login / close
 // that caused it, so the tests wait (bounded) for its effect through the HTTP
@@ -455,6 +456,100 @@ TEST_F(RedisClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeAndEveryHistor
     EXPECT_EQ(port, redis.master_for_key(key)) << key;
   }
   EXPECT_GE(history_keys, 4u);  // room meta + log, bob's meta + log
+  EXPECT_EQ(msg_count(c.take_pushes()), 0u);
+}
+
+// A failover that loses acknowledged pushes (issue 16, item 2): replication is asynchronous, so
+// the room's master acknowledged pushes its replica never got (the link cut as a network fault
+// would: a wrong masterauth on the replica, its connection killed on the master), then died. The
+// promoted replica's stream stops below them; its next pushes must not get their positions again:
+// the stream goes on in a new epoch (docs/history.md "Epochs in Redis mode").
+class RedisClusterLostTailTest : public RedisClusterModeTest {
+ protected:
+  Flags extra_flags() const override { return {{"--history-size", "1000"}}; }
+
+  // A room push of `text` through `node`: its position, or nullopt when it was
+  // not stored (Redis unreachable: delivered on that node only).
+  std::optional<Position> push(std::size_t node, const std::string& text) {
+    const auto body = json_of(send(http(node), "/user/sendMessageAll", 101, "backend", "", text));
+    if (!body || body->at("code") != json::value(200)) return std::nullopt;
+    auto at = stored_at(body->at("data").as_object());
+    if (at) book_.see(*at, text, "the answer through node " + std::to_string(node));
+    return at;
+  }
+
+  // Reads `c`'s msg pushes until the one of `text`, recording the positions.
+  bool receive_until(WsClient& c, const std::string& text, const std::string& who) {
+    const auto deadline = Clock::now() + 10s;
+    while (Clock::now() < deadline) {
+      auto p = c.next_push("msg", std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+      if (!p) return false;
+      book_.see_push(*p, who);
+      if (text_of(*p) == text) return true;
+    }
+    return false;
+  }
+
+  // The room stream's top on the node on `port`, a replica included.
+  std::string top_on(uint16_t port) const {
+    const std::string meta = room_tag(101) + ":hist:room:meta";
+    return redis.pipeline(port, {{"READONLY"}, {"HGET", meta, "top"}}).at(1).str;
+  }
+
+  PositionBook book_;
+};
+
+TEST_F(RedisClusterLostTailTest, AFailoverLosingAcknowledgedPushesChangesTheEpochAndNamesNoPositionTwice) {
+  auto wa = join(A, 101, "wa");
+  auto wb = join(B, 101, "wb");
+  ASSERT_TRUE(list_is(A, 101, {"wa", "wb"}));
+  int sent = 0;
+  auto push_both = [&](int count, std::string_view phase) {
+    std::optional<Position> last;
+    for (int i = 0; i < count; ++i, ++sent) {
+      last = push(sent % 2 ? B : A, std::string(phase) + " " + std::to_string(sent));
+      EXPECT_TRUE(last.has_value()) << phase << " " << sent << " was not stored";
+    }
+    return last;
+  };
+  const auto before = push_both(10, "replicated");
+  ASSERT_TRUE(before);
+  const uint16_t master = redis.master_for_key(room_tag(101));
+  const auto replicas = redis.replicas_of(master);
+  ASSERT_EQ(replicas.size(), 1u);
+  const uint16_t replica = replicas[0];
+  ASSERT_TRUE(eventually([&] { return top_on(replica) == "10"; }))
+      << "the replica never got the first 10 pushes: " << top_on(replica);
+
+  // The cut: the replica can no longer authenticate, and its link goes.
+  ASSERT_EQ(redis.command(replica, {"CONFIG", "SET", "masterauth", "wrong"}).str, "OK");
+  ASSERT_GE(redis.command(master, {"CLIENT", "KILL", "TYPE", "replica"}).integer, 1);
+  const auto acknowledged = push_both(20, "unreplicated");
+  ASSERT_TRUE(acknowledged);
+  EXPECT_EQ(acknowledged->first, before->first);
+  EXPECT_EQ(acknowledged->second, 30u);
+  ASSERT_TRUE(receive_until(*wa, "unreplicated 29", "the client on A"));
+  ASSERT_TRUE(receive_until(*wb, "unreplicated 29", "the client on B"));
+  ASSERT_EQ(top_on(master), "30");
+  ASSERT_EQ(top_on(replica), "10") << "premise: the replica lacks the last 20 pushes";
+
+  redis.kill(master);
+  const uint16_t promoted = redis.wait_for_failover(master);
+  ASSERT_EQ(promoted, replica);
+  for (std::size_t n : {A, B}) ASSERT_TRUE(redis_up(n, 10s)) << "node " << n;
+  const auto after = push_both(10, "after failover");
+  ASSERT_TRUE(after);
+  ASSERT_TRUE(receive_until(*wa, "after failover 39", "the client on A"));
+  ASSERT_TRUE(receive_until(*wb, "after failover 39", "the client on B"));
+  EXPECT_NE(after->first, before->first) << "the stream lost pushes 11-30 in the same epoch";
+
+  // A client that was at the last acknowledged push is told its history is gone.
+  WsClient c;
+  c.connect(nodes[C].ws_port());
+  const json::object r = login(c, "wc", json::object{{"room", pos(acknowledged->first, 30)}});
+  ASSERT_EQ(r.at("code").to_number<int>(), 200);
+  EXPECT_EQ(r.at("data").at("recovered").as_bool(), false);
+  EXPECT_EQ(r.at("data").at("room").at("epoch").as_string(), after->first);
   EXPECT_EQ(msg_count(c.take_pushes()), 0u);
 }
 

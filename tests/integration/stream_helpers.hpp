@@ -3,6 +3,8 @@
 #pragma once
 
 #include <boost/json.hpp>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +36,39 @@ inline std::pair<std::string, std::string> stream_epochs(
   }
   return epochs;
 }
+
+// A stream position: (epoch, offset).
+using Position = std::pair<std::string, uint64_t>;
+
+// The position in the data of a push API answer; nullopt when the push was
+// not stored (Redis unreachable: delivered on the node only).
+inline std::optional<Position> stored_at(const boost::json::object& data) {
+  const boost::json::value* epoch = data.if_contains("epoch");
+  const boost::json::value* offset = data.if_contains("offset");
+  if (epoch == nullptr || !epoch->is_string() || offset == nullptr) return std::nullopt;
+  return Position{std::string(epoch->get_string()), offset->to_number<uint64_t>()};
+}
+
+// Every position seen in answers and pushes with the text it named: one that
+// names two texts fails the test (docs/history.md: an offset names one push
+// within its epoch).
+class PositionBook {
+ public:
+  void see(const Position& at, const std::string& text, const std::string& where) {
+    auto [it, fresh] = named_.emplace(at, text);
+    EXPECT_TRUE(fresh || it->second == text)
+        << "(" << at.first << ", " << at.second << ") named \"" << it->second << "\", then \""
+        << text << "\" in " << where;
+  }
+  // A msg push; one without a position (not stored) is not recorded.
+  void see_push(const boost::json::object& push, const std::string& where) {
+    const boost::json::object& data = push.at("response").at("data").as_object();
+    if (auto at = stored_at(data)) see(*at, std::string(data.at("msg").as_string()), where);
+  }
+
+ private:
+  std::map<Position, std::string> named_;
+};
 
 // The data of an API answer, asserting code 200.
 inline boost::json::object api(uint16_t port, const std::string& target) {

@@ -2,7 +2,8 @@
 -- that offsets and the order of the published messages agree.
 -- KEYS[1] stream meta hash <prefix>hist:<stream>:meta (fields: epoch, top, left,
 --         h: at most the time of the oldest kept entry, so that most appends
---         need not decode it to apply the age limit)
+--         need not decode it to apply the age limit, r: the incarnation of the
+--         Redis server that last wrote it)
 -- KEYS[2] stream log list  <prefix>hist:<stream>:log  (JSON entries, oldest first)
 -- KEYS[3] user hash        <prefix>user:<app>:<user>  (user streams: the nodes to publish to)
 -- ARGV[1] epoch for a new stream, ARGV[2] entries kept,
@@ -11,15 +12,26 @@
 -- ARGV[5] routed message (JSON object; gets "epoch" and "offset"),
 -- ARGV[6] "room": publish on ARGV[7] (the room channel);
 --         "user": publish on ARGV[7] .. node for each node in KEYS[3],
--- ARGV[8] PUBLISH or SPUBLISH
+-- ARGV[8] PUBLISH or SPUBLISH,
+-- ARGV[9] the incarnation of the server running this (run_id and replication
+--         id, RedisConnection::incarnation): a meta hash last written by
+--         another one may have lost its tail (asynchronous replication, a
+--         restart from an older snapshot), so its offsets may be handed out a
+--         second time: the stream takes the new epoch ARGV[1], offsets going on
+--         from the surviving top. A meta hash without r (written before r
+--         existed) only gets it; "" (the server did not tell) checks nothing.
 -- An entry's age is counted on Redis's clock (TIME), as history_read.lua does
 -- and as PEXPIRE does: one clock for every node writing the stream.
 -- Returns {epoch, offset, nodes published to (user streams; 1 for rooms)}.
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'h')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'h', 'r')
 local epoch = meta[1]
-if not epoch then
+local here = ARGV[9]
+if not epoch or (here ~= '' and meta[3] and meta[3] ~= here) then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+if here ~= '' and meta[3] ~= here then
+  redis.call('HSET', KEYS[1], 'r', here)
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

@@ -5,7 +5,8 @@
 -- and offset of the user stream this node delivered to the user ("" / 0: none).
 -- When the user goes offline cluster-wide that is where its offline messages
 -- start (`left`, never moved back within an epoch; a mark of another epoch
--- means nothing in this one). In the same script as the last-out decision, so
+-- means nothing in this one; never above the stream's top: a mark counted
+-- before a lost tail would skip the pushes that take its offsets again). In the same script as the last-out decision, so
 -- that no login of the user elsewhere can come between them.
 -- Returns 1 when the user went offline cluster-wide, else 0.
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
@@ -15,8 +16,9 @@ redis.call('SREM', KEYS[3], ARGV[2])
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[3])
   if KEYS[4] and ARGV[9] ~= '' and redis.call('HGET', KEYS[4], 'epoch') == ARGV[9] then
-    local mark = tonumber(ARGV[10])
-    if mark > tonumber(redis.call('HGET', KEYS[4], 'left') or '0') then
+    local meta = redis.call('HMGET', KEYS[4], 'left', 'top')
+    local mark = math.min(tonumber(ARGV[10]), tonumber(meta[2] or '0'))
+    if mark > tonumber(meta[1] or '0') then
       redis.call('HSET', KEYS[4], 'left', mark)
     end
   end
