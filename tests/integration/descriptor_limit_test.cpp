@@ -170,6 +170,13 @@ TEST_F(DescriptorLimitTest, UpgradeAtTheLimitGets503WithRetryAfterAndSucceedsOnc
 // connection, on either port, is accepted on the spare descriptor and answered
 // 503 instead of waiting unanswered in the listen backlog.
 TEST_F(DescriptorLimitTest, WithNoDescriptorLeftANewConnectionGets503FromTheSpare) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime needs descriptors of its own: UBSan's vptr check
+  // probes memory through a pipe(), and in a process that has none left it
+  // reports every virtual call it has not cached as "invalid vptr" (seen with a
+  // ten-line program too). The two tests above run there; this one needs EMFILE.
+  GTEST_SKIP() << "needs a process without descriptors, which UBSan's vptr check cannot run in";
+#endif
   Flags flags = kNoPerAddressLimits;
   flags["--max-http-connections"] = "100000";
   start(flags);
