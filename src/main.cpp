@@ -11,11 +11,10 @@
 
 namespace {
 
-// Connections are file descriptors: take every one the hard limit allows, and
-// keep WebSocket connections below it so that the HTTP API (/healthz,
-// /metrics), Redis and logs still get descriptors when the limit is reached.
-void raise_fd_limit(imgate::Config& config) {
-  constexpr rlim_t kReserve = 128;
+// Connections are file descriptors: take every one the hard limit allows.
+// How they are shared between the ports is the Server's business
+// (net/descriptors.hpp).
+void raise_fd_limit() {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   if (lim.rlim_cur < lim.rlim_max) {
@@ -27,13 +26,6 @@ void raise_fd_limit(imgate::Config& config) {
     getrlimit(RLIMIT_NOFILE, &lim);
   }
   spdlog::info("RLIMIT_NOFILE is {}", lim.rlim_cur);
-  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur <= 2 * kReserve) return;
-  const auto cap = static_cast<std::size_t>(lim.rlim_cur - kReserve);
-  if (config.max_connections == 0 || config.max_connections > cap) {
-    spdlog::warn("max connections lowered from {} to {} (descriptor limit {} minus {} reserved)",
-                 config.max_connections, cap, lim.rlim_cur, kReserve);
-    config.max_connections = cap;
-  }
 }
 
 void setup_logging(const imgate::Config& config) {
@@ -60,7 +52,7 @@ int main(int argc, char** argv) {
   try {
     setup_logging(*config);
     std::signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit(*config);
+    raise_fd_limit();
     imgate::Server server(std::move(*config));
     int code = server.run();
     spdlog::shutdown();

@@ -407,6 +407,9 @@ constexpr OptionSpec kOptions[] = {
      bind<&Config::max_message_bytes, parse_bytes>()},
     {"imgate.maxConnections", "max-connections", "N", "Global connection limit (0 = unlimited)",
      bind<&Config::max_connections, parse_count>()},
+    {"imgate.maxHttpConnections", "max-http-connections", "N",
+     "HTTP API port connections at most; the longest idle makes room (1..100000)",
+     bind<&Config::max_http_connections, parse_count>()},
     {"imgate.logLevel", "log-level", "LEVEL", "trace, debug, info, warn, error, critical or off",
      bind<&Config::log_level, parse_log_level>()},
     {"imgate.readyFile", "ready-file", "FILE", "If set, the bound ports are written here on listen",
@@ -767,6 +770,9 @@ void validate(const Config& cfg) {
         "must be at least 1 when ipUpgradeRate is set" + got(to_text(cfg.ip_upgrade_burst)));
   check(cfg.message_rate == 0 || cfg.message_burst >= 1, "imgate.messageBurst",
         "must be at least 1 when messageRate is set" + got(to_text(cfg.message_burst)));
+  check(cfg.max_http_connections >= 1 && cfg.max_http_connections <= 100'000,
+        "imgate.maxHttpConnections",
+        "must be between 1 and 100000" + got(to_text(cfg.max_http_connections)));
   check(cfg.ip_table_size >= kMinIpTableSize && cfg.ip_table_size <= kMaxIpTableSize,
         "imgate.ipTableSize", "must be between 64 and 268435456" + got(to_text(cfg.ip_table_size)));
   check(cfg.tls_cert.empty() == cfg.tls_key.empty(),

@@ -44,6 +44,7 @@ struct Config {
   std::size_t send_queue_bytes = 1 << 20;     // per-connection queued bytes before overflow close
   std::size_t max_message_bytes = 64 << 10;   // largest client message accepted
   std::size_t max_connections = 1'000'000;    // global; 0 = unlimited
+  std::size_t max_http_connections = 128;     // HTTP API port sessions (1..100000)
   std::string log_level = "info";             // trace, debug, info, warn, error, critical, off
   std::string ready_file;                     // if set, written with the bound ports once listening
   std::string web_root;                       // chat page directory; "" = the page compiled in

@@ -231,6 +231,9 @@ json::object counters_json(const Counters& c) {
       {"sendQueueOverflows", get(c.send_queue_overflows)},
       {"handshakeFailures", get(c.handshake_failures)},
       {"rejectedConnections", get(c.rejected_connections)},
+      {"httpRejectedConnections", get(c.http_rejected_connections)},
+      {"httpIdleCloses", get(c.http_idle_closes)},
+      {"descriptorRefusals", get(c.descriptor_refusals)},
       {"originRejections", get(c.origin_rejections)},
       {"apiKeyRejections", get(c.api_key_rejections)},
       {"tokenRejections", get(c.token_rejections)},
@@ -270,9 +273,11 @@ json::value system_state(ServerContext& ctx, const std::vector<ConnId>* clients)
       {"threads", hub.shard_count()},
       {"connectionsPerThread", std::move(per_thread)},
       {"sessions", ctx.ws_sessions.load(std::memory_order_relaxed)},
+      {"maxConnections", ctx.config.max_connections},
       {"roomsLen", hub.directory().room_count()},
       {"counters", counters_json(ctx.counters)},
   };
+  if (ctx.http_connections) own["httpSessions"] = ctx.http_connections->open();
   if (ctx.clients) {
     // The per-client limits' table: addresses tracked, connections counted there.
     own["clientAddresses"] = ctx.clients->addresses();

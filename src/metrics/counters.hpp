@@ -57,7 +57,10 @@ struct Counters {
   Counter heartbeat_timeouts{0};
   Counter send_queue_overflows{0};
   Counter handshake_failures{0};   // TCP sessions that never became WebSocket
-  Counter rejected_connections{0}; // refused by max_connections
+  Counter rejected_connections{0}; // WebSocket port: refused (503) by max_connections
+  Counter http_rejected_connections{0};  // HTTP API port: refused (503), bound reached, none idle
+  Counter http_idle_closes{0};     // HTTP API port: idle sessions closed to make room
+  Counter descriptor_refusals{0};  // accepted on the spare descriptor (EMFILE), refused (503)
   Counter origin_rejections{0};    // upgrades refused (403): Origin not in allowed_origins
   Counter api_key_rejections{0};   // HTTP requests refused (401): missing or wrong API key
   Counter token_rejections{0};     // login / refresh refused (1003) for a bad or missing token

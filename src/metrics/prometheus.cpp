@@ -62,6 +62,11 @@ std::string render_prometheus(ServerContext& ctx) {
            static_cast<double>(hub.connections()));
   w.simple("imgate_sessions_open", "gauge", "TCP sessions on the WebSocket port (incl. handshaking).",
            static_cast<double>(ctx.ws_sessions.load()));
+  if (ctx.http_connections) {
+    w.simple("imgate_http_sessions_open", "gauge",
+             "TCP sessions on the HTTP API port (bounded by max_http_connections).",
+             static_cast<double>(ctx.http_connections->open()));
+  }
   if (ctx.clients) {
     w.simple("imgate_client_addresses", "gauge",
              "Client addresses tracked by the per-address limits.",
@@ -86,8 +91,18 @@ std::string render_prometheus(ServerContext& ctx) {
                                            : fmt::format("code=\"{}\"", 1000 + i),
             load(c.closes_by_code[i]));
   }
-  w.simple("imgate_connections_rejected_total", "counter", "Connections refused by max_connections.",
+  w.simple("imgate_connections_rejected_total", "counter",
+           "WebSocket port connections refused (503) by max_connections.",
            load(c.rejected_connections));
+  w.simple("imgate_http_connections_rejected_total", "counter",
+           "HTTP API port connections refused (503): max_http_connections reached, none idle.",
+           load(c.http_rejected_connections));
+  w.simple("imgate_http_idle_closes_total", "counter",
+           "Idle HTTP API connections closed to make room for a new one.",
+           load(c.http_idle_closes));
+  w.simple("imgate_descriptor_refusals_total", "counter",
+           "Connections accepted on the spare descriptor when none was left, refused (503).",
+           load(c.descriptor_refusals));
   w.simple("imgate_origin_rejections_total", "counter",
            "WebSocket upgrades refused (403) because their Origin is not allowed.",
            load(c.origin_rejections));

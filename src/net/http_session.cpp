@@ -34,7 +34,10 @@ namespace http = beast::http;
 namespace {
 constexpr std::size_t kHeaderLimit = 8 * 1024;   // generous for any sane client
 constexpr std::size_t kBodyLimit = 64 * 1024;    // API bodies are small JSON / forms
-constexpr auto kRequestTimeout = std::chrono::seconds(30);  // keep-alive idle + request
+// HTTP API port: a connection waiting this long for (the rest of) its next
+// request is closed; at --max-http-connections the longest idle one goes at
+// once (security/http_connections.hpp). docs/security.md "Descriptors".
+constexpr auto kRequestTimeout = std::chrono::seconds(30);
 
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
@@ -94,9 +97,12 @@ template <class Holder>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
  public:
   HttpSession(asio::ip::tcp::socket socket, ServerContext& ctx, uint32_t shard, PortRole role)
-      : holder_(std::move(socket), ctx), ctx_(ctx), shard_(shard), role_(role) {}
+      : holder_(std::move(socket), ctx), ctx_(ctx), shard_(shard), role_(role) {
+    if (counts_as_http_connection(role, ctx)) slot_.emplace();
+  }
 
   ~HttpSession() {
+    if (slot_) ctx_.http_connections->leave(*slot_);
     if (role_.websocket && !upgraded_) {
       // Never became a WebSocket: timeout, bad or missing request, 400 / 404,
       // failed TLS handshake.
@@ -119,6 +125,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   beast::tcp_stream& tcp() { return tcp_of(holder_.stream); }
 
   void begin() {
+    if (slot_) {
+      slot_->evict = [weak = this->weak_from_this(), executor = stream().get_executor()] {
+        asio::post(executor, [weak] {
+          if (const auto self = weak.lock()) self->on_evicted();
+        });
+      };
+      ctx_.http_connections->idle(*slot_);
+    }
     if constexpr (kTls) {
       tcp().expires_after(ctx_.config.handshake_timeout);
       stream().async_handshake(asio::ssl::stream_base::server,
@@ -134,7 +148,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
     }
   }
 
+  // Picked to make room for a new connection while idle: closed, unless a
+  // request arrived meanwhile.
+  void on_evicted() {
+    if (!ctx_.http_connections->evicted(*slot_)) return;
+    spdlog::debug("idle HTTP connection closed: --max-http-connections reached");
+    tcp().close();  // the pending read ends with operation_aborted
+  }
+
   void do_read() {
+    if (slot_) ctx_.http_connections->idle(*slot_);
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(kBodyLimit);
@@ -157,6 +180,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   }
 
   void on_read(beast::error_code ec, std::size_t) {
+    if (slot_) ctx_.http_connections->busy(*slot_);
     if (ec == http::error::end_of_stream) return shutdown_send();
     if (ec) {
       // The rest of a refused request is unread (or unparseable): answer once and
@@ -291,6 +315,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   uint32_t shard_;
   PortRole role_;
   bool upgraded_ = false;
+  std::optional<HttpConnections::Slot> slot_;  // counted by ctx_.http_connections
 };
 
 }  // namespace

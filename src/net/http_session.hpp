@@ -20,6 +20,13 @@ struct PortRole {
   bool api = false;        // the HTTP API
 };
 
+// True when a session on a port with this role counts against
+// ctx.http_connections (the HTTP API port, when it is not the WebSocket port);
+// the listener admits such a connection first.
+inline bool counts_as_http_connection(PortRole role, const ServerContext& ctx) {
+  return !role.websocket && ctx.http_connections != nullptr;
+}
+
 // Starts a session for an accepted socket, on the socket's loop (plain or
 // TLS as the server is configured).
 void start_http_session(boost::asio::ip::tcp::socket socket, ServerContext& ctx, uint32_t shard,

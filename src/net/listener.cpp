@@ -40,8 +40,18 @@ void Listener::do_accept() {
 
 void Listener::on_accept(uint32_t shard, boost::system::error_code ec, tcp::socket socket) {
   if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+  if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system) {
+    // No descriptor for the connection waiting in the backlog: give up the
+    // spare for a moment to answer it 503 instead of leaving it unanswered.
+    if (spare_.refuse_one(acceptor_.native_handle(), ctx_.tls != nullptr)) {
+      Counters::bump(ctx_.counters.descriptor_refusals);
+      warn_refused("no file descriptor left");
+      do_accept();
+      return;
+    }
+  }
   if (ec) {
-    // EMFILE / ENFILE / ENOBUFS: back off briefly instead of spinning.
+    // EMFILE / ENFILE without a spare, ENOBUFS: back off briefly instead of spinning.
     ++accept_errors_;
     if (Clock::now() - last_warning_ >= std::chrono::seconds(1)) {  // at most one line a second
       spdlog::warn("accept failed: {} ({} times)", ec.message(), accept_errors_);
@@ -55,21 +65,75 @@ void Listener::on_accept(uint32_t shard, boost::system::error_code ec, tcp::sock
     });
     return;
   }
+  admit(shard, std::move(socket), 0);
+}
+
+void Listener::admit(uint32_t shard, tcp::socket socket, int waited_ms) {
+  switch (verdict(socket, waited_ms)) {
+    case Verdict::kServe: {
+      boost::system::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      start_http_session(std::move(socket), ctx_, shard, role_);
+      break;
+    }
+    case Verdict::kRefused:
+      break;
+    case Verdict::kWait: {
+      // Not accepting meanwhile: the next connections wait in the backlog.
+      auto timer = std::make_shared<asio::steady_timer>(acceptor_.get_executor(),
+                                                        std::chrono::milliseconds(1));
+      auto held = std::make_shared<tcp::socket>(std::move(socket));
+      timer->async_wait([self = shared_from_this(), timer, held, shard,
+                         waited_ms](boost::system::error_code) {
+        if (self->acceptor_.is_open()) self->admit(shard, std::move(*held), waited_ms + 1);
+      });
+      return;
+    }
+  }
+  do_accept();
+}
+
+Listener::Verdict Listener::verdict(tcp::socket& socket, int waited_ms) {
   if (role_.websocket) {
     const std::size_t limit = ctx_.config.max_connections;
     const std::size_t now = ctx_.ws_sessions.fetch_add(1, std::memory_order_relaxed);
     if (limit != 0 && now >= limit) {
       ctx_.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
-      Counters::bump(ctx_.counters.rejected_connections);
-      boost::system::error_code ignored;
-      socket.close(ignored);  // over the limit: refuse before any work
-      do_accept();
-      return;
+      refuse(socket, ctx_.counters.rejected_connections, "WebSocket port at --max-connections");
+      return Verdict::kRefused;
     }
+    return Verdict::kServe;
   }
-  socket.set_option(tcp::no_delay(true), ec);
-  start_http_session(std::move(socket), ctx_, shard, role_);
-  do_accept();
+  if (!counts_as_http_connection(role_, ctx_)) return Verdict::kServe;
+  switch (ctx_.http_connections->admit()) {
+    case HttpConnections::Admission::kAdmitted:
+      return Verdict::kServe;
+    case HttpConnections::Admission::kReplacing:
+      Counters::bump(ctx_.counters.http_idle_closes);
+      return Verdict::kServe;
+    case HttpConnections::Admission::kWait:
+      if (waited_ms < HttpConnections::kWaitMillis) return Verdict::kWait;
+      break;
+    case HttpConnections::Admission::kFull:
+      break;
+  }
+  refuse(socket, ctx_.counters.http_rejected_connections,
+         "HTTP port at --max-http-connections, none idle");
+  return Verdict::kRefused;
+}
+
+void Listener::refuse(tcp::socket& socket, Counters::Counter& counter, const char* why) {
+  Counters::bump(counter);
+  refuse_unavailable(socket.release(), ctx_.tls != nullptr);
+  warn_refused(why);
+}
+
+void Listener::warn_refused(const char* why) {
+  ++refusals_;
+  if (Clock::now() - last_refusal_warning_ < std::chrono::seconds(1)) return;
+  spdlog::warn("port {}: {} connection(s) refused with 503 ({})", port(), refusals_, why);
+  last_refusal_warning_ = Clock::now();
+  refusals_ = 0;
 }
 
 }  // namespace imgate

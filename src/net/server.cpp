@@ -1,6 +1,7 @@
 #include "net/server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -8,6 +9,8 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+
+#include "net/descriptors.hpp"
 
 namespace imgate {
 
@@ -106,6 +109,9 @@ Server::Server(Config config)
                           TokenBucket(config_.ip_upgrade_rate, config_.ip_upgrade_burst),
                           config_.ip_table_size},
       random_seed());
+  if (config_.ws_port == 0 || config_.ws_port != config_.http_port) {  // two ports: listen()
+    ctx_.http_connections = std::make_unique<HttpConnections>(config_.max_http_connections);
+  }
   std::string trusted;
   for (const std::string& network : config_.trusted_proxies) trusted += network + ",";
   ctx_.trusted_proxies = CidrSet::parse(trusted);  // validated with the configuration
@@ -168,10 +174,36 @@ void Server::listen() {
     listeners_.push_back(api);
     http_port_ = api->port();
   }
+  share_descriptors();
   for (auto& l : listeners_) l->start();
   spdlog::info("imgate {} listening: websocket {}://{}:{}{}, http{} {}:{}, {} threads", IMGATE_VERSION,
                tls_ ? "wss" : "ws", config_.bind_address, ws_port_, config_.ws_path,
                tls_ ? "s" : "", config_.bind_address, http_port_, loops_.size());
+}
+
+// The WebSocket port may take what the descriptor limit leaves after the
+// descriptors open now (event loops, listeners, their spares, the log), the
+// HTTP API port's --max-http-connections and kOtherDescriptors: so /healthz
+// and the API still find descriptors when the WebSocket port is full.
+// Called before the listeners start (no other thread reads the config yet).
+void Server::share_descriptors() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return;
+  const auto limit = static_cast<std::size_t>(lim.rlim_cur);
+  const std::size_t open = open_descriptors();
+  const std::size_t share = websocket_share(limit, open, config_.max_http_connections);
+  if (limit < open + config_.max_http_connections + kOtherDescriptors + share) {
+    spdlog::warn("descriptor limit {} too low to keep {} for the HTTP API and {} others next to "
+                 "{} open: the WebSocket port gets {} (raise ulimit -n)",
+                 limit, config_.max_http_connections, kOtherDescriptors, open, share);
+  }
+  if (config_.max_connections == 0 || config_.max_connections > share) {
+    spdlog::warn("max connections lowered from {} to {} (descriptor limit {}: {} open, {} for "
+                 "the HTTP API, {} others)",
+                 config_.max_connections, share, limit, open, config_.max_http_connections,
+                 kOtherDescriptors);
+    config_.max_connections = share;
+  }
 }
 
 void Server::write_ready_file() const {

@@ -37,6 +37,7 @@ class Server {
 
  private:
   void listen();
+  void share_descriptors();
   void write_ready_file() const;
   void start_tick(uint32_t shard);
   void start_memory_check();

@@ -14,6 +14,7 @@
 #include "metrics/counters.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
+#include "security/http_connections.hpp"
 #include "security/limits.hpp"
 
 namespace imgate {
@@ -51,6 +52,9 @@ struct ServerContext {
   // address (set by Server), and the proxies whose X-Forwarded-For is believed.
   std::unique_ptr<ClientTable> clients;
   CidrSet trusted_proxies;
+  // Sessions of the HTTP API port, when it is not the WebSocket port
+  // (--max-http-connections; set by Server).
+  std::unique_ptr<HttpConnections> http_connections;
 
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.

@@ -202,6 +202,11 @@ void Gateway::start(const Flags& overrides, Millis ready_timeout) {
   }
   tls_ = flags.count("--tls-cert") > 0;
   std::vector<std::string> args{IMGATE_BINARY};
+  if (descriptor_limit_ != 0) {
+    // `ulimit -n` sets both limits; exec keeps the pid the ready file names.
+    args = {"/bin/sh", "-c", "ulimit -n " + std::to_string(descriptor_limit_) + " && exec \"$0\" \"$@\"",
+            IMGATE_BINARY};
+  }
   for (const auto& [name, value] : flags) {
     args.push_back(name);
     args.push_back(value);
@@ -224,7 +229,7 @@ void Gateway::start(const Flags& overrides, Millis ready_timeout) {
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  const int rc = ::posix_spawn(&pid_, IMGATE_BINARY, &actions, nullptr, argv.data(), envp.data());
+  const int rc = ::posix_spawn(&pid_, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     pid_ = -1;

@@ -103,6 +103,9 @@ class Gateway {
   // `overrides`; a value of "" drops the flag. Throws std::runtime_error when
   // the child exits early or is not ready within `ready_timeout`.
   void start(const Flags& overrides = {}, Millis ready_timeout = 10s);
+  // Before start(): the child runs with RLIMIT_NOFILE (soft and hard) set to
+  // `limit`, so that it cannot raise it (0: the test's own limit).
+  void set_descriptor_limit(unsigned limit) { descriptor_limit_ = limit; }
 
   uint16_t ws_port() const { return ws_port_; }
   uint16_t http_port() const { return http_port_; }
@@ -156,6 +159,7 @@ class Gateway {
   uint16_t ws_port_ = 0;
   uint16_t http_port_ = 0;
   bool tls_ = false;
+  unsigned descriptor_limit_ = 0;
 };
 
 // Base fixture: owns a Gateway and, after every test that left the gateway

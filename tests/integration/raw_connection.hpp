@@ -86,17 +86,29 @@ class RawConnection {
                                 "Connection: Upgrade\r\nSec-WebSocket-Key: "
                                 "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
                                 std::string(extra_headers) + "\r\n";
-    if (!send_all(request, timeout)) return 0;
+    return exchange(request, timeout);
+  }
+
+  // Sends `request` (raw HTTP) and reads the answer's header; returns its
+  // status (0 if the server closed or did not answer in time). The body, if
+  // any, stays buffered. A failed send still reads: a server may answer and
+  // close before the request arrives.
+  unsigned exchange(std::string_view request, Millis timeout = Millis(3000)) {
+    send_all(request, timeout);
     const auto deadline = Clock::now() + timeout;
     std::size_t end;
     while ((end = rx_.find("\r\n\r\n")) == std::string::npos) {
       if (receive_some(left(deadline)) <= 0) return 0;
     }
-    const std::string head = rx_.substr(0, end);
+    head_ = rx_.substr(0, end);
     rx_.erase(0, end + 4);
-    const auto space = head.find(' ');
-    return space == std::string::npos ? 0 : std::stoul(head.substr(space + 1, 3));
+    const auto space = head_.find(' ');
+    return space == std::string::npos ? 0 : std::stoul(head_.substr(space + 1, 3));
   }
+
+  // The status line and header fields of the last answer exchange() read
+  // (without the blank line), e.g. "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5".
+  const std::string& head() const { return head_; }
 
   // False on error or timeout.
   bool send_all(std::string_view bytes, Millis timeout = Millis(3000)) {
@@ -288,6 +300,7 @@ class RawConnection {
   int fd_ = -1;
   int error_ = 0;
   std::string rx_;
+  std::string head_;
 };
 
 }  // namespace imgate::test

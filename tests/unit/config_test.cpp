@@ -690,6 +690,22 @@ TEST_F(ConfigTest, PerClientLimitsFromFlagsEnvAndYaml) {
   EXPECT_EQ(y.trusted_proxies, (std::vector<std::string>{"10.1.0.0/16", "::1"}));
 }
 
+TEST_F(ConfigTest, MaxHttpConnectionsFromFlagsEnvAndYamlAndItsBounds) {
+  EXPECT_EQ(Load({})->max_http_connections, 128u);
+  EXPECT_EQ(Load({"--max-http-connections", "16"})->max_http_connections, 16u);
+  SetEnv("IMGATE_MAX_HTTP_CONNECTIONS", "300");
+  EXPECT_EQ(Load({})->max_http_connections, 300u);
+  EXPECT_EQ(Load({"--max-http-connections=1"})->max_http_connections, 1u);  // the flag wins
+  unsetenv("IMGATE_MAX_HTTP_CONNECTIONS");
+  Config y;
+  apply_yaml(y, "imgate:\n  maxHttpConnections: 64\n");
+  EXPECT_EQ(y.max_http_connections, 64u);
+  // Unbounded would let idle connections take the descriptors /healthz needs.
+  ExpectLoadError({"--max-http-connections", "0"}, {"imgate.maxHttpConnections", "between 1"});
+  ExpectLoadError({"--max-http-connections", "100001"}, {"imgate.maxHttpConnections", "100000"});
+  ExpectLoadError({"--max-http-connections", "-1"}, {"--max-http-connections", "\"-1\""});
+}
+
 TEST_F(ConfigTest, PerClientLimitsAreValidated) {
   ExpectLoadError({"--ip-upgrade-rate", "-1"}, {"--ip-upgrade-rate", "must not be negative"});
   ExpectLoadError({"--message-rate", "fast"}, {"--message-rate", "per second"});
