@@ -372,6 +372,17 @@ void static_asset(Call& call, std::string_view name) {
   call.send(std::move(res));
 }
 
+// `GET /`: 302 to the chat page, keeping the query (`/?appID=102` opens room 102).
+void redirect_to_chat_page(Call& call, std::string_view query) {
+  HttpResponse res{http::status::found, call.req.version()};
+  res.set(http::field::location, "/home/index" + std::string(query));
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.keep_alive(call.req.keep_alive());
+  res.body() = "see /home/index\n";
+  res.prepare_payload();
+  call.send(std::move(res));
+}
+
 struct RouteEntry {
   std::string_view path;
   HttpRoute id;
@@ -481,6 +492,9 @@ void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
   if (path.starts_with("/web/")) {
     call.route = HttpRoute::kStatic;
     return static_asset(call, path.substr(5));
+  }
+  if (path == "/" && req.method() == http::verb::get) {
+    return redirect_to_chat_page(call, target.substr(path.size()));
   }
   const RouteEntry* route = nullptr;
   for (const auto& r : kRoutes) {

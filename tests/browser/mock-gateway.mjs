@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A tiny stand-in for imgate, for developing and checking the chat page (web/) without the C++
 // server: `./run.sh --mock`. It speaks the same wire contract, in its simplest form:
-//   HTTP: GET /home/index?appID=N (web/index.html with the config injected), GET /web/<file>,
+//   HTTP: GET / (302 to /home/index, query kept), GET /home/index?appID=N (web/index.html with the
+//         config injected; an unknown appID gets room 101), GET /web/<file>,
 //         /user/list, /user/sendMessageAll, /user/sendMessage, /user/history
 //   WebSocket: /acc with login, heartbeat, ping, publish, refresh; pushes enter, exit, msg.
 // Flags (like imgate's): --bind ADDR --http-port N --ws-port N --ready-file FILE --web-root DIR
@@ -451,6 +452,10 @@ async function onHttp(req, res) {
     });
   }
   try {
+    if (path === '/' && req.method === 'GET') {
+      res.writeHead(302, { Location: `/home/index${url.search}`, 'Content-Type': 'text/plain; charset=utf-8' });
+      return res.end('see /home/index\n');
+    }
     if (path === '/home/index') {
       let appID = Number(url.searchParams.get('appID'));
       if (!APP_IDS.has(appID)) appID = 101;

@@ -780,7 +780,8 @@ TEST_F(HttpApiTest, OptionsPreflightAnswers204WithCorsHeaders) {
 }
 
 TEST_F(HttpApiTest, UnknownPathsAndMethodsGet404PlainText) {
-  for (const Response& res : {get(port(), "/nope"), get(port(), "/user/lists"), get(port(), "/"),
+  for (const Response& res : {get(port(), "/nope"), get(port(), "/user/lists"),
+                              call(port(), make(http::verb::post, "/")),
                               get(port(), "/user/list/extra?appID=101"),
                               call(port(), make(http::verb::put, "/user/list?appID=101")),
                               call(port(), make(http::verb::delete_, "/user/sendMessage"))}) {
@@ -951,6 +952,19 @@ TEST_F(HttpApiTest, HomeIndexServesTheChatPageForTheRoom) {
     const Response fallback = get(port(), target);
     EXPECT_EQ(fallback.result_int(), 200u);
     EXPECT_NE(fallback.body().find(R"("appID":"101")"), std::string::npos) << "falls back to 101";
+  }
+}
+
+TEST_F(HttpApiTest, RootRedirectsToTheChatPageKeepingTheQuery) {
+  for (auto [target, location] : {std::pair{"/", "/home/index"},
+                                  std::pair{"/?appID=102", "/home/index?appID=102"}}) {
+    SCOPED_TRACE(target);
+    const Response res = get(port(), target);
+    EXPECT_EQ(res.result_int(), 302u) << res.body();
+    ASSERT_EQ(header(res, http::field::location), location);
+    const Response page = get(port(), location);
+    EXPECT_EQ(page.result_int(), 200u);
+    EXPECT_NE(page.body().find("<html"), std::string::npos);
   }
 }
 
