@@ -547,5 +547,33 @@ TEST_F(MintTokenTest, Hs256TokensFromTheSameSecretFileAsTheGateway) {
   EXPECT_EQ(code_of(login_with(token, 101, "frank")), 200);
 }
 
+// The gateway refuses an HMAC secret under 32 bytes at start-up; the script refuses to mint
+// with one (exit 1, the same reason) instead of printing a token no gateway accepts.
+TEST_F(MintTokenTest, ASecretTheGatewayRefusesIsRefusedByTheScriptToo) {
+  const std::string short_secret(31, 's');
+  const std::string script = quoted(kRepo / "scripts" / "mint-token");
+  const Output refused = run(script + " --secret " + short_secret + " --sub gina", true);
+  EXPECT_EQ(refused.status, 1) << refused.text;
+  EXPECT_NE(refused.text.find("at least 32 bytes"), std::string::npos) << refused.text;
+  EXPECT_EQ(refused.text.find("eyJ"), std::string::npos) << "no token printed: " << refused.text;
+  // A file holding 31 bytes and a newline is 31 bytes to both.
+  std::ofstream(dir_ / "short") << short_secret << '\n';
+  const Output from_file =
+      run(script + " --secret-file " + quoted(dir_ / "short") + " --sub gina", true);
+  EXPECT_EQ(from_file.status, 1) << from_file.text;
+  EXPECT_NE(from_file.text.find("at least 32 bytes"), std::string::npos) << from_file.text;
+  EXPECT_THROW(gw.start({{"--auth-hmac-secret-file", (dir_ / "short").string()}}), std::runtime_error);
+  EXPECT_EQ(gw.exit_status(), 2);
+  EXPECT_NE(gw.log().find("at least 32 bytes"), std::string::npos) << gw.log();
+  gw.signal(SIGTERM);  // exited as it should: not an unexpected exit
+  // 32 bytes: minted, and the gateway takes the token.
+  Gateway accepting;
+  accepting.start({{"--auth-hmac-secret", short_secret + "s"}});
+  WsClient c;
+  c.connect(accepting.ws_port());
+  const std::string token = mint_token("--secret " + short_secret + "s --sub gina");
+  EXPECT_EQ(code_of(reply(c, "login", login_data(token, 101, "gina"))), 200);
+}
+
 }  // namespace
 }  // namespace imgate::test
