@@ -18,8 +18,9 @@
 // answers of its own sends name their place in the room stream, handed to the client so that its
 // own messages (never pushed back to it) do not count as gaps.
 //
-// Query parameters: appID (room, used when the server did not inject one), name (display name),
-// token (login token; the fragment's wins).
+// Query parameters: appID (room, used when the server did not inject one; when the server put the
+// page in another room, because this one is not configured, the page says so and corrects the URL),
+// name (display name), token (login token; the fragment's wins).
 
 import { ImgateClient, makeSeq } from './imgate-client.js';
 
@@ -58,6 +59,7 @@ function readConfig() {
   if (!Number.isInteger(appID) || appID <= 0) appID = 101;
   return {
     appID,
+    askedAppID: params.get('appID'), // the room in the URL, which the server may have refused
     wsUrl: resolveWsUrl(value(raw.wsUrl), location),
     httpBase: resolveHttpBase(value(raw.httpBase), location),
     name: params.get('name'),
@@ -402,6 +404,14 @@ function init() {
   }
   for (const a of document.querySelectorAll('.rooms a[data-app-id]')) {
     if (Number(a.dataset.appId) === config.appID) a.setAttribute('aria-current', 'page');
+  }
+  if (config.askedAppID !== null && config.askedAppID !== String(config.appID)) {
+    // The server serves its first room for an appID it does not have: say so, and make the URL
+    // name the room the page is in.
+    addNotice('warning', `Room ${config.askedAppID} is not configured on this gateway: you are in room ${config.appID}.`);
+    const url = new URL(location.href);
+    url.searchParams.set('appID', String(config.appID));
+    history.replaceState(null, '', url.href);
   }
 
   els.nameForm.addEventListener('submit', (event) => {

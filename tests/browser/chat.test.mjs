@@ -134,7 +134,7 @@ async function screenshot(label, page, tag) {
 
 async function main(browser) {
   // Screenshots of an earlier run would be confusing next to this run's.
-  for (const label of ['A', 'B', 'C', 'SA', 'SB', 'SC', 'SD', 'H1', 'H2', 'HO']) {
+  for (const label of ['A', 'B', 'C', 'R', 'U', 'SA', 'SB', 'SC', 'SD', 'H1', 'H2', 'HO']) {
     for (const tag of ['end', 'failure', 'phone', 'before-exit', 'refused', 'recovered']) {
       await rm(join(artifacts, `${label}-${tag}.png`), { force: true });
     }
@@ -208,6 +208,25 @@ async function main(browser) {
   await a.locator(`#messages li[data-kind="exit"][data-from=${attr(NAME_B)}]`).waitFor();
   await a.locator(`#online-list li[data-user=${attr(NAME_A)}]`).waitFor();
   assert.equal(await a.locator('#status').getAttribute('data-state'), 'online');
+
+  log('/?appID=102 redirects to the page of room 102');
+  const r = await newPage(browser, 'R', `${base}/?appID=102&name=root-${suffix}`);
+  assert.equal(new URL(r.url()).pathname, '/home/index', 'R: redirected to /home/index');
+  await r.locator('#status[data-state="online"]').waitFor();
+  assert.equal(await r.locator('#room-label').textContent(), 'room 102');
+  assert.equal(await r.locator('#messages li[data-kind="warning"]').count(), 0, 'R: no warning for a configured room');
+  pages.delete('R');
+  await r.context().close();
+
+  log('?appID=999 (not configured): the page says it is in room 101 and its URL says so too');
+  const u = await newPage(browser, 'U', roomUrl(999, `lost-${suffix}`));
+  await u.locator('#messages li[data-kind="warning"]', { hasText: 'Room 999 is not configured' }).waitFor();
+  assert.equal(await u.locator('#room-label').textContent(), 'room 101');
+  assert.equal(new URL(u.url()).searchParams.get('appID'), '101', 'U: the URL names room 101');
+  await u.locator('#status[data-state="online"]').waitFor();
+  await a.locator(`#online-list li[data-user=${attr(`lost-${suffix}`)}]`).waitFor();
+  pages.delete('U');
+  await u.context().close();
 
   log('no console errors, no page errors');
   assert.deepEqual(problems, []);
