@@ -2,7 +2,7 @@
 # The .deb carries a working gateway: builds the package with cpack, unpacks it
 # with dpkg-deb -x into a temporary folder, starts that binary from another
 # working directory (no web/ there), and loads /home/index and the JavaScript
-# client from it.
+# client from it. The unit's Documentation= must name files the package holds.
 #   tests/install/package_test.sh <build dir>
 set -euo pipefail
 build=$(realpath "$1")
@@ -26,6 +26,13 @@ dpkg-deb -I "$deb" | grep -E "Package|Version|Depends" || true
 dpkg-deb -x "$deb" "$work/root"
 for f in usr/bin/imgate etc/imgate/app.yaml lib/systemd/system/imgate.service; do
   [[ -e $work/root/$f ]] || { echo "missing in the package: $f" >&2; exit 1; }
+done
+# The unit's Documentation= names imgate's own docs, shipped in the package.
+docs=$(sed -n 's/^Documentation=//p' "$work/root/lib/systemd/system/imgate.service")
+[[ -n $docs ]] || { echo "the unit has no Documentation=" >&2; exit 1; }
+for uri in $docs; do
+  [[ $uri == file:/* ]] || { echo "Documentation= $uri is not a file of the package" >&2; exit 1; }
+  [[ -f $work/root/${uri#file:/} ]] || { echo "Documentation= $uri is missing in the package" >&2; exit 1; }
 done
 
 mkdir "$work/elsewhere"
