@@ -31,7 +31,7 @@ bin=$out/frame_parser_fuzz
 echo "fuzz: building $bin (parser sources from $parser)"
 "$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -Wall -Wextra -Wno-missing-field-initializers \
+  -Wall -Wextra -Wno-missing-field-initializers -Werror \
   -I"$parser" -I"$src/tests/fuzz" \
   "$parser/websocket/frame_parser.cpp" "$parser/websocket/utf8.cpp" "$parser/websocket/frame.cpp" \
   "$src/tests/fuzz/frame_parser_fuzz.cpp" \

@@ -146,7 +146,9 @@ TEST_F(BackpressureTest, FastReaderReceivesALargeBurstInOrderWithoutOverflow) {
   };
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_FALSE(c.send_text(make_request(std::to_string(i), "ping"))) << "request " << i;
-    if (i + 1 - answered >= kWindow) ASSERT_NO_FATAL_FAILURE(read_one());
+    if (i + 1 - answered >= kWindow) {
+      ASSERT_NO_FATAL_FAILURE(read_one());
+    }
   }
   while (answered < kRequests) ASSERT_NO_FATAL_FAILURE(read_one());
   const State s = gw.state();

@@ -413,7 +413,9 @@ TEST_F(ClusterHistoryTest, APushWhoseReplyIsLostIsAnsweredUnknownAndNeverDoubled
       if (text == "lost-reply-1") ++copies;
     }
     EXPECT_LE(copies, 1u) << (c == &alice ? "alice" : "bob") << " got it twice";
-    if (c == &bob) EXPECT_EQ(copies, 1u);
+    if (c == &bob) {
+      EXPECT_EQ(copies, 1u);
+    }
   }
 }
 

@@ -77,7 +77,9 @@ class OfflineMarksTest : public testing::TestWithParam<Mode> {
 
   void TearDown() override {
     for (auto& n : nodes_) {
-      if (n.pid() > 0 && n.running()) EXPECT_TRUE(n.wait_idle());
+      if (n.pid() > 0 && n.running()) {
+        EXPECT_TRUE(n.wait_idle());
+      }
     }
   }
 

@@ -177,7 +177,9 @@ TEST_F(ApiKeyTest, EveryUserRouteNeedsAValidKey) {
             raw_call(port(), route_request(route, post, std::string(headers) + "Connection: close\r\n"));
         EXPECT_EQ(ex.status, known ? 200u : 404u);
         // The route's own answer, not only its status.
-        if (known) EXPECT_NE(ex.body().find("\"code\":200"), std::string::npos) << ex.body();
+        if (known) {
+          EXPECT_NE(ex.body().find("\"code\":200"), std::string::npos) << ex.body();
+        }
       }
     }
   }
