@@ -3,7 +3,7 @@
 // server: `./run.sh --mock`. It speaks the same wire contract, in its simplest form:
 //   HTTP: GET /home/index?appID=N (web/index.html with the config injected), GET /web/<file>,
 //         /user/list, /user/sendMessageAll, /user/sendMessage, /user/history
-//   WebSocket: /acc with login, heartbeat, ping, publish, refresh; pushes enter, exit, msg.
+//   WebSocket: /acc with login, heartbeat, ping, publish, refresh, users; pushes enter, exit, msg.
 // Flags (like imgate's): --bind ADDR --http-port N --ws-port N --ready-file FILE --web-root DIR
 //   --api-key KEY (repeatable: /user/* then need "Authorization: Bearer KEY" or "X-API-Key: KEY")
 //   --auth-hmac-secret S | --auth-hmac-secret-file F (secure mode: login needs an HS256/384/512 JWT
@@ -40,6 +40,7 @@ const leewaySeconds = Number(flag('auth-leeway', '30'));
 const maxFailedLogins = Number(flag('max-failed-logins', '5'));
 const historySize = Number(flag('history-size', '0'));
 const APP_IDS = new Set([101, 102, 103, 104]);
+const MAX_USERS_LISTED = 1000; // the users command's cap (kMaxUsersListed)
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 // ---- presence ---------------------------------------------------------------------------
@@ -323,6 +324,16 @@ function handleRequest(conn, text) {
       if (typeof message !== 'string' || message === '') return reply(1001);
       const msgID = data.msgID ? String(data.msgID) : `${Date.now()}-${randomInt(100000, 1000000)}`;
       return reply(200, sendToRoom(conn.appID, conn.userID, msgID, message));
+    }
+    case 'users': {
+      if (data !== undefined && data !== null && (typeof data !== 'object' || Array.isArray(data))) return reply(1001);
+      if (!conn.userID) return reply(1000);
+      if (data && data.appID !== undefined && data.appID !== null && data.appID !== conn.appID) {
+        return reply(1003, { error: "only the connection's own room" });
+      }
+      const users = usersOf(conn.appID).sort();
+      const listed = users.slice(0, MAX_USERS_LISTED);
+      return reply(200, { userCount: users.length, userList: listed, ...(listed.length < users.length ? { truncated: true } : {}) });
     }
     case 'heartbeat':
       return reply(conn.userID ? 200 : 1000);
