@@ -327,11 +327,13 @@ function handleRequest(conn, text) {
     }
     case 'users': {
       if (data !== undefined && data !== null && (typeof data !== 'object' || Array.isArray(data))) return reply(1001);
+      const app = data ? data.appID : undefined;
+      if (app !== undefined && app !== null && !(Number.isInteger(app) && app >= 0)) return reply(1001);
       if (!conn.userID) return reply(1000);
-      if (data && data.appID !== undefined && data.appID !== null && data.appID !== conn.appID) {
+      if (app !== undefined && app !== null && app !== 0 && app !== conn.appID) {
         return reply(1003, { error: "only the connection's own room" });
       }
-      const users = usersOf(conn.appID).sort();
+      const users = usersOf(conn.appID).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))); // byte order
       const listed = users.slice(0, MAX_USERS_LISTED);
       return reply(200, { userCount: users.length, userList: listed, ...(listed.length < users.length ? { truncated: true } : {}) });
     }
