@@ -1,7 +1,8 @@
 // imgate chat page (served as /web/chat.js, loaded by /home/index).
 //
 // What it does, like gowebsocket's page: picks a display name, logs in to the room over WebSocket,
-// sends a heartbeat every 30 s, keeps the online list (GET /user/list, then enter/exit pushes),
+// sends a heartbeat every 30 s, keeps the online list (the WebSocket `users` command, which needs
+// no API key, then enter/exit pushes),
 // shows messages, and sends through POST /user/sendMessageAll.
 // Beyond it: no external resources, user text only ever set with textContent, automatic reconnect
 // with back-off and re-login (shown in #status), a layout that works on a phone.
@@ -179,13 +180,12 @@ const els = {
   send: $('#send'),
 };
 
-// Users seen in enter/exit pushes while a /user/list request is in flight, so that the list
+// Users seen in enter/exit pushes while a `users` request is in flight, so that the list
 // (computed by the server at some instant during the request) cannot undo them.
 let listTracking = null; // { entered: Set, gone: Set } or null
 let listGeneration = 0;
 let wasOnline = false;
 let sending = false;
-let listNeedsKey = false; // GET /user/list answered 401: the server wants an API key
 
 // ---- rendering (textContent only) -------------------------------------------------------
 
@@ -305,10 +305,11 @@ async function refreshOnlineList() {
   const generation = ++listGeneration;
   const tracking = { entered: new Set(), gone: new Set() };
   listTracking = tracking;
-  if (listNeedsKey) return;
   try {
-    const data = await apiCall('/user/list', { appID: config.appID }, 'GET');
+    const { response } = await client.users();
     if (generation !== listGeneration) return; // a newer refresh is under way
+    if (response.code !== 200) throw new Error(`${response.code} ${response.codeMsg}`);
+    const data = response.data;
     const users = new Set(Array.isArray(data && data.userList) ? data.userList : []);
     for (const u of tracking.gone) users.delete(u);
     for (const u of tracking.entered) users.add(u);
@@ -318,16 +319,13 @@ async function refreshOnlineList() {
     }
     for (const u of users) addUser(u);
     updateOnlineCount();
+    if (data.truncated) {
+      addNotice('system', `${data.userCount} users are online: the list shows ${data.userList.length} of them and who joins from now on.`);
+    }
   } catch (error) {
     if (generation !== listGeneration) return;
-    if (error.status === 401) {
-      // API keys guard /user/*; the list is then kept from enter/exit pushes only.
-      listNeedsKey = true;
-      addUser(me);
-      addNotice('system', 'The online list needs an API key here: showing who joins and leaves from now on.');
-    } else {
-      addNotice('error', `Could not load the online list: ${error.message}`);
-    }
+    addUser(me);
+    addNotice('error', `Could not load the online list: ${error.message}`);
   } finally {
     if (generation === listGeneration) listTracking = null;
   }

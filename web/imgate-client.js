@@ -16,7 +16,8 @@
  * `serviceToken` whose `sub` is the userID; the login response has data.exp (unix seconds); the
  * `refresh` command replaces the token of a logged-in connection; a connection whose token
  * expired is closed by the server with code 4001. `publish` (every mode) sends a message to the
- * connection's own room, like POST /user/sendMessageAll from the logged-in user.
+ * connection's own room, like POST /user/sendMessageAll from the logged-in user; `users` (every
+ * mode) lists who is online in that room, like GET /user/list, without the API key.
  *
  * History (imgate started with --history-size N; docs/history.md): every `msg` push carries
  * data.stream ('room' | 'user'), data.epoch and data.offset (consecutive per stream and epoch).
@@ -101,6 +102,10 @@
  *                         Resolved whatever the code, like request(): 200 sent (data {} for a
  *                         duplicate msgID, nothing pushed), 1000 not logged in, 1001 bad message.
  *                         History on: a 200 answer's data {epoch, offset} is noted (notePosition).
+ *   users()               Promise<envelope>; sends `users`: who is online in this connection's room
+ *                         (every node). Resolved whatever the code: 200 with data {userCount,
+ *                         userList (at most 1000, the first in byte order), truncated?: true},
+ *                         1000 not logged in, 1004 unknown (the gateway lost Redis).
  *   notePosition(stream, {epoch, offset})  notes a push of 'room' | 'user' this client will not
  *                         receive: its own message, e.g. from the answer of POST
  *                         /user/sendMessageAll (data.epoch, data.offset), so that it does not
@@ -516,6 +521,14 @@ export class ImgateClient extends EventTarget {
       if (res.response && res.response.code === 200) this.notePosition('room', res.response.data);
       return res;
     });
+  }
+
+  /**
+   * Sends `users`: who is online in this connection's room. Resolves with the response envelope
+   * whatever its code (see request()); 200's data is {userCount, userList, truncated?}.
+   */
+  users() {
+    return this.request('users', {});
   }
 
   /**

@@ -102,6 +102,11 @@ void GatewayHandler::send_later(ConnId conn, std::string text) {
   });
 }
 
+void GatewayHandler::list_room_users(AppId app,
+                                     std::function<void(bool, std::vector<std::string>)> done) {
+  ctx_.backend->list_users(app, std::move(done));
+}
+
 void GatewayHandler::on_activity(WsConnection& conn) {
   shard_of(conn).touch(conn.tag, Clock::now());
 }

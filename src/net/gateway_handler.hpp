@@ -25,6 +25,8 @@ class GatewayHandler final : public WsHandler, public CommandServices {
   void publish_room(AppId app, std::string from, std::string msg_id, std::string message,
                     std::function<void(Reply)> done) override;
   void send_later(ConnId conn, std::string text) override;
+  void list_room_users(AppId app,
+                       std::function<void(bool, std::vector<std::string>)> done) override;
   bool history_on() const override;
   StreamRead read_stream(const UserKey& stream, const std::optional<StreamPos>& since,
                          std::string_view reader) override;

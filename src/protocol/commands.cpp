@@ -1,8 +1,8 @@
 // The gowebsocket client commands (spec §2), with upstream's validation order:
 // data must be an object (or null / absent), field types must match, then
 // userID (non-empty, < 20 bytes), then appID (configured), then (token mode)
-// the token, then "already logged in". imgate's own commands: refresh and
-// publish (docs/security.md).
+// the token, then "already logged in". imgate's own commands: refresh,
+// publish and users (docs/security.md).
 #include <boost/json.hpp>
 #include <algorithm>
 #include <memory>
@@ -376,6 +376,47 @@ Reply publish(CommandContext& ctx, const json::value& data) {
   return Reply::answered_later();
 }
 
+// The users online in the connection's own room, in GET /user/list's shape:
+// {"userCount": N, "userList": [the first kMaxUsersListed in byte order]},
+// plus "truncated": true when the list was cut. data may be empty or name the
+// own appID; another room is refused. Redis down: 1004, as the HTTP API.
+json::object user_list_data(std::vector<std::string> users) {
+  const std::size_t count = users.size();
+  const std::size_t listed = std::min(count, kMaxUsersListed);
+  std::partial_sort(users.begin(), users.begin() + static_cast<std::ptrdiff_t>(listed), users.end());
+  json::array list;
+  list.reserve(listed);
+  for (std::size_t i = 0; i < listed; ++i) list.emplace_back(users[i]);
+  json::object data{{"userCount", count}, {"userList", std::move(list)}};
+  if (listed < count) data["truncated"] = true;
+  return data;
+}
+
+Reply users(CommandContext& ctx, const json::value& data) {
+  bool ok = false;
+  const json::object* obj = data_object(data, ok);
+  uint32_t app = 0;
+  if (!ok || !uint32_field(obj, "appID", app)) return {Code::kParameterIllegal, nullptr};
+  const UserKey* key = ctx.shard.user_of(ctx.conn);
+  if (!key) return {Code::kNotLoggedIn, nullptr};
+  if (app != 0 && app != key->app) {
+    return {Code::kUnauthorized, json::object{{"error", "only the connection's own room"}}};
+  }
+  if (!ctx.services) return {Code::kServerError, nullptr};
+  CommandServices* services = ctx.services;
+  services->list_room_users(
+      key->app, [services, conn = ctx.conn, seq = std::string(ctx.seq),
+                 cmd = std::string(ctx.cmd)](bool found, std::vector<std::string> list) {
+        if (!found) {
+          services->send_later(conn, make_response(seq, cmd, Code::kServerError,
+                                                   json::object{{"error", "redis unavailable"}}));
+          return;
+        }
+        services->send_later(conn, make_response(seq, cmd, Code::kOk, user_list_data(std::move(list))));
+      });
+  return Reply::answered_later();
+}
+
 Reply heartbeat(CommandContext& ctx, const json::value& data) {
   bool ok = false;
   const json::object* obj = data_object(data, ok);
@@ -396,6 +437,7 @@ Router make_default_router() {
   router.add("ping", ping);
   router.add("refresh", refresh);
   router.add("publish", publish);
+  router.add("users", users);
   return router;
 }
 

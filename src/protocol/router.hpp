@@ -18,6 +18,12 @@ namespace imgate {
 
 class TokenVerifier;
 
+// The users command answers at most this many userIDs (the first in byte
+// order), with "truncated": true when the room has more: one request, one
+// bounded frame (IDs are < 20 bytes: about 22 KB, at most ~120 KB when every
+// byte needs a JSON escape; the send queue holds 1 MiB by default).
+inline constexpr std::size_t kMaxUsersListed = 1000;
+
 struct Reply {
   Code code = Code::kOk;
   boost::json::value data;  // null unless the command returns something
@@ -41,6 +47,11 @@ class CommandServices {
                             std::function<void(Reply)> done) = 0;
   // Sends `text` to connection `conn` if it is still registered; from any thread.
   virtual void send_later(ConnId conn, std::string text) = 0;
+  // The users online in room `app` over the whole deployment, as GET
+  // /user/list lists them; `done` gets ok = false when that cannot be known
+  // (Redis down), on any thread.
+  virtual void list_room_users(AppId app,
+                               std::function<void(bool ok, std::vector<std::string> users)> done) = 0;
 
   // History (docs/history.md): off unless --history-size > 0.
   virtual bool history_on() const { return false; }
@@ -118,7 +129,7 @@ class Router {
 };
 
 // The gowebsocket commands (login, heartbeat, ping) and imgate's own:
-// refresh (token mode) and publish (docs/security.md).
+// refresh (token mode), publish and users (docs/security.md).
 Router make_default_router();
 
 }  // namespace imgate

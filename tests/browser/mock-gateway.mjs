@@ -4,7 +4,7 @@
 //   HTTP: GET / (302 to /home/index, query kept), GET /home/index?appID=N (web/index.html with the
 //         config injected; an unknown appID gets room 101), GET /web/<file>,
 //         /user/list, /user/sendMessageAll, /user/sendMessage, /user/history
-//   WebSocket: /acc with login, heartbeat, ping, publish, refresh; pushes enter, exit, msg.
+//   WebSocket: /acc with login, heartbeat, ping, publish, refresh, users; pushes enter, exit, msg.
 // Flags (like imgate's): --bind ADDR --http-port N --ws-port N --ready-file FILE --web-root DIR
 //   --api-key KEY (repeatable: /user/* then need "Authorization: Bearer KEY" or "X-API-Key: KEY")
 //   --auth-hmac-secret S | --auth-hmac-secret-file F (secure mode: login needs an HS256/384/512 JWT
@@ -41,6 +41,7 @@ const leewaySeconds = Number(flag('auth-leeway', '30'));
 const maxFailedLogins = Number(flag('max-failed-logins', '5'));
 const historySize = Number(flag('history-size', '0'));
 const APP_IDS = new Set([101, 102, 103, 104]);
+const MAX_USERS_LISTED = 1000; // the users command's cap (kMaxUsersListed)
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 // ---- presence ---------------------------------------------------------------------------
@@ -324,6 +325,18 @@ function handleRequest(conn, text) {
       if (typeof message !== 'string' || message === '') return reply(1001);
       const msgID = data.msgID ? String(data.msgID) : `${Date.now()}-${randomInt(100000, 1000000)}`;
       return reply(200, sendToRoom(conn.appID, conn.userID, msgID, message));
+    }
+    case 'users': {
+      if (data !== undefined && data !== null && (typeof data !== 'object' || Array.isArray(data))) return reply(1001);
+      const app = data ? data.appID : undefined;
+      if (app !== undefined && app !== null && !(Number.isInteger(app) && app >= 0)) return reply(1001);
+      if (!conn.userID) return reply(1000);
+      if (app !== undefined && app !== null && app !== 0 && app !== conn.appID) {
+        return reply(1003, { error: "only the connection's own room" });
+      }
+      const users = usersOf(conn.appID).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))); // byte order
+      const listed = users.slice(0, MAX_USERS_LISTED);
+      return reply(200, { userCount: users.length, userList: listed, ...(listed.length < users.length ? { truncated: true } : {}) });
     }
     case 'heartbeat':
       return reply(conn.userID ? 200 : 1000);

@@ -465,6 +465,31 @@ TEST_F(ClusterTest, ListAndOnlineAreClusterWideThroughAnyNode) {
   }
 }
 
+// The users command (docs/security.md) lists the room over the whole cluster, as GET /user/list,
+// and says 1004 like the HTTP API while Redis is down.
+TEST_F(ClusterTest, UsersCommandListsTheRoomOfEveryNodeAndSays1004WithoutRedis) {
+  auto alice = join(A, 101, "alice");
+  auto bob = join(B, 101, "bob");
+  auto dave = join(C, 102, "dave");
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  ASSERT_TRUE(room_is(102, {"dave"}));
+  for (const Client* c : {&alice, &bob}) {
+    const json::object r = (*c)->request("users").at("response").as_object();
+    EXPECT_EQ(r.at("code"), json::value(200)) << c->name;
+    EXPECT_EQ(r.at("data"), json::parse(R"({"userCount":2,"userList":["alice","bob"]})")) << c->name;
+  }
+  EXPECT_EQ(dave->request("users").at("response").at("data"),
+            json::parse(R"({"userCount":1,"userList":["dave"]})"));
+
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return cluster_field(A, "redis") == "down"; }, 10s));
+  const auto t0 = Clock::now();
+  const json::object r = alice->request("users").at("response").as_object();
+  EXPECT_LT(since(t0).count(), 1000) << "did not fail fast";
+  EXPECT_EQ(r.at("code"), json::value(1004));
+  EXPECT_EQ(r.at("data"), json::value(json::object{{"error", kRedisDown}}));
+}
+
 // ---- unicast --------------------------------------------------------------------------------
 
 TEST_F(ClusterTest, SendMessageThroughOneNodeReachesTheUserOnEveryOtherNode) {

@@ -331,5 +331,41 @@ TEST_F(LimitsTest, EveryEndingGivesTheAddressItsPlaceBack) {
   EXPECT_EQ(client_addresses(gw.state()), 0);
 }
 
+// The users command (docs/security.md) costs one message like any other: a flood of them is cut
+// off at the burst, so one client cannot make the gateway list its room without bound.
+TEST_F(LimitsTest, UsersCountsAgainstTheMessageRate) {
+  gw.start({{"--message-rate", "0.001"}, {"--message-burst", "5"}});
+  auto a = upgrade();
+  ASSERT_TRUE(a->send_all(RawConnection::encode_frame(
+      kText, make_request("in", "login", R"({"appID":101,"userID":"asker"})"))));
+  const auto login = a->read_frame(3000ms);
+  ASSERT_TRUE(login && login->opcode == kText);
+  ASSERT_NE(login->payload.find("\"code\":200"), std::string::npos) << login->payload;
+  // The login was message 1 of the burst of 5: 4 users commands fit, the 5th crosses the rate.
+  std::string flood;
+  for (int i = 0; i < 50; ++i) {
+    flood += RawConnection::encode_frame(kText, make_request("u" + std::to_string(i), "users"));
+  }
+  ASSERT_TRUE(a->send_all(flood, 5000ms));
+  int answered = 0;
+  for (;;) {
+    const auto f = a->read_frame(3000ms);
+    ASSERT_TRUE(f) << "no close frame after " << answered << " users answers";
+    if (f->opcode == kClose) {
+      EXPECT_EQ(f->close_code(), 1008);
+      EXPECT_EQ(f->payload.substr(2), "message rate exceeded");
+      break;
+    }
+    if (f->opcode == kText && f->payload.find("\"cmd\":\"users\"") != std::string::npos) {
+      EXPECT_NE(f->payload.find(R"("userList":["asker"])"), std::string::npos) << f->payload;
+      ++answered;
+    }
+  }
+  EXPECT_LE(answered, 4);  // answers still on their way when the close came are dropped
+  const State s = gw.state();
+  EXPECT_EQ(limit_closes(s, "messageRate"), 1) << s.dump();
+  EXPECT_EQ(s.counter("messagesIn"), 6) << s.dump();  // login, 4 users, the one over the rate
+}
+
 }  // namespace
 }  // namespace imgate::test

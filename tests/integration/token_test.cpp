@@ -337,6 +337,32 @@ TEST_F(TokenTest, PublishReachesTheOwnRoomOnceAndHonoursMsgIdDeduplication) {
   EXPECT_EQ(code_of(reply(a, "publish", R"({"message":""})")), 1001);
 }
 
+// The users command (docs/security.md): in secure mode, where GET /user/list needs the API key,
+// a logged-in page still learns who is online in its own room, and only there.
+TEST_F(TokenTest, UsersListsTheOwnRoomWithoutTheApiKey) {
+  start_hmac({{"--api-key", "k-0123456789abcdef"}});
+  EXPECT_EQ(http_get(gw.http_port(), "/user/list?appID=101").status, 401u);
+  WsClient a, b, other, anonymous;
+  for (WsClient* c : {&a, &b, &other, &anonymous}) c->connect(gw.ws_port());
+  EXPECT_EQ(code_of(reply(anonymous, "users", "{}")), 1000);  // not logged in
+  ASSERT_EQ(code_of(reply(a, "login", login_data(hs256("alice"), 101, "alice"))), 200);
+  ASSERT_EQ(code_of(reply(other, "login", login_data(hs256("carol"), 102, "carol"))), 200);
+  ASSERT_EQ(code_of(reply(b, "login", login_data(hs256("bob"), 101, "bob"))), 200);
+  // bob, who came later, learns that alice is there (and not carol, in room 102).
+  const json::value expected = json::parse(R"({"userCount":2,"userList":["alice","bob"]})");
+  json::object r = reply(b, "users", "{}");
+  EXPECT_EQ(code_of(r), 200);
+  EXPECT_EQ(r.at("codeMsg").as_string(), "Success");
+  EXPECT_EQ(r.at("data"), expected);
+  EXPECT_EQ(reply(a, "users", R"({"appID":101})").at("data"), expected);
+  EXPECT_EQ(reply(other, "users", "{}").at("data"),
+            json::parse(R"({"userCount":1,"userList":["carol"]})"));
+  r = reply(b, "users", R"({"appID":102})");  // another room: refused
+  EXPECT_EQ(code_of(r), 1003);
+  EXPECT_EQ(error_of(r), "only the connection's own room");
+  EXPECT_EQ(code_of(reply(b, "users", R"("x")")), 1001);
+}
+
 // A client's msgIDs are de-duplicated in its own scope (room and user): a logged-in client
 // cannot use up a backend's msgID, nor another user's, while its own retries stay de-duplicated.
 TEST_F(TokenTest, APublishedMsgIdIsScopedToItsSenderAndNeverSuppressesABackendsPush) {

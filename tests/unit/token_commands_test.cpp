@@ -1,5 +1,5 @@
 // Unit tests for the token-mode commands (src/protocol/commands.cpp): login with a token,
-// refresh, the failed-login limit, expiry through Shard::tick, and publish, against a real
+// refresh, the failed-login limit, expiry through Shard::tick, publish and users, against a real
 // Hub/Shard with a fake CommandServices.
 #include <gtest/gtest.h>
 
@@ -33,6 +33,11 @@ class FakeServices final : public CommandServices {
     done(Reply{Code::kOk, json::object{{"sendResults", true}}});
   }
   void send_later(ConnId conn, std::string text) override { later.emplace_back(conn, std::move(text)); }
+  void list_room_users(AppId app,
+                       std::function<void(bool, std::vector<std::string>)> done) override {
+    listed.push_back(app);
+    done(presence_up, room_users);
+  }
 
   struct Published {
     AppId app;
@@ -42,6 +47,9 @@ class FakeServices final : public CommandServices {
   int64_t now = kUnixNow;
   std::vector<Published> published;
   std::vector<std::pair<ConnId, std::string>> later;
+  std::vector<AppId> listed;  // rooms list_room_users was asked for
+  std::vector<std::string> room_users;
+  bool presence_up = true;
 };
 
 struct Answer {
@@ -260,6 +268,59 @@ TEST_F(TokenCommands, PublishGoesToTheOwnRoomAndAnswersLater) {
   EXPECT_EQ(reply.at("seq").as_string(), "9");
   EXPECT_EQ(reply.at("cmd").as_string(), "publish");
   EXPECT_EQ(reply.at("response").at("code").to_number<int>(), 200);
+}
+
+TEST_F(TokenCommands, UsersListsTheOwnRoomOnlyAndAnswersLater) {
+  const json::object users{{"seq", "5"}, {"cmd", "users"}, {"data", json::object{}}};
+  EXPECT_EQ(send(users).code, 1000u);  // not logged in
+  EXPECT_TRUE(services_.listed.empty());
+  ASSERT_EQ(login(token("alice", 600, {{"appIDs", json::array{103, 104}}}), "alice", 103).code, 200u);
+  services_.room_users = {"carol", "alice", "bob"};
+  // Another room, even one the token grants, is refused; so is malformed data.
+  const Answer other = send({{"seq", "6"}, {"cmd", "users"}, {"data", {{"appID", 104}}}});
+  EXPECT_EQ(other.code, 1003u);
+  EXPECT_EQ(other.data.at("error").as_string(), "only the connection's own room");
+  EXPECT_EQ(send({{"seq", "6"}, {"cmd", "users"}, {"data", {{"appID", "103"}}}}).code, 1001u);
+  EXPECT_EQ(send({{"seq", "6"}, {"cmd", "users"}, {"data", "x"}}).code, 1001u);
+  EXPECT_TRUE(services_.listed.empty());
+
+  EXPECT_EQ(send(users).code, 0u);  // no immediate answer
+  EXPECT_EQ(send({{"seq", "7"}, {"cmd", "users"}, {"data", {{"appID", 103}}}}).code, 0u);
+  EXPECT_EQ(send({{"seq", "8"}, {"cmd", "users"}}).code, 0u);  // data absent
+  EXPECT_EQ(services_.listed, (std::vector<AppId>{103, 103, 103}));
+  ASSERT_EQ(services_.later.size(), 3u);
+  EXPECT_EQ(services_.later[0].first, conn_);
+  const json::value reply = json::parse(services_.later[0].second);
+  EXPECT_EQ(reply.at("seq").as_string(), "5");
+  EXPECT_EQ(reply.at("cmd").as_string(), "users");
+  EXPECT_EQ(reply.at("response").at("code").to_number<int>(), 200);
+  EXPECT_EQ(reply.at("response").at("codeMsg").as_string(), "Success");
+  EXPECT_EQ(reply.at("response").at("data"),
+            json::parse(R"({"userCount":3,"userList":["alice","bob","carol"]})"));
+}
+
+TEST_F(TokenCommands, UsersListsAtMostTheCapAndSaysTruncated) {
+  ASSERT_EQ(login(token("alice", 600)).code, 200u);
+  for (std::size_t i = kMaxUsersListed + 500; i-- > 0;) services_.room_users.push_back("u" + std::to_string(100000 + i));
+  EXPECT_EQ(send({{"seq", "5"}, {"cmd", "users"}, {"data", nullptr}}).code, 0u);
+  ASSERT_EQ(services_.later.size(), 1u);
+  const json::value data = json::parse(services_.later[0].second).at("response").at("data");
+  EXPECT_EQ(data.at("userCount").to_number<std::size_t>(), kMaxUsersListed + 500);
+  EXPECT_EQ(data.at("truncated"), json::value(true));
+  const json::array& list = data.at("userList").as_array();
+  ASSERT_EQ(list.size(), kMaxUsersListed);
+  EXPECT_EQ(list.front().as_string(), "u100000");  // the first in byte order
+  EXPECT_EQ(list.back().as_string(), "u" + std::to_string(100000 + kMaxUsersListed - 1));
+}
+
+TEST_F(TokenCommands, UsersAnswers1004WhenPresenceIsUnavailable) {
+  ASSERT_EQ(login(token("alice", 600)).code, 200u);
+  services_.presence_up = false;
+  EXPECT_EQ(send({{"seq", "5"}, {"cmd", "users"}, {"data", json::object{}}}).code, 0u);
+  ASSERT_EQ(services_.later.size(), 1u);
+  const json::value r = json::parse(services_.later[0].second).at("response");
+  EXPECT_EQ(r.at("code").to_number<int>(), 1004);
+  EXPECT_EQ(r.at("data").at("error").as_string(), "redis unavailable");
 }
 
 // Every order of a token connection's events: refresh, the old deadline passing, the new deadline
