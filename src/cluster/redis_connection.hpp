@@ -126,6 +126,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::size_t handshake_left_ = 0;
   std::chrono::steady_clock::time_point last_reply_{};
   std::string incarnation_;
+  // A failed connect was warned about (or the connection was lost, which
+  // warns): further failures go to debug until the next successful one.
+  bool unreachable_warned_ = false;
 };
 
 }  // namespace imgate

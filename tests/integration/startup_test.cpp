@@ -2,7 +2,8 @@
 // binary: the log goes to stderr when no log file is set (stdout stays
 // empty); a fatal start-up error (a port already in use) names the listener
 // and the address and reaches stderr even when the log goes to a file; a
-// typo in a YAML key is warned about.
+// typo in a YAML key is warned about; an unreachable Redis is warned about
+// once at the default log level, not once per retry.
 //
 // The Gateway harness merges stdout and stderr, so the first tests spawn the
 // binary themselves (ChildProcess) with one pipe for each.
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "gateway_process.hpp"
+#include "redis_process.hpp"
 
 extern char** environ;
 
@@ -204,6 +206,18 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+// Lines of `text` that contain every one of `parts`.
+std::size_t count_lines(const std::string& text, const std::vector<std::string>& parts) {
+  std::size_t n = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    bool all = true;
+    for (const std::string& part : parts) all = all && contains(line, part);
+    if (all) ++n;
+  }
+  return n;
+}
+
 const std::vector<std::string> kLoopback{"--config", "", "--bind", "127.0.0.1", "--threads", "1"};
 
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
@@ -270,6 +284,39 @@ TEST(StartupTest, WithALogFileAFatalErrorAndConfigWarningsStillReachStderr) {
   EXPECT_TRUE(contains(log, warning)) << "log file: " << log;
   EXPECT_FALSE(contains(imgate.err(), "RLIMIT_NOFILE")) << "info lines belong to the log file";
   EXPECT_EQ(imgate.out(), "");
+}
+
+// Redis unreachable at start-up: a warning at the default log level. (The
+// connection for commands is named "redis <node id>-cmd".)
+TEST(StartupTest, UnreachableRedisAtStartUpIsAWarning) {
+  RedisServer redis;
+  redis.start();
+  redis.kill();  // its port is free now: nothing answers there
+  Gateway gw;
+  gw.start({{"--redis-addr", redis.addr()}});
+  const std::string failure = "-cmd: cannot connect to " + redis.addr();
+  EXPECT_TRUE(eventually([&] { return count_lines(gw.log(), {"[warning]", failure}) == 1; }))
+      << gw.log();
+}
+
+// One warning per connection while Redis stays unreachable, not one per
+// retry (those are debug lines); the connection once made is logged.
+TEST(StartupTest, UnreachableRedisIsWarnedOnceNotOnEveryRetry) {
+  RedisServer redis;
+  redis.start();
+  redis.kill();
+  Gateway gw;
+  gw.start({{"--redis-addr", redis.addr()}, {"--log-level", "debug"}});
+  const std::string failure = "-cmd: cannot connect to " + redis.addr();
+  ASSERT_TRUE(eventually([&] { return count_lines(gw.log(), {failure}) >= 3; }, 10s))
+      << "fewer than 3 failed connects:\n" << gw.log();
+  redis.start();
+  ASSERT_TRUE(eventually([&] {
+    return count_lines(gw.log(), {"-cmd: connected to " + redis.addr()}) == 1;
+  }, 10s)) << gw.log();
+  const std::string log = gw.log();
+  EXPECT_EQ(count_lines(log, {"[warning]", failure}), 1u) << log;
+  EXPECT_EQ(count_lines(log, {"[debug]", failure}), count_lines(log, {failure}) - 1) << log;
 }
 
 }  // namespace
