@@ -131,10 +131,11 @@ void RedisConnection::on_connected(const boost::system::error_code& ec) {
   if (ec) {
     // One warning until the next successful connection ("connected to", at
     // info), not one per retry; after a loss, that loss was the warning.
-    const auto level = unreachable_warned_ ? spdlog::level::debug : spdlog::level::warn;
-    spdlog::log(level, "redis {}: cannot connect to {}:{}: {} (retrying{})", name_,
-                endpoint_.host, endpoint_.port, ec.message(),
-                unreachable_warned_ ? "" : "; further failures are logged at debug level");
+    const bool warn = warn_unreachable && !unreachable_warned_;
+    spdlog::log(warn ? spdlog::level::warn : spdlog::level::debug,
+                "redis {}: cannot connect to {}:{}: {} (retrying{})", name_, endpoint_.host,
+                endpoint_.port, ec.message(),
+                warn ? "; further failures are logged at debug level" : "");
     unreachable_warned_ = true;
     schedule_reconnect();
     return;

@@ -319,5 +319,21 @@ TEST(StartupTest, UnreachableRedisIsWarnedOnceNotOnEveryRetry) {
   EXPECT_EQ(count_lines(log, {"[debug]", failure}), count_lines(log, {failure}) - 1) << log;
 }
 
+// Redis Cluster mode, no seed answering: the seeds are probed again and
+// again (a new probe connection a second, a few connects each); only the
+// first failure is a warning.
+TEST(StartupTest, UnreachableRedisClusterSeedIsWarnedOnceNotOnEveryProbe) {
+  RedisServer redis;
+  redis.start();
+  redis.kill();
+  Gateway gw;
+  gw.start({{"--redis-cluster", redis.addr()}, {"--log-level", "debug"}});
+  const std::string failure = "-probe: cannot connect to " + redis.addr();
+  // At most 4 connects a probe (0, 100, 300, 700 ms): 6 failures span two probes.
+  ASSERT_TRUE(eventually([&] { return count_lines(gw.log(), {failure}) >= 6; }, 10s))
+      << "fewer than 6 failed connects:\n" << gw.log();
+  EXPECT_EQ(count_lines(gw.log(), {"[warning]", failure}), 1u) << gw.log();
+}
+
 }  // namespace
 }  // namespace imgate::test
