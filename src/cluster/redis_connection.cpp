@@ -113,7 +113,9 @@ void RedisConnection::connect() {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(endpoint_.host, ec);
   if (ec) {
-    spdlog::error("redis {}: host must be an IP address or localhost: {}", name_, endpoint_.host);
+    spdlog::log(unreachable_warned_ ? spdlog::level::debug : spdlog::level::err,
+                "redis {}: host must be an IP address or localhost: {}", name_, endpoint_.host);
+    unreachable_warned_ = true;
     schedule_reconnect();
     return;
   }
@@ -127,8 +129,14 @@ void RedisConnection::connect() {
 void RedisConnection::on_connected(const boost::system::error_code& ec) {
   if (state_ == State::kStopped) return;
   if (ec) {
-    spdlog::debug("redis {}: connect to {}:{} failed: {}", name_, endpoint_.host, endpoint_.port,
-                  ec.message());
+    // One warning until the next successful connection ("connected to", at
+    // info), not one per retry; after a loss, that loss was the warning.
+    const bool warn = warn_unreachable && !unreachable_warned_;
+    spdlog::log(warn ? spdlog::level::warn : spdlog::level::debug,
+                "redis {}: cannot connect to {}:{}: {} (retrying{})", name_, endpoint_.host,
+                endpoint_.port, ec.message(),
+                warn ? "; further failures are logged at debug level" : "");
+    unreachable_warned_ = true;
     schedule_reconnect();
     return;
   }
@@ -146,6 +154,7 @@ void RedisConnection::on_connected(const boost::system::error_code& ec) {
     if (--self->handshake_left_ == 0) {
       self->state_ = State::kReady;
       self->backoff_ = std::chrono::milliseconds(100);
+      self->unreachable_warned_ = false;
       spdlog::info("redis {}: connected to {}:{}", self->name_, self->endpoint_.host,
                    self->endpoint_.port);
       if (self->on_ready) self->on_ready();
@@ -294,6 +303,7 @@ void RedisConnection::fail(const char* why) {
   if (state_ == State::kStopped || state_ == State::kConnecting) return;
   const bool was_ready = state_ == State::kReady;
   spdlog::warn("redis {}: connection lost ({})", name_, why);
+  unreachable_warned_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
   state_ = State::kConnecting;  // until the retry

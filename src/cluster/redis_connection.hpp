@@ -82,6 +82,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   std::function<void()> on_ready;                    // connected, AUTH / SELECT done
   std::function<void()> on_lost;                     // connection lost (after being ready)
+  // false: failed connects are debug lines only (a probe, whose owner warns once).
+  bool warn_unreachable = true;
   std::function<void(const RedisReply&)> on_message; // subscriber: every pushed reply
 
   static constexpr std::size_t kMaxPending = 100'000;
@@ -126,6 +128,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::size_t handshake_left_ = 0;
   std::chrono::steady_clock::time_point last_reply_{};
   std::string incarnation_;
+  // A failed connect was warned about (or the connection was lost, which
+  // warns): further failures go to debug until the next successful one.
+  bool unreachable_warned_ = false;
 };
 
 }  // namespace imgate

@@ -438,10 +438,14 @@ void ShardedRedis::probe_next() {
   RedisEndpoint ep = RedisEndpoint::parse(address);
   ep.password = seeds_.front().password;
   auto probe = std::make_shared<RedisConnection>(loop_, ep, name_ + "-probe", false);
+  // One warning while no node answers, not one per probe.
+  probe->warn_unreachable = !probe_warned_;
+  probe_warned_ = true;
   probe_ = probe;
   refreshing_ = true;
   probe->on_ready = [this, probe] {
     if (probe_ != probe) return;
+    probe_warned_ = false;
     probe_timer_.cancel();
     refreshing_ = false;
     ask_slots(probe);

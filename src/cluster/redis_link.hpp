@@ -157,6 +157,7 @@ class ShardedRedis final : public RedisLink {
   boost::asio::steady_timer probe_timer_;
   std::shared_ptr<RedisConnection> probe_;  // a seed or known node, asked for the slot map
   std::size_t probe_index_ = 0;
+  bool probe_warned_ = false;  // a probe warned it cannot connect; the next ones do not
   bool refreshing_ = false;
   bool refresh_again_ = false;
   bool stopped_ = false;

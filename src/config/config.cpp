@@ -532,6 +532,14 @@ const OptionSpec* find_yaml_option(const std::string& path) {
   return nullptr;
 }
 
+// Upstream gowebsocket app.yaml keys that imgate has no use for: accepted silently.
+constexpr std::string_view kUpstreamUnusedKeys[] = {"redis.poolSize", "redis.minIdleConns"};
+
+bool is_upstream_unused_key(const std::string& path) {
+  return std::any_of(std::begin(kUpstreamUnusedKeys), std::end(kUpstreamUnusedKeys),
+                     [&](std::string_view key) { return iequals(key, path); });
+}
+
 bool is_known_section(std::string_view section) {
   const std::string prefix = lower(section) + ".";
   return std::any_of(std::begin(kOptions), std::end(kOptions),
@@ -565,8 +573,13 @@ void apply_yaml_section(Config& cfg, const std::string& section, const YAML::Nod
   for (const auto& entry : node) {
     const std::string path = section + "." + entry.first.Scalar();
     const OptionSpec* opt = find_yaml_option(path);
-    // Unknown keys (e.g. upstream redis.poolSize) and null values are ignored.
-    if (opt == nullptr || entry.second.IsNull()) continue;
+    if (opt == nullptr) {  // ignored; a typo (httpPrt) would silently keep the default
+      if (!is_upstream_unused_key(path)) {
+        cfg.warnings.push_back("config: unknown key " + path + " (" + where + ") ignored");
+      }
+      continue;
+    }
+    if (entry.second.IsNull()) continue;
     set_option(cfg, *opt, yaml_value_text(entry.second, *opt, path, where), path, where);
   }
 }
@@ -582,7 +595,11 @@ void apply_yaml_from(Config& cfg, const std::string& text, const std::string& wh
   if (!root.IsMap()) fail_yaml_type("the top level", where, "a mapping of sections", root);
   for (const auto& section : root) {
     const std::string& name = section.first.Scalar();
-    if (is_known_section(name)) apply_yaml_section(cfg, name, section.second, where);
+    if (is_known_section(name)) {
+      apply_yaml_section(cfg, name, section.second, where);
+    } else {
+      cfg.warnings.push_back("config: unknown section " + name + " (" + where + ") ignored");
+    }
   }
 }
 

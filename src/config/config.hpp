@@ -80,6 +80,10 @@ struct Config {
   std::size_t message_burst = 200;            // ...of which this many at once
   std::size_t ip_table_size = 1 << 20;        // client addresses tracked at most
   std::vector<std::string> trusted_proxies;   // networks whose X-Forwarded-For is believed
+
+  // Not an option: what loading found worth a warning (unknown YAML keys),
+  // logged at start-up.
+  std::vector<std::string> warnings;
 };
 
 struct ConfigError : std::runtime_error {
@@ -92,7 +96,9 @@ struct ConfigError : std::runtime_error {
 // with a readable message on any invalid value.
 std::optional<Config> load_config(int argc, const char* const* argv, std::ostream& out);
 
-// Parses YAML text into `cfg` (used by load_config and by tests).
+// Parses YAML text into `cfg` (used by load_config and by tests). An unknown
+// key or section is ignored with a line in cfg.warnings, except upstream's
+// redis.poolSize and redis.minIdleConns.
 void apply_yaml(Config& cfg, const std::string& yaml_text);
 
 // Reads cfg.api_key_file (one key a line; blank lines and # comments skipped) and

@@ -4,6 +4,9 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cctype>
+#include <stdexcept>
+#include <string>
 
 namespace imgate {
 
@@ -13,10 +16,21 @@ using asio::ip::tcp;
 Listener::Listener(asio::io_context& loop, const tcp::endpoint& endpoint, ServerContext& ctx,
                    PortRole role)
     : acceptor_(loop), ctx_(ctx), role_(role) {
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
+  boost::system::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) return;
+  // "cannot listen on 0.0.0.0:8080 (HTTP API): address already in use"
+  std::string why = ec.message();
+  if (!why.empty()) why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+  const std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
+                                                       : endpoint.address().to_string();
+  const char* what = role.websocket ? (role.api ? "WebSocket and HTTP API" : "WebSocket")
+                                    : "HTTP API";
+  throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(endpoint.port()) +
+                           " (" + what + "): " + why);
 }
 
 void Listener::start() { do_accept(); }

@@ -18,7 +18,9 @@ namespace imgate {
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  // Binds and listens; throws boost::system::system_error on failure.
+  // Binds and listens. Throws std::runtime_error naming the address and the
+  // port's role on failure ("cannot listen on 0.0.0.0:8080 (HTTP API):
+  // address already in use").
   Listener(boost::asio::io_context& loop, const boost::asio::ip::tcp::endpoint& endpoint,
            ServerContext& ctx, PortRole role);
 

@@ -214,7 +214,7 @@ start_secure() {
     status=0
     ready_status secure || status=$?
     [[ $status == 0 ]] && return 0
-    if [[ $status == 1 ]] && grep -q "Address already in use" "$work/secure/server.log"; then
+    if [[ $status == 1 ]] && grep -q "cannot listen on .*: address already in use" "$work/secure/server.log"; then
       echo "run.sh: port $secure_http_port was taken before the secure server bound it; another one" >&2
       wait "$(cat "$work/secure/pid")" 2>/dev/null || true
       unset 'names[-1]'

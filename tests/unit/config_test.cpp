@@ -184,7 +184,7 @@ TEST(ConfigYaml, UpstreamAppYamlParsedUnchanged) {
   EXPECT_NO_THROW(validate(cfg));
 }
 
-TEST(ConfigYaml, UnknownKeysAndSectionsAreIgnored) {
+TEST(ConfigYaml, UnknownKeysAndSectionsAreIgnoredWithAWarningEach) {
   Config cfg;
   apply_yaml(cfg, R"(
 app:
@@ -201,6 +201,55 @@ imgate:
 )");
   EXPECT_EQ(cfg.http_port, 18080);
   EXPECT_EQ(cfg.threads, 3u);
+  EXPECT_EQ(cfg.warnings, (std::vector<std::string>{
+                              "config: unknown key app.someFutureKey (YAML text) ignored",
+                              "config: unknown section mysql (YAML text) ignored",
+                              "config: unknown section other (YAML text) ignored",
+                              "config: unknown key imgate.unknownThing (YAML text) ignored",
+                          }));
+}
+
+// A typo keeps the default: the warning is all that tells.
+TEST(ConfigYaml, TypoInAKeyIsNamedInAWarning) {
+  Config cfg;
+  apply_yaml(cfg, "app:\n  httpPrt: 9090\n");
+  EXPECT_EQ(cfg.http_port, 8080);
+  EXPECT_EQ(cfg.warnings, std::vector<std::string>{
+                              "config: unknown key app.httpPrt (YAML text) ignored"});
+}
+
+// Upstream's app.yaml (with redis.poolSize and redis.minIdleConns, any case) and the
+// repository's config/app.yaml give no warning.
+TEST(ConfigYaml, UpstreamAndRepositoryAppYamlGiveNoWarning) {
+  Config upstream;
+  apply_yaml(upstream, kUpstreamAppYaml);
+  EXPECT_EQ(upstream.warnings, std::vector<std::string>{});
+  Config lower;
+  apply_yaml(lower, "redis:\n  poolsize: 30\n  MINIDLECONNS: 30\n");
+  EXPECT_EQ(lower.warnings, std::vector<std::string>{});
+  Config repository;
+  apply_yaml(repository, R"(
+app:
+  logFile: ""
+  httpPort: 8080
+  webSocketPort: 8089
+  rpcPort: 9001
+  httpUrl: 127.0.0.1:8080
+  webSocketUrl: ""
+redis:
+  addr: ""
+  password: ""
+  DB: 0
+  poolSize: 30
+  minIdleConns: 30
+imgate:
+  threads: 0
+  appIDs: [101, 102, 103, 104]
+  heartbeatTimeout: 360
+  pingInterval: 30
+  logLevel: info
+)");
+  EXPECT_EQ(repository.warnings, std::vector<std::string>{});
 }
 
 TEST(ConfigYaml, KeysMatchCaseInsensitivelyLikeViper) {
