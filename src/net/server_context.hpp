@@ -8,8 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "backend/dedup.hpp"
 #include "config/config.hpp"
-#include "http/dedup.hpp"
 #include "http/web_assets.hpp"
 #include "metrics/counters.hpp"
 #include "protocol/router.hpp"
