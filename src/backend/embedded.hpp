@@ -1,13 +1,13 @@
 // EmbeddedBackend: one node, no external service. Presence is the node's
 // Directory, pushes go to the Hub, msgIDs are remembered in memory
-// (http/dedup.hpp). enter / exit come from the Hub's own local PresenceSink.
+// (backend/dedup.hpp). enter / exit come from the Hub's own local PresenceSink.
 #pragma once
 
 #include <memory>
 
 #include "backend/backend.hpp"
+#include "backend/dedup.hpp"
 #include "backend/memory_history.hpp"
-#include "http/dedup.hpp"
 #include "metrics/counters.hpp"
 #include "registry/shard.hpp"
 

@@ -8,8 +8,8 @@
 #pragma once
 
 #include "backend/backend.hpp"
+#include "backend/dedup.hpp"
 #include "cluster/redis_cluster.hpp"
-#include "http/dedup.hpp"
 
 namespace imgate {
 

@@ -485,7 +485,7 @@ void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
     HttpResponse res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.keep_alive(req.keep_alive());
-    res.body() = render_prometheus(ctx);
+    res.body() = render_prometheus(ctx.counters, ctx.metrics_snapshot());
     res.prepare_payload();
     return call.send(std::move(res));
   }

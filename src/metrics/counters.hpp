@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 namespace imgate {
 
@@ -78,8 +79,12 @@ struct Counters {
   static constexpr std::size_t kCloseSlots = 17;
   std::array<Counter, kCloseSlots> closes_by_code{};
 
-  // Unlinks by EndReason (index = enum value).
+  // Unlinks by EndReason (index = enum value, registry/types.hpp). The names are
+  // the reason labels in /metrics and what to_string(EndReason) returns.
   static constexpr std::size_t kEndReasons = 8;
+  static constexpr std::array<std::string_view, kEndReasons> kEndReasonNames{
+      "client close", "network error", "heartbeat timeout", "send queue overflow",
+      "protocol error", "shutdown", "token expired", "limit crossed"};
   std::array<Counter, kEndReasons> closed_by_reason{};
 
   Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID

@@ -1,7 +1,5 @@
 #include "metrics/prometheus.hpp"
 
-#include "backend/backend.hpp"
-
 #include <fmt/format.h>
 
 namespace imgate {
@@ -54,33 +52,31 @@ double load(const Counters::Counter& c) {
 
 }  // namespace
 
-std::string render_prometheus(ServerContext& ctx) {
-  const Counters& c = ctx.counters;
-  Hub& hub = ctx.hub;
+std::string render_prometheus(const Counters& c, const MetricsSnapshot& snap) {
   Writer w;
   w.simple("imgate_connections_open", "gauge", "WebSocket connections registered now.",
-           static_cast<double>(hub.connections()));
+           static_cast<double>(snap.connections));
   w.simple("imgate_sessions_open", "gauge", "TCP sessions on the WebSocket port (incl. handshaking).",
-           static_cast<double>(ctx.ws_sessions.load()));
-  if (ctx.http_connections) {
+           static_cast<double>(snap.ws_sessions));
+  if (snap.http_sessions) {
     w.simple("imgate_http_sessions_open", "gauge",
              "TCP sessions on the HTTP API port (bounded by max_http_connections).",
-             static_cast<double>(ctx.http_connections->open()));
+             static_cast<double>(*snap.http_sessions));
   }
-  if (ctx.clients) {
+  if (snap.clients) {
     w.simple("imgate_client_addresses", "gauge",
              "Client addresses tracked by the per-address limits.",
-             static_cast<double>(ctx.clients->addresses()));
+             static_cast<double>(snap.clients->addresses));
     w.simple("imgate_client_address_connections", "gauge",
              "WebSocket connections counted by the per-address limits.",
-             static_cast<double>(ctx.clients->connections()));
+             static_cast<double>(snap.clients->connections));
   }
   w.simple("imgate_connections_opened_total", "counter", "WebSocket upgrades completed.",
            load(c.connections_opened));
   w.header("imgate_connections_closed_total", "counter", "Connections ended, by reason.");
   for (std::size_t i = 0; i < Counters::kEndReasons; ++i) {
     w.value("imgate_connections_closed_total",
-            fmt::format("reason=\"{}\"", to_string(static_cast<EndReason>(i))),
+            fmt::format("reason=\"{}\"", Counters::kEndReasonNames[i]),
             load(c.closed_by_reason[i]));
   }
   w.header("imgate_ws_close_codes_total", "counter", "WebSocket close codes sent or received.");
@@ -129,9 +125,9 @@ std::string render_prometheus(ServerContext& ctx) {
            load(c.send_queue_overflows));
   w.simple("imgate_logins_total", "counter", "Successful logins.", load(c.logins));
   w.simple("imgate_users", "gauge", "Distinct (appID, userID) logged in.",
-           static_cast<double>(hub.directory().user_count()));
+           static_cast<double>(snap.users));
   w.simple("imgate_rooms", "gauge", "appIDs with at least one user.",
-           static_cast<double>(hub.directory().room_count()));
+           static_cast<double>(snap.rooms));
   w.simple("imgate_messages_in_total", "counter", "WebSocket messages received.",
            load(c.messages_in));
   w.simple("imgate_messages_out_total", "counter", "WebSocket messages written.",
@@ -151,7 +147,7 @@ std::string render_prometheus(ServerContext& ctx) {
            load(c.presence_suppressed));
   w.simple("imgate_msgid_duplicates_total", "counter", "Pushes refused as duplicate msgID.",
            load(c.msg_id_duplicates));
-  if (const Backend::RedisShards redis = ctx.backend->redis_shards(); redis.shards > 0) {
+  if (snap.redis) {
     w.simple("imgate_push_outcome_unknown_total", "counter",
              "Pushes whose Redis connection broke after they were sent (answered "
              "sendResultsErr: outcome unknown; not delivered again).",
@@ -159,25 +155,24 @@ std::string render_prometheus(ServerContext& ctx) {
     w.simple("imgate_redis_up", "gauge",
              "1 while every Redis shard (server or Redis Cluster master) is reachable "
              "and subscribed, else 0 (degraded).",
-             ctx.backend->healthy() ? 1 : 0);
+             snap.redis->healthy ? 1 : 0);
     w.simple("imgate_redis_shards", "gauge", "Redis shards known (1: one server; masters).",
-             static_cast<double>(redis.shards));
+             static_cast<double>(snap.redis->shards));
     w.simple("imgate_redis_shards_up", "gauge", "Redis shards reachable (command and subscriber).",
-             static_cast<double>(redis.up));
+             static_cast<double>(snap.redis->up));
   }
-  const Backend::HistoryStats history = ctx.backend->history_stats();
   w.simple("imgate_history_streams", "gauge", "Streams (rooms, users) with kept pushes.",
-           static_cast<double>(history.streams));
+           static_cast<double>(snap.history_streams));
   w.simple("imgate_history_pushes", "gauge", "Pushes kept for recovery and offline delivery.",
-           static_cast<double>(history.pushes));
+           static_cast<double>(snap.history_pushes));
   w.simple("imgate_history_bytes", "gauge", "Memory counted for kept pushes (embedded mode).",
-           static_cast<double>(history.bytes));
+           static_cast<double>(snap.history_bytes));
   w.simple("imgate_history_evictions_total", "counter",
            "Kept pushes dropped early because history_max_bytes was reached.",
            load(c.history_evictions));
   w.simple("imgate_msgid_evictions_total", "counter",
            "msgIDs forgotten before their TTL because the set was full.",
-           static_cast<double>(ctx.dedup->evicted()));
+           static_cast<double>(snap.msg_id_evictions));
 
   w.header("imgate_http_requests_total", "counter", "HTTP API requests by route and status.");
   for (std::size_t r = 0; r < static_cast<std::size_t>(HttpRoute::kCount); ++r) {
@@ -208,7 +203,7 @@ std::string render_prometheus(ServerContext& ctx) {
   w.value("imgate_push_latency_seconds_count", "", static_cast<double>(cumulative));
 
   w.simple("imgate_uptime_seconds", "gauge", "Seconds since start.",
-           std::chrono::duration<double>(Clock::now() - ctx.started).count());
+           snap.uptime.count());
   w.header("imgate_build_info", "gauge", "Version.");
   w.value("imgate_build_info", fmt::format("version=\"{}\"", IMGATE_VERSION), 1);
   return w.take();

@@ -71,6 +71,28 @@ void ServerContext::collect_connection_ids(std::function<void(std::vector<ConnId
   walk->visit(0);
 }
 
+MetricsSnapshot ServerContext::metrics_snapshot() const {
+  MetricsSnapshot s;
+  s.connections = hub.connections();
+  s.ws_sessions = ws_sessions.load();
+  if (http_connections) s.http_sessions = http_connections->open();
+  if (clients) {
+    s.clients = MetricsSnapshot::ClientAddresses{clients->addresses(), clients->connections()};
+  }
+  s.users = hub.directory().user_count();
+  s.rooms = hub.directory().room_count();
+  if (const Backend::RedisShards redis = backend->redis_shards(); redis.shards > 0) {
+    s.redis = MetricsSnapshot::Redis{backend->healthy(), redis.shards, redis.up};
+  }
+  const Backend::HistoryStats history = backend->history_stats();
+  s.history_streams = history.streams;
+  s.history_pushes = history.pushes;
+  s.history_bytes = history.bytes;
+  s.msg_id_evictions = dedup->evicted();
+  s.uptime = Clock::now() - started;
+  return s;
+}
+
 Server::Server(Config config)
     : config_(std::move(config)),
       loops_(make_loops(thread_count(config_))),
@@ -83,6 +105,7 @@ Server::Server(Config config)
   });
   for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
   hub_.set_presence_policy(PresencePolicy{config_.presence_max_room, config_.quiet_app_ids});
+  hub_.set_presence_frames(make_presence_push);
   ctx_.dedup = std::make_unique<MsgIdDedup>(config_.msg_id_ttl, config_.msg_id_capacity);
   ctx_.sorted_app_ids = config_.app_ids;
   std::sort(ctx_.sorted_app_ids.begin(), ctx_.sorted_app_ids.end());

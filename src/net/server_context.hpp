@@ -8,10 +8,11 @@
 #include <memory>
 #include <vector>
 
+#include "backend/dedup.hpp"
 #include "config/config.hpp"
-#include "http/dedup.hpp"
 #include "http/web_assets.hpp"
 #include "metrics/counters.hpp"
+#include "metrics/prometheus.hpp"
 #include "protocol/router.hpp"
 #include "registry/shard.hpp"
 #include "security/http_connections.hpp"
@@ -59,6 +60,9 @@ struct ServerContext {
   // Collects every shard's connection ids by visiting the shards in turn on
   // their own threads, then calls `done` on the last shard's thread.
   void collect_connection_ids(std::function<void(std::vector<ConnId>)> done);
+
+  // The gauges /metrics shows, read now (any thread).
+  MetricsSnapshot metrics_snapshot() const;
 };
 
 }  // namespace imgate

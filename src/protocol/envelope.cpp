@@ -63,4 +63,8 @@ Frame make_push(std::string_view seq, std::string_view cmd, std::string_view msg
   return make_frame(json::serialize(root));
 }
 
+Frame make_presence_push(std::string_view seq, std::string_view cmd, std::string_view user) {
+  return make_push(seq, cmd, cmd == "enter" ? kEnterText : kExitText, user);
+}
+
 }  // namespace imgate

@@ -47,4 +47,8 @@ Frame make_push(std::string_view seq, std::string_view cmd, std::string_view msg
 inline constexpr std::string_view kEnterText = "哈喽~";
 inline constexpr std::string_view kExitText = "用户已经离开~";
 
+// An enter / exit push from `user` with its upstream text: the registry's
+// presence frames (Hub::set_presence_frames).
+Frame make_presence_push(std::string_view seq, std::string_view cmd, std::string_view user);
+
 }  // namespace imgate

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "protocol/envelope.hpp"
+#include "websocket/close_codes.hpp"
 
 namespace imgate {
 
@@ -22,18 +22,12 @@ std::chrono::milliseconds wheel_tick(const LivenessSettings& s) {
 
 }  // namespace
 
+// One name per reason, kept with the counters they label in /metrics.
+static_assert(static_cast<std::size_t>(EndReason::kPolicy) + 1 == Counters::kEndReasons);
+
 std::string_view to_string(EndReason reason) {
-  switch (reason) {
-    case EndReason::kClientClose: return "client close";
-    case EndReason::kNetworkError: return "network error";
-    case EndReason::kTimeout: return "heartbeat timeout";
-    case EndReason::kOverflow: return "send queue overflow";
-    case EndReason::kProtocol: return "protocol error";
-    case EndReason::kShutdown: return "shutdown";
-    case EndReason::kExpired: return "token expired";
-    case EndReason::kPolicy: return "limit crossed";
-  }
-  return "unknown";
+  const auto i = static_cast<std::size_t>(reason);
+  return i < Counters::kEndReasons ? Counters::kEndReasonNames[i] : "unknown";
 }
 
 // --- Shard ---
@@ -401,8 +395,7 @@ void Hub::LocalPresence::user_offline(const UserKey& key, const std::optional<St
 }
 
 Frame Hub::presence_frame(std::string_view cmd, std::string_view user) {
-  return make_push(std::to_string(next_push_seq()), cmd,
-                   cmd == "enter" ? kEnterText : kExitText, user);
+  return presence_frames_(std::to_string(next_push_seq()), cmd, user);
 }
 
 std::size_t Hub::connections() const {

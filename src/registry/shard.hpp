@@ -223,6 +223,13 @@ class Hub {
   // Replaces the local enter / exit decisions (null: back to the local ones).
   void set_presence_sink(PresenceSink* sink) { presence_sink_ = sink ? sink : &local_presence_; }
   void set_presence_policy(PresencePolicy policy) { policy_ = std::move(policy); }
+  // Builds an enter / exit push (seq, "enter" | "exit", user). The wire format
+  // belongs to the protocol layer: the server sets make_presence_push
+  // (protocol/envelope.hpp), as it builds every other push before it reaches
+  // the registry. Set before the loops run; required once users log in.
+  using PresenceFrames =
+      std::function<Frame(std::string_view seq, std::string_view cmd, std::string_view user)>;
+  void set_presence_frames(PresenceFrames frames) { presence_frames_ = std::move(frames); }
   // History on: told when users leave (offline messages). Null: off.
   void set_history_hooks(HistoryHooks* hooks) { history_hooks_ = hooks; }
   HistoryHooks* history_hooks() const { return history_hooks_; }
@@ -250,7 +257,7 @@ class Hub {
   // A fresh push id (time-based start, then sequential): unique per process.
   uint64_t next_push_seq() { return push_seq_.fetch_add(1, std::memory_order_relaxed); }
 
-  // enter / exit pushes for `user`, seq a fresh id.
+  // enter / exit pushes for `user`, seq a fresh id (built by the PresenceFrames).
   Frame presence_frame(std::string_view cmd, std::string_view user);
 
   std::size_t connections() const;
@@ -284,6 +291,7 @@ class Hub {
   LocalPresence local_presence_{*this};
   PresenceSink* presence_sink_ = &local_presence_;
   PresencePolicy policy_;
+  PresenceFrames presence_frames_;
   HistoryHooks* history_hooks_ = nullptr;
   std::atomic<uint64_t> push_seq_;
 };

@@ -46,6 +46,7 @@ struct Scenario {
 
   Scenario() {
     hub.set_poster(queues.poster());
+    hub.set_presence_frames(make_presence_push);
     hub.set_history_hooks(&hooks);
     for (uint32_t s = 0; s < 2; ++s) conn[s] = hub.shard(s).add(peer[s], kStart);
   }

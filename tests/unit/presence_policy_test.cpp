@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fake_peer.hpp"
+#include "protocol/envelope.hpp"
 #include "registry/shard.hpp"
 
 namespace imgate {
@@ -21,6 +22,7 @@ class Presence : public ::testing::Test {
  protected:
   Presence() : hub_(1, LivenessSettings{10s, 5s}, counters_, kStart), queues_(1) {
     hub_.set_poster(queues_.poster());
+    hub_.set_presence_frames(make_presence_push);
   }
 
   // A logged-in connection of `user` in `app`; returns its peer.

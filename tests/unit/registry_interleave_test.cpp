@@ -24,6 +24,7 @@
 
 #include "fake_peer.hpp"
 #include "protocol/codes.hpp"
+#include "protocol/envelope.hpp"
 #include "registry/shard.hpp"
 
 namespace imgate {
@@ -108,6 +109,7 @@ constexpr AppId kOrderApp = 101;
 struct Bench {
   Bench() : hub(2, LivenessSettings{kOrderTimeout, kOrderPing}, counters, kStart), queues(2) {
     hub.set_poster(queues.poster());
+    hub.set_presence_frames(make_presence_push);
     for (uint32_t s = 0; s < 2; ++s) {
       obs[s] = hub.shard(s).add(obs_peer[s], now);
       EXPECT_EQ(hub.shard(s).login(obs[s], kOrderApp, "obs" + std::to_string(s), now),
@@ -455,6 +457,7 @@ class MultiThreadRun {
         checkpoint_(kThreads, Checkpoint{this}),
         sync_(kThreads) {
     hub_.set_poster([this](uint32_t i, Hub::Task task) { queues_[i].post(std::move(task)); });
+    hub_.set_presence_frames(make_presence_push);
   }
 
   void run() {

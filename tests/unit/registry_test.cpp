@@ -35,6 +35,7 @@ class Registry : public ::testing::Test {
  protected:
   Registry() : hub_(2, LivenessSettings{kTimeout, kPing}, counters_, kStart), queues_(2) {
     hub_.set_poster(queues_.poster());
+    hub_.set_presence_frames(make_presence_push);
   }
 
   Shard& shard(uint32_t i) { return hub_.shard(i); }

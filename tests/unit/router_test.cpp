@@ -1,6 +1,7 @@
 // Unit tests for src/protocol/router and src/protocol/commands: table dispatch, the error replies
 // every frame gets (1001 / 1010 / 1004), and the default gowebsocket commands (login, heartbeat,
 // ping) against a real Hub/Shard, row by row from spec §2 and samples.md "Details observed".
+#include "protocol/envelope.hpp"
 #include "protocol/router.hpp"
 
 #include <gtest/gtest.h>
@@ -46,6 +47,7 @@ class RouterFixture : public ::testing::Test {
  protected:
   RouterFixture() : hub_(1, LivenessSettings{2000ms, 800ms}, counters_, kStart), queues_(1) {
     hub_.set_poster(queues_.poster());
+    hub_.set_presence_frames(make_presence_push);
     conn_ = shard().add(peer_, kStart);
   }
 

@@ -9,6 +9,7 @@
 
 #include "../common/jwt_sign.hpp"
 #include "fake_peer.hpp"
+#include "protocol/envelope.hpp"
 #include "protocol/router.hpp"
 #include "security/token.hpp"
 
@@ -71,6 +72,7 @@ class TokenCommands : public ::testing::Test {
         queues_(1),
         router_(make_default_router()) {
     hub_.set_poster(queues_.poster());
+    hub_.set_presence_frames(make_presence_push);
     services_.verifier = &verifier_;
     conn_ = shard().add(peer_, kStart);
   }
@@ -339,6 +341,7 @@ TEST(TokenInterleave, EveryOrderOfRefreshExpiryAndCloseEndsOnce) {
     Hub hub(1, LivenessSettings{3600s, 3600s}, counters, kStart);
     TaskQueues queues(1);
     hub.set_poster(queues.poster());
+    hub.set_presence_frames(make_presence_push);
     FakeServices services;
     services.verifier = &verifier;
     FakePeer peer;

@@ -1,5 +1,6 @@
-// msgID de-duplication for the push endpoints (upstream: Redis SETNX with a
-// 12 h TTL). In embedded mode it lives here, in memory, bounded: at most
+// msgID de-duplication of pushes (upstream: Redis SETNX with a 12 h TTL), a
+// backend concern: the embedded backend keeps the ids here, in memory, and so
+// does the Redis one while Redis is down. Bounded: at most
 // `capacity` ids are remembered; when full, the oldest id is forgotten early
 // (a duplicate of an id that old would then be delivered again) and the
 // eviction is counted. Thread-safe (one short mutex).

@@ -1,4 +1,4 @@
-#include "http/dedup.hpp"
+#include "backend/dedup.hpp"
 
 namespace imgate {
 
