@@ -58,10 +58,13 @@ bool Directory::online(AppId app, std::string_view user) const {
 
 std::vector<uint32_t> Directory::shards_of(const UserKey& key) const {
   std::lock_guard lock(mu_);
-  std::vector<uint32_t> shards;
   auto it = users_.find(key);
-  if (it == users_.end()) return shards;
-  for (const auto& [conn, shard] : it->second.conns) {
+  return it == users_.end() ? std::vector<uint32_t>{} : shards_in(it->second);
+}
+
+std::vector<uint32_t> Directory::shards_in(const Entry& entry) {
+  std::vector<uint32_t> shards;
+  for (const auto& [conn, shard] : entry.conns) {
     if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
   }
   return shards;
@@ -79,14 +82,10 @@ void Directory::raise(Entry& entry, const StreamPos& pos) {
 
 std::vector<uint32_t> Directory::route_user(const UserKey& key, const StreamPos* pos) {
   std::lock_guard lock(mu_);
-  std::vector<uint32_t> shards;
   auto it = users_.find(key);
-  if (it == users_.end()) return shards;
-  for (const auto& [conn, shard] : it->second.conns) {
-    if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
-  }
+  if (it == users_.end()) return {};
   if (pos && pos->offset != 0) raise(it->second, *pos);
-  return shards;
+  return shards_in(it->second);
 }
 
 void Directory::note_delivered(const UserKey& key, const StreamPos& pos) {

@@ -85,6 +85,7 @@ class Directory {
     std::unique_ptr<StreamPos> delivered;
   };
   static void raise(Entry& entry, const StreamPos& pos);
+  static std::vector<uint32_t> shards_in(const Entry& entry);  // each shard once
   mutable std::mutex mu_;
   std::unordered_map<UserKey, Entry, UserKeyHash> users_;
   std::unordered_map<AppId, std::unordered_set<std::string>> rooms_;

@@ -32,6 +32,10 @@ void HttpConnections::idle(Slot& slot) {
 
 void HttpConnections::busy(Slot& slot) {
   std::lock_guard lock(mutex_);
+  busy_locked(slot);
+}
+
+void HttpConnections::busy_locked(Slot& slot) {
   if (slot.state_ == Slot::State::kIdle) {
     unlink_idle(slot);
   } else if (slot.state_ == Slot::State::kEvicting) {
@@ -47,12 +51,7 @@ bool HttpConnections::evicted(Slot& slot) {
 
 void HttpConnections::leave(Slot& slot) {
   std::lock_guard lock(mutex_);
-  if (slot.state_ == Slot::State::kIdle) {
-    unlink_idle(slot);
-  } else if (slot.state_ == Slot::State::kEvicting) {
-    --evicting_;
-  }
-  slot.state_ = Slot::State::kBusy;
+  busy_locked(slot);
   --open_;
 }
 

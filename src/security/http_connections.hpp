@@ -78,6 +78,7 @@ class HttpConnections {
 
  private:
   void unlink_idle(Slot& slot);
+  void busy_locked(Slot& slot);  // busy() with mutex_ held
 
   const std::size_t max_;
   mutable std::mutex mutex_;
