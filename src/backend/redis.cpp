@@ -101,7 +101,8 @@ json::value RedisBackend::status() const {
                  {"resyncsPending", cluster_.resyncs_pending()}};
   if (cluster_.on_redis_cluster()) {
     o["redisCluster"] = json::object{{"masters", cluster_.shards()},
-                                     {"mastersUp", cluster_.shards_up()}};
+                                     {"mastersUp", cluster_.shards_up()},
+                                     {"roomCounts", cluster_.room_count_rounds()}};
   }
   return o;
 }

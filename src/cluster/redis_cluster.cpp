@@ -44,8 +44,11 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
       hub_(hub),
       prefix_(config.redis_prefix),
       node_id_(random_node_id()),
+      sharded_(!config.redis_cluster.empty()),
+      buckets_(sharded_ ? config.redis_buckets : 1),
       refresh_timer_(loop_),
-      reap_timer_(loop_) {
+      reap_timer_(loop_),
+      count_timer_(loop_) {
   if (!config.redis_cluster.empty()) {
     std::vector<RedisEndpoint> seeds;
     std::string_view list = config.redis_cluster;
@@ -61,7 +64,7 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
       seeds.push_back(std::move(ep));
     }
     link_ = std::make_unique<ShardedRedis>(loop_, std::move(seeds), node_id_);
-    sharded_ = true;
+    for (AppId app : config.app_ids) bucket_base(app, 0);  // the tags, once per app
   } else {
     RedisEndpoint ep = RedisEndpoint::parse(config.redis_addr);
     ep.password = config.redis_password;
@@ -81,25 +84,36 @@ RedisCluster::~RedisCluster() {
 }
 
 void RedisCluster::start() {
-  spdlog::info("cluster mode: node {} on {} {} (prefix \"{}\")", node_id_,
+  spdlog::info("cluster mode: node {} on {} {} (prefix \"{}\", {} buckets per appID)", node_id_,
                sharded_ ? "redis cluster" : "redis",
-               sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_);
+               sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_, buckets_);
   post([this] {
-    // Per node: its own channel; per room: the room channel. On a Redis
-    // Cluster the node has a channel in each room's slot (the scripts of a
-    // room publish only in their slot) and both are one subscription.
+    // Per node: its own channel; per room: app_channels(). On a Redis
+    // Cluster the node has a channel in each bucket's slot (the scripts of a
+    // bucket publish only in their slot): one subscription per slot.
     if (sharded_) {
       for (AppId app : config_.app_ids) {
-        link_->subscribe({room_channel(app), node_channel_prefix(app) + node_id_});
+        std::vector<std::string> channels = app_channels(app);
+        for (std::size_t i = 0; i < channels.size();) {
+          std::vector<std::string> same_slot;
+          const uint16_t slot = redis_key_slot(channels[i]);
+          while (i < channels.size() && redis_key_slot(channels[i]) == slot) {
+            same_slot.push_back(std::move(channels[i++]));
+          }
+          link_->subscribe(std::move(same_slot));
+        }
       }
     } else {
-      std::vector<std::string> channels{node_channel_prefix(0) + node_id_};
-      for (AppId app : config_.app_ids) channels.push_back(room_channel(app));
+      std::vector<std::string> channels{node_channel_prefix(0, 0) + node_id_};
+      for (AppId app : config_.app_ids) {
+        for (auto& channel : app_channels(app)) channels.push_back(std::move(channel));
+      }
       link_->subscribe(std::move(channels));
     }
     link_->start();
     refresh_loop();
     reap_loop();
+    if (buckets_ > 1 && hub_.presence_policy().max_room > 0) count_loop();
   });
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(loop_);
@@ -114,6 +128,7 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
   post([this, left] {
     refresh_timer_.cancel();
     reap_timer_.cancel();
+    count_timer_.cancel();
     cancel_resyncs();
     // Runs after every logout queued before it (one connection per shard, in order).
     reap(node_id_, [left](int64_t) { left->set_value(); });
@@ -145,25 +160,37 @@ void RedisCluster::refresh_loop() {
   refresh_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     if (link_->reachable(nodes_key())) {
-      link_->command(
-          nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
-          [this](bool ok, const RedisReply& r) {
-            if (!ok || r.is_error()) return;
-            // 1 on a live connection: we were reaped after a stall and
-            // the others announced our users' exit, so announce them again.
-            if (r.integer == 1) {
-              spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining", node_id_);
-              resync_rooms(true);
-            }
-            // How many nodes a resync waits for should Redis lose the nodes key.
-            link_->command(nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
-                           [this](bool ok2, const RedisReply& live) {
-                             if (ok2 && !live.is_error()) live_seen_.store(live.integer);
-                           });
-          });
+      register_node([this](bool ok, bool rejoined) {
+        if (!ok) return;
+        // Absent or expired on a live connection: we were (or are being)
+        // reaped after a stall and the others announced our users' exit, so
+        // announce them again.
+        if (rejoined) {
+          spdlog::warn("cluster: node {} had been reaped (stalled?); rejoining", node_id_);
+          resync_rooms(true);
+        }
+        // How many nodes a resync waits for should Redis lose the nodes key.
+        link_->command(nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
+                       [this](bool ok2, const RedisReply& live) {
+                         if (ok2 && !live.is_error()) live_seen_.store(live.integer);
+                       });
+      });
     }
     refresh_loop();
   });
+}
+
+void RedisCluster::register_node(std::function<void(bool ok, bool rejoined)> done) {
+  link_->command(nodes_key(),
+                 eval(lua::k_register, {nodes_key()},
+                      {std::to_string(now_ms()), std::to_string(expiry_ms()), node_id_}),
+                 [done = std::move(done)](bool ok, const RedisReply& r) {
+                   if (!ok || r.is_error() || r.elements.empty()) {
+                     if (r.is_error()) spdlog::error("cluster: register script: {}", r.str);
+                     return done(false, false);
+                   }
+                   done(true, r.elements[0].integer == 1);
+                 });
 }
 
 void RedisCluster::reap_loop() {
@@ -180,29 +207,38 @@ void RedisCluster::reap_loop() {
   });
 }
 
-// One Redis server: one script, ZREM deciding which reaper does the work.
-// Redis Cluster: the expired nodes from the nodes key's slot, then one script
-// per room in the room's slot (HDEL deciding, so concurrent reapers never
-// double an exit), then ZREM.
+// One Redis server: reap.lua, at most kReapBatch users a call, again while
+// some are left; the node leaves the nodes key with its last user. Redis
+// Cluster: the expired nodes from the nodes key's slot, then each bucket of
+// each room in batches (reap_room.lua in the bucket's slot), then ZREM. In
+// both, SPOP hands each user to one reaper and HDEL decides whether it was
+// the user's last node, so concurrent reapers never double an exit.
 void RedisCluster::reap(std::string node, std::function<void(int64_t)> done) {
   if (!sharded_) {
-    link_->command(
-        nodes_key(),
-        eval(lua::k_reap, {nodes_key()},
-             {std::to_string(now_ms()), prefix_, std::string(kExitText),
-              node.empty() ? node_id_ + "-" + std::to_string(++exit_seq_) : node_id_ + "-bye", node,
-              max_room(), quiet_list()}),
-        [done](bool ok, const RedisReply& r) { done(ok ? r.integer : 0); });
-    return;
+    const bool expired = node.empty();  // one reap of the expired nodes at a time
+    if (expired && !reaping_.insert(node).second) return done(0);
+    const std::string seq =
+        expired ? node_id_ + "-" + std::to_string(++exit_seq_) : node_id_ + "-bye";
+    return reap_single(std::move(node), seq, 0, 0,
+                       [this, expired, done = std::move(done)](int64_t exits) {
+                         if (expired) reaping_.erase("");
+                         done(exits);
+                       });
   }
-  if (!node.empty()) return reap_rooms(node, std::move(done));
+  if (!node.empty()) return reap_buckets(node, std::move(done));
   link_->command(nodes_key(), {"ZRANGEBYSCORE", nodes_key(), "-inf", std::to_string(now_ms())},
                  [this, done](bool ok, const RedisReply& r) {
-                   if (!ok || r.is_error() || r.elements.empty()) return done(0);
+                   std::vector<std::string> dead;
+                   if (ok && !r.is_error()) {
+                     for (const auto& e : r.elements) {
+                       if (!reaping_.contains(e.str)) dead.push_back(e.str);
+                     }
+                   }
+                   if (dead.empty()) return done(0);
                    auto total = std::make_shared<int64_t>(0);
-                   auto left = std::make_shared<std::size_t>(r.elements.size());
-                   for (const auto& dead : r.elements) {
-                     reap_rooms(dead.str, [total, left, done](int64_t exits) {
+                   auto left = std::make_shared<std::size_t>(dead.size());
+                   for (const auto& dead_node : dead) {
+                     reap_buckets(dead_node, [total, left, done](int64_t exits) {
                        *total += exits;
                        if (--*left == 0) done(*total);
                      });
@@ -210,41 +246,136 @@ void RedisCluster::reap(std::string node, std::function<void(int64_t)> done) {
                  });
 }
 
-void RedisCluster::reap_rooms(const std::string& node, std::function<void(int64_t)> done) {
+void RedisCluster::reap_single(std::string node, std::string seq, int batch, int64_t exits,
+                               std::function<void(int64_t)> done) {
+  link_->command(
+      nodes_key(),
+      eval(lua::k_reap, {nodes_key()},
+           {std::to_string(now_ms()), prefix_, std::string(kExitText),
+            seq + "-" + std::to_string(batch), node, max_room(0, 0), quiet_list(),
+            std::to_string(kReapBatch)}),
+      [this, node, seq, batch, exits, done = std::move(done)](bool ok, const RedisReply& r) mutable {
+        if (!ok || r.is_error() || r.elements.size() != 2) {
+          if (r.is_error()) spdlog::error("cluster: reap script: {}", r.str);
+          return done(exits);
+        }
+        exits += r.elements[0].integer;
+        if (r.elements[1].integer == 0) return done(exits);
+        reap_single(std::move(node), std::move(seq), batch + 1, exits, std::move(done));
+      });
+}
+
+void RedisCluster::reap_buckets(const std::string& node, std::function<void(int64_t)> done) {
   struct Pending {
     std::size_t left;
     int64_t exits = 0;
     bool failed = false;
   };
-  auto pending = std::make_shared<Pending>(Pending{config_.app_ids.size()});
+  reaping_.insert(node);
+  auto pending = std::make_shared<Pending>(Pending{config_.app_ids.size() * buckets_});
   const std::string seq =
       node_id_ + (node == node_id_ ? "-bye" : "-" + std::to_string(++exit_seq_));
-  const auto& quiet = hub_.presence_policy().quiet;
   for (AppId app : config_.app_ids) {
-    const bool is_quiet = std::find(quiet.begin(), quiet.end(), app) != quiet.end();
-    link_->command(
-        room_set(app),
-        eval(lua::k_reap_room, {node_users(app, node), room_set(app)},
-             {node, room_base(app), std::string(kExitText), seq + "-" + std::to_string(app),
-              max_room(), is_quiet ? "1" : "0", room_channel(app), std::to_string(app)}),
-        [this, node, pending, done](bool ok, const RedisReply& r) {
-          if (ok && !r.is_error()) {
-            pending->exits += r.integer;
-          } else {
-            pending->failed = true;
-          }
-          if (--pending->left != 0) return;
-          // A room that failed keeps the node registered (expired), so that a
-          // later reaper finds it again; the done rooms are then no-ops.
-          if (pending->failed) return done(pending->exits);
-          link_->command(nodes_key(), {"ZREM", nodes_key(), node},
-                         [pending, done](bool, const RedisReply&) { done(pending->exits); });
-        });
+    for (uint32_t k = 0; k < buckets_; ++k) {
+      reap_bucket(
+          node, app, k, seq + "-" + std::to_string(app) + "-" + std::to_string(k), 0, 0,
+          [this, node, pending, done](bool ok, int64_t exits) {
+            pending->exits += exits;
+            pending->failed = pending->failed || !ok;
+            if (--pending->left != 0) return;
+            reaping_.erase(node);
+            // A bucket that failed (or a node that came back) keeps the node
+            // registered, so that a later reaper finds it again and goes on.
+            if (pending->failed) return done(pending->exits);
+            link_->command(nodes_key(), {"ZREM", nodes_key(), node},
+                           [pending, done](bool, const RedisReply&) { done(pending->exits); });
+          });
+    }
   }
 }
 
-std::string RedisCluster::max_room() const {
-  return std::to_string(hub_.presence_policy().max_room);
+void RedisCluster::reap_bucket(const std::string& node, AppId app, uint32_t bucket,
+                               std::string seq, int batch, int64_t exits,
+                               std::function<void(bool, int64_t)> done) {
+  link_->command(
+      room_set(app, bucket),
+      eval(lua::k_reap_room, {node_users(app, bucket, node), room_set(app, bucket)},
+           {node, bucket_base(app, bucket), std::string(kExitText),
+            seq + "-" + std::to_string(batch), max_room(app, bucket),
+            announced_in(app) ? "0" : "1", room_channel(app, bucket), std::to_string(app),
+            std::to_string(kReapBatch)}),
+      [this, node, app, bucket, seq, batch, exits, done = std::move(done)](
+          bool ok, const RedisReply& r) mutable {
+        if (!ok || r.is_error() || r.elements.size() != 2) {
+          if (r.is_error()) spdlog::error("cluster: reap script: {}", r.str);
+          return done(false, exits);
+        }
+        exits += r.elements[0].integer;
+        if (r.elements[1].integer == 0) return done(true, exits);
+        auto next = [this, node, app, bucket, seq, batch, exits, done]() mutable {
+          reap_bucket(node, app, bucket, std::move(seq), batch + 1, exits, std::move(done));
+        };
+        if (node == node_id_) return next();
+        // A node that registered again meanwhile (it had stalled) keeps the
+        // rest: it publishes its users again itself.
+        link_->command(nodes_key(), {"ZSCORE", nodes_key(), node},
+                       [this, next, done, exits](bool ok2, const RedisReply& score) mutable {
+                         if (!ok2 || score.is_error()) return done(false, exits);
+                         if (score.type == RedisReply::Type::kString &&
+                             std::strtoll(score.str.c_str(), nullptr, 10) > now_ms()) {
+                           return done(false, exits);
+                         }
+                         next();
+                       });
+      });
+}
+
+std::string RedisCluster::max_room(AppId app, uint32_t bucket) const {
+  const std::size_t max = hub_.presence_policy().max_room;
+  if (max == 0 || buckets_ == 1) return std::to_string(max);
+  int64_t others = 0;
+  if (auto it = room_counts_.find(app); it != room_counts_.end()) {
+    for (uint32_t k = 0; k < it->second.size(); ++k) {
+      if (k != bucket) others += it->second[k];
+    }
+  }
+  const int64_t budget = static_cast<int64_t>(max) - others;
+  return budget <= 0 ? "-1" : std::to_string(budget);
+}
+
+void RedisCluster::count_loop() {
+  count_timer_.expires_after(std::chrono::seconds(1));
+  count_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto left = std::make_shared<std::size_t>(config_.app_ids.size());
+    for (AppId app : config_.app_ids) {
+      count_room(app, [this, left] {
+        if (--*left == 0) room_count_rounds_.fetch_add(1, std::memory_order_relaxed);
+      });
+    }
+    count_loop();
+  });
+}
+
+// SCARD of every bucket of the room, in parallel; the sizes replace the
+// previous ones when all answered.
+void RedisCluster::count_room(AppId app, std::function<void()> done) {
+  struct Pending {
+    std::vector<int64_t> sizes;
+    std::size_t left;
+    bool ok = true;
+  };
+  auto pending = std::make_shared<Pending>(Pending{std::vector<int64_t>(buckets_), buckets_});
+  for (uint32_t k = 0; k < buckets_; ++k) {
+    const std::string set = room_set(app, k);
+    link_->command(set, {"SCARD", set}, [this, app, k, pending, done](bool ok, const RedisReply& r) {
+      pending->ok = pending->ok && ok && !r.is_error();
+      pending->sizes[k] = r.integer;
+      if (--pending->left != 0) return;
+      if (pending->ok) room_counts_[app] = std::move(pending->sizes);
+      done();
+    });
+  }
 }
 
 std::string RedisCluster::quiet_list() const {
@@ -257,8 +388,26 @@ int64_t RedisCluster::expiry_ms() const {
   return now_ms() + config_.node_ttl.count();
 }
 
-std::string RedisCluster::room_base(AppId app) const {
-  return sharded_ ? "{" + prefix_ + std::to_string(app) + "}:" : prefix_;
+const std::string& RedisCluster::bucket_base(AppId app, uint32_t bucket) const {
+  auto it = bases_.find(app);
+  if (it == bases_.end()) {
+    std::vector<std::string> bases;
+    for (uint32_t k = 0; k < buckets_; ++k) {
+      bases.push_back(sharded_ ? "{" + bucket_tag(prefix_, app, k, buckets_) + "}:" : prefix_);
+    }
+    it = bases_.emplace(app, std::move(bases)).first;
+  }
+  return it->second[bucket];
+}
+
+std::vector<std::string> RedisCluster::app_channels(AppId app) const {
+  if (!sharded_) return {room_channel(app, 0)};
+  std::vector<std::string> channels;
+  for (uint32_t k = 0; k < buckets_; ++k) {
+    channels.push_back(room_channel(app, k));
+    channels.push_back(node_channel_prefix(app, k) + node_id_);
+  }
+  return channels;
 }
 
 std::string RedisCluster::member(const UserKey& key) const {
@@ -266,24 +415,25 @@ std::string RedisCluster::member(const UserKey& key) const {
 }
 
 std::string RedisCluster::user_hash(const UserKey& key) const {
-  return sharded_ ? room_base(key.app) + "user:" + key.user
+  return sharded_ ? bucket_base(key.app, bucket_of(key.user)) + "user:" + key.user
                   : prefix_ + "user:" + std::to_string(key.app) + ":" + key.user;
 }
 
-std::string RedisCluster::room_set(AppId app) const {
-  return sharded_ ? room_base(app) + "room" : prefix_ + "room:" + std::to_string(app);
+std::string RedisCluster::room_set(AppId app, uint32_t bucket) const {
+  return sharded_ ? bucket_base(app, bucket) + "room" : prefix_ + "room:" + std::to_string(app);
 }
 
-std::string RedisCluster::node_users(AppId app, const std::string& node) const {
-  return room_base(app) + "node:" + node + ":users";
+std::string RedisCluster::node_users(AppId app, uint32_t bucket, const std::string& node) const {
+  return bucket_base(app, bucket) + "node:" + node + ":users";
 }
 
-std::string RedisCluster::room_channel(AppId app) const {
-  return sharded_ ? room_base(app) + "ch:room" : prefix_ + "ch:room:" + std::to_string(app);
+std::string RedisCluster::room_channel(AppId app, uint32_t bucket) const {
+  return sharded_ ? bucket_base(app, bucket) + "ch:room"
+                  : prefix_ + "ch:room:" + std::to_string(app);
 }
 
-std::string RedisCluster::node_channel_prefix(AppId app) const {
-  return room_base(app) + "ch:node:";
+std::string RedisCluster::node_channel_prefix(AppId app, uint32_t bucket) const {
+  return bucket_base(app, bucket) + "ch:node:";
 }
 
 std::string RedisCluster::payload(const PushMessage& msg, AppId app,
@@ -332,14 +482,16 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
     local_fallback();
     return;
   }
-  std::vector<std::string> keys{hash, room_set(key.app), node_users(key.app, node_id_)};
+  const uint32_t bucket = bucket_of(key.user);
+  std::vector<std::string> keys{hash, room_set(key.app, bucket),
+                                node_users(key.app, bucket, node_id_)};
   std::vector<std::string> args{node_id_,
                                 member(key),
                                 key.user,
-                                room_channel(key.app),
+                                room_channel(key.app, bucket),
                                 payload(msg, key.app, key.user, true),
                                 announce ? "1" : "0",
-                                max_room(),
+                                max_room(key.app, bucket),
                                 publish_verb()};
   if (!online && config_.history_size > 0) {
     // The offline start goes with the last-out decision, in one script: a
@@ -406,8 +558,9 @@ void RedisCluster::on_message(const RedisReply& reply) {
 
 std::string RedisCluster::stream_key(const UserKey& stream, std::string_view part) const {
   if (sharded_) {
-    return room_base(stream.app) +
-           "hist:" + (stream.user.empty() ? std::string("room") : "user:" + stream.user) + ":" +
+    // A user's stream in the user's bucket, the room's in bucket 0.
+    return bucket_base(stream.app, stream.user.empty() ? 0 : bucket_of(stream.user)) + "hist:" +
+           (stream.user.empty() ? std::string("room") : "user:" + stream.user) + ":" +
            std::string(part);
   }
   const std::string id =
@@ -429,11 +582,13 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
         meta,
         eval(lua::k_history_append,
              {meta, stream_key(stream, "log"),
-              room ? (sharded_ ? room_set(stream.app) : prefix_ + "user:-") : user_hash(stream)},
+              room ? (sharded_ ? room_set(stream.app, 0) : prefix_ + "user:-") : user_hash(stream)},
              {random_node_id(), std::to_string(config_.history_size),
               std::to_string(config_.history_ttl.count()), entry,
               payload(msg, stream.app, room ? except : stream.user, room), room ? "room" : "user",
-              room ? room_channel(stream.app) : node_channel_prefix(stream.app), publish_verb()}),
+              room ? room_channel(stream.app, 0)
+                   : node_channel_prefix(stream.app, bucket_of(stream.user)),
+              publish_verb()}),
         [done](bool ok, const RedisReply& r) {
           if (!ok || r.is_error() || r.elements.size() != 3) {
             if (r.is_error()) spdlog::error("cluster: history script: {}", r.str);
@@ -482,12 +637,21 @@ void RedisCluster::read_stored(UserKey stream, int64_t after, bool offline,
 
 void RedisCluster::list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) {
   post([this, app, done = std::move(done)] {
-    link_->command(room_set(app), {"SMEMBERS", room_set(app)},
-                   [done](bool ok, const RedisReply& r) {
-                     std::vector<std::string> users;
-                     for (const auto& e : r.elements) users.push_back(e.str);
-                     done(ok && !r.is_error(), std::move(users));
-                   });
+    // Every bucket's set in parallel (a user is in one bucket: no duplicates).
+    struct Pending {
+      std::size_t left;
+      bool ok = true;
+      std::vector<std::string> users;
+    };
+    auto pending = std::make_shared<Pending>(Pending{buckets_});
+    for (uint32_t k = 0; k < buckets_; ++k) {
+      const std::string set = room_set(app, k);
+      link_->command(set, {"SMEMBERS", set}, [pending, done](bool ok, const RedisReply& r) {
+        pending->ok = pending->ok && ok && !r.is_error();
+        for (const auto& e : r.elements) pending->users.push_back(e.str);
+        if (--pending->left == 0) done(pending->ok, std::move(pending->users));
+      });
+    }
   });
 }
 
@@ -543,7 +707,8 @@ void RedisCluster::send_user(UserKey key, PushMessage msg,
         hash,
         eval(
             lua::k_unicast, {hash},
-            {node_channel_prefix(key.app), payload(msg, key.app, key.user, false), publish_verb()}),
+            {node_channel_prefix(key.app, bucket_of(key.user)),
+             payload(msg, key.app, key.user, false), publish_verb()}),
         [done](bool ok, const RedisReply& r) {
           done(ok && !r.is_error() ? Sent::kDone : outcome(ok, r), r.integer > 0);
         });
@@ -553,7 +718,7 @@ void RedisCluster::send_user(UserKey key, PushMessage msg,
 void RedisCluster::send_room(AppId app, std::string except, PushMessage msg,
                              std::function<void(Sent)> done) {
   post([this, app, except = std::move(except), msg = std::move(msg), done = std::move(done)] {
-    const std::string channel = room_channel(app);
+    const std::string channel = room_channel(app, 0);
     link_->command(channel, {publish_verb(), channel, payload(msg, app, except, true)},
                    [done](bool ok, const RedisReply& r) {
                      done(ok && !r.is_error() ? Sent::kDone : outcome(ok, r));

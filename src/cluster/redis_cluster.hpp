@@ -11,10 +11,12 @@
 // re-publishes its presence, announces the users who came meanwhile and
 // removes those who left, retrying until every step succeeded.
 //
-// On one Redis server or a Redis Cluster (RedisLink). On a Redis Cluster
-// everything of one room (appID) - its users, presence, channels and history
-// - shares one hash tag, so that each script touches one slot; a shard that
-// fails over is treated as a reconnect for the rooms it holds.
+// On one Redis server or a Redis Cluster (RedisLink). On a Redis Cluster a
+// room's (appID's) users are spread over --redis-buckets buckets, each with
+// its own hash tag (cluster/buckets.hpp): a user's keys, presence decisions,
+// channels and history share its bucket's slot, so that each script touches
+// one slot; the room's pushes and history are in bucket 0. A shard that fails
+// over is treated as a reconnect for the buckets it holds.
 #pragma once
 
 #include <atomic>
@@ -29,6 +31,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cluster/buckets.hpp"
 #include "cluster/redis_connection.hpp"
 #include "cluster/redis_link.hpp"
 #include "config/config.hpp"
@@ -92,6 +95,11 @@ class RedisCluster final : public PresenceSink {
                    std::function<void(bool ok, StoredStream)> done);
 
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  // Every channel this node listens on for `app`: each bucket's room channel
+  // (enter / exit of its users; bucket 0 also the room's pushes) and this
+  // node's channel of each bucket (unicasts). One Redis server: the room
+  // channel (the node channel is not per app; it is subscribed at start).
+  std::vector<std::string> app_channels(AppId app) const;
   bool on_redis_cluster() const { return sharded_; }
   // Redis Cluster masters known and how many are reachable (1 / 0-1 for one server).
   std::size_t shards() const { return shards_.load(std::memory_order_relaxed); }
@@ -99,6 +107,9 @@ class RedisCluster final : public PresenceSink {
   const std::string& node_id() const { return node_id_; }
   // Live nodes (this one included) at the last heartbeat; 0 before the first.
   int64_t live_nodes() const { return live_seen_.load(std::memory_order_relaxed); }
+  // Rounds of room size counts done for the presence policy (Redis Cluster
+  // with --presence-max-room: one a second).
+  uint64_t room_count_rounds() const { return room_count_rounds_.load(std::memory_order_relaxed); }
   // Resyncs begun and not finished (redis_resync.cpp): 0 once presence is in Redis.
   std::size_t resyncs_pending() const { return resyncs_pending_.load(std::memory_order_relaxed); }
 
@@ -109,10 +120,19 @@ class RedisCluster final : public PresenceSink {
   void update_health();
   void refresh_loop();
   void reap_loop();
-  // Removes `node` (expired, or this node leaving) and its users; `done` gets
-  // the number of exits published.
+  // Removes `node` (expired, or this node leaving) and its users, in batches
+  // of at most kReapBatch users per script; `done` gets the number of exits
+  // published. The node leaves the nodes key once all its users are gone.
   void reap(std::string node, std::function<void(int64_t exits)> done);
-  void reap_rooms(const std::string& node, std::function<void(int64_t exits)> done);
+  void reap_buckets(const std::string& node, std::function<void(int64_t exits)> done);
+  void reap_bucket(const std::string& node, AppId app, uint32_t bucket, std::string seq,
+                   int batch, int64_t exits, std::function<void(bool ok, int64_t exits)> done);
+  void reap_single(std::string node, std::string seq, int batch, int64_t exits,
+                   std::function<void(int64_t exits)> done);
+  static constexpr int kReapBatch = 200;
+  // register.lua: ZADD this node; `done` gets whether the node had been (or
+  // was being) reaped.
+  void register_node(std::function<void(bool ok, bool rejoined)> done);
   // `delivered` (a logout, history on): where the user's offline messages
   // start if no node holds the user any more (logout.lua records it).
   void presence_script(const UserKey& key, bool online, bool announce,
@@ -130,7 +150,12 @@ class RedisCluster final : public PresenceSink {
   struct Resync;
   static constexpr int64_t kResyncAll = -1;       // one Redis server
   static constexpr int64_t kResyncRegister = -2;  // Redis Cluster: the nodes key
-  void start_resync(int64_t scope, std::vector<AppId> apps, bool register_node, bool announce_all);
+  static int64_t bucket_scope(AppId app, uint32_t bucket) {
+    return static_cast<int64_t>(app) * kMaxRedisBuckets + bucket;
+  }
+  // `bucket` < 0: every bucket of `apps` (one Redis server).
+  void start_resync(int64_t scope, std::vector<AppId> apps, int64_t bucket, bool register_first,
+                    bool announce_all);
   void resync_rooms(bool announce_all);  // every room, no registration
   void run_resync(const std::shared_ptr<Resync>& r);
   void resync_register(const std::shared_ptr<Resync>& r);
@@ -149,43 +174,60 @@ class RedisCluster final : public PresenceSink {
   bool announced_in(AppId app) const;  // not a quiet app
 
   // Key and channel names (docs/cluster.md, "Key schema"). One Redis server:
-  // the names imgate always used. Redis Cluster: those of a room begin with
-  // the hash tag "{<prefix><appID>}:" and share its slot.
-  std::string room_base(AppId app) const;
+  // the names imgate always used (one bucket). Redis Cluster: those of bucket
+  // k of a room begin with its hash tag "{<prefix><app>/<k>~<n>}:" and share
+  // its slot; a user's are in its bucket, the room's pushes and history in 0.
+  uint32_t bucket_of(std::string_view user) const { return user_bucket(user, buckets_); }
+  const std::string& bucket_base(AppId app, uint32_t bucket) const;
   std::string user_hash(const UserKey& key) const;
-  std::string room_set(AppId app) const;
-  std::string node_users(AppId app, const std::string& node) const;
+  std::string room_set(AppId app, uint32_t bucket) const;
+  std::string node_users(AppId app, uint32_t bucket, const std::string& node) const;
   std::string member(const UserKey& key) const;  // in node_users
-  std::string room_channel(AppId app) const;
-  std::string node_channel_prefix(AppId app) const;  // + node id
+  std::string room_channel(AppId app, uint32_t bucket) const;
+  std::string node_channel_prefix(AppId app, uint32_t bucket) const;  // + node id
   std::string stream_key(const UserKey& stream, std::string_view part) const;
   std::string nodes_key() const { return prefix_ + "nodes"; }
   const char* publish_verb() const { return link_->sharded() ? "SPUBLISH" : "PUBLISH"; }
   std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user, bool room,
                       bool skip_self = false) const;
   int64_t expiry_ms() const;
-  std::string max_room() const;
+  // ARGV "largest room announced in" of a script on bucket `bucket`: the
+  // presence policy's --presence-max-room less the room's users in its other
+  // buckets (Redis Cluster: as counted at most a second ago; -1 = announce
+  // nothing), so that the script's SCARD of its bucket decides.
+  std::string max_room(AppId app, uint32_t bucket) const;
+  void count_loop();  // every second: count_room() of every configured app
+  void count_room(AppId app, std::function<void()> done);
   std::string quiet_list() const;
 
   const Config& config_;
   Hub& hub_;
   const std::string prefix_;
   const std::string node_id_;
+  const bool sharded_;
+  const uint32_t buckets_;  // 1 on one Redis server
+  // The bucket key bases of each app ("{tag}:"), computed once per app.
+  mutable std::map<AppId, std::vector<std::string>> bases_;
   boost::asio::io_context loop_;
   std::unique_ptr<RedisLink> link_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer reap_timer_;
+  boost::asio::steady_timer count_timer_;
   std::thread thread_;
   std::atomic<bool> healthy_{false};
   std::atomic<std::size_t> shards_{0};
   std::atomic<std::size_t> shards_up_{0};
-  bool sharded_ = false;
   uint64_t exit_seq_ = 0;
+  // Room sizes per bucket for the presence policy on a Redis Cluster.
+  std::map<AppId, std::vector<int64_t>> room_counts_;  // app -> users per bucket
+  std::atomic<uint64_t> room_count_rounds_{0};
+  std::unordered_set<std::string> reaping_;  // nodes this node is reaping now
+
   std::map<int64_t, std::shared_ptr<Resync>> resyncs_;
   bool stopping_ = false;  // no resync starts any more
   std::atomic<int64_t> live_seen_{0};
   std::atomic<std::size_t> resyncs_pending_{
-      0};  // resyncs_.size(), for status()  // by scope: room appID or kResync*
+      0};  // resyncs_.size(), for status()  // by scope: bucket_scope() or kResync*
   // This node's users whose login.lua has not run in Redis (they logged in
   // while it was unreachable, or the script failed): the resync announces
   // them. Cluster thread only; at most the node's users.

@@ -67,6 +67,7 @@ struct RedisCluster::Resync {
   explicit Resync(asio::io_context& loop) : timer(loop) {}
   int64_t scope = 0;
   std::vector<AppId> apps;    // the rooms it covers; none for kResyncRegister
+  int64_t bucket = -1;        // Redis Cluster: the bucket of apps.front(); -1: every bucket
   bool announce_all = false;  // the node had been reaped: `enter` for every user
   ResyncStep step = ResyncStep::kRegister;
   TimePoint subscribers_deadline{};
@@ -76,34 +77,42 @@ struct RedisCluster::Resync {
 
 // A Redis server, or a Redis Cluster master, is (again) reachable: state kept
 // for the routes it owns may be missing. On a Redis Cluster the nodes key and
-// each room may live on different masters, so each is resynced on its own.
+// each bucket of each room may live on different masters, so each is
+// resynced on its own.
 void RedisCluster::on_link_ready(const RedisLink::Owns& owns) {
-  if (!sharded_) return start_resync(kResyncAll, config_.app_ids, true, false);
-  if (owns(nodes_key())) start_resync(kResyncRegister, {}, true, false);
+  if (!sharded_) return start_resync(kResyncAll, config_.app_ids, -1, true, false);
+  if (owns(nodes_key())) start_resync(kResyncRegister, {}, -1, true, false);
   for (AppId app : config_.app_ids) {
-    if (owns(room_set(app))) start_resync(app, {app}, false, false);
+    for (uint32_t k = 0; k < buckets_; ++k) {
+      if (owns(room_set(app, k))) start_resync(bucket_scope(app, k), {app}, k, false, false);
+    }
   }
 }
 
 void RedisCluster::resync_rooms(bool announce_all) {
-  if (!sharded_) return start_resync(kResyncAll, config_.app_ids, false, announce_all);
-  for (AppId app : config_.app_ids) start_resync(app, {app}, false, announce_all);
+  if (!sharded_) return start_resync(kResyncAll, config_.app_ids, -1, false, announce_all);
+  for (AppId app : config_.app_ids) {
+    for (uint32_t k = 0; k < buckets_; ++k) {
+      start_resync(bucket_scope(app, k), {app}, k, false, announce_all);
+    }
+  }
 }
 
-void RedisCluster::start_resync(int64_t scope, std::vector<AppId> apps, bool register_node,
-                                bool announce_all) {
+void RedisCluster::start_resync(int64_t scope, std::vector<AppId> apps, int64_t bucket,
+                                bool register_first, bool announce_all) {
   if (stopping_) return;
   if (auto it = resyncs_.find(scope); it != resyncs_.end()) {
     // Superseded before it finished: the new one also does what it still had to.
-    register_node = register_node || it->second->step == ResyncStep::kRegister;
+    register_first = register_first || it->second->step == ResyncStep::kRegister;
     announce_all = announce_all || it->second->announce_all;
     it->second->timer.cancel();
   }
   auto r = std::make_shared<Resync>(loop_);
   r->scope = scope;
   r->apps = std::move(apps);
+  r->bucket = bucket;
   r->announce_all = announce_all;
-  r->step = register_node ? ResyncStep::kRegister : ResyncStep::kPublish;
+  r->step = register_first ? ResyncStep::kRegister : ResyncStep::kPublish;
   resyncs_[scope] = r;
   resyncs_pending_.store(resyncs_.size());
   run_resync(r);
@@ -122,13 +131,16 @@ void RedisCluster::cancel_resyncs() {
 }
 
 void RedisCluster::run_resync(const std::shared_ptr<Resync>& r) {
+  auto in_bucket = [this](int64_t bucket, const UserKey& key) {
+    return bucket < 0 || bucket_of(key.user) == static_cast<uint32_t>(bucket);
+  };
   switch (r->step) {
     case ResyncStep::kRegister:
       return resync_register(r);
     case ResyncStep::kPublish: {
       std::vector<UserKey> users;
       for (auto& key : hub_.directory().users()) {
-        if (!covers(r->apps, key.app)) continue;
+        if (!covers(r->apps, key.app) || !in_bucket(r->bucket, key)) continue;
         if (!r->announce_all && unannounced_.contains(key)) continue;  // the announce step's
         users.push_back(std::move(key));
       }
@@ -143,7 +155,7 @@ void RedisCluster::run_resync(const std::shared_ptr<Resync>& r) {
           it = unannounced_.erase(it);  // gone again: nothing to announce
           continue;
         }
-        if (covers(r->apps, it->app)) users.push_back(*it);
+        if (covers(r->apps, it->app) && in_bucket(r->bucket, *it)) users.push_back(*it);
         ++it;
       }
       return resync_publish(r, std::move(users), true);
@@ -171,9 +183,10 @@ void RedisCluster::resync_advance(const std::shared_ptr<Resync>& r) {
 void RedisCluster::resync_retry(const std::shared_ptr<Resync>& r, std::string reason) {
   const std::string scope = r->scope == kResyncAll        ? std::string("node")
                             : r->scope == kResyncRegister ? std::string("registration")
-                                                          : "room " + std::to_string(r->scope);
-  spdlog::warn("cluster: resync of the {} failed at step {}: {}; retrying in {} ms", scope,
-               step_name(r->step), reason, r->backoff.count());
+                                                          : "room " + std::to_string(r->apps.front());
+  spdlog::warn("cluster: resync of the {} failed at step {}: {}; retrying in {} ms{}", scope,
+               step_name(r->step), reason, r->backoff.count(),
+               r->bucket < 0 ? std::string() : " (bucket " + std::to_string(r->bucket) + ")");
   r->timer.expires_after(r->backoff);
   r->backoff = std::min<std::chrono::milliseconds>(r->backoff * 2, kMaxBackoff);
   r->timer.async_wait([this, r](const boost::system::error_code& ec) {
@@ -182,18 +195,16 @@ void RedisCluster::resync_retry(const std::shared_ptr<Resync>& r, std::string re
 }
 
 void RedisCluster::resync_register(const std::shared_ptr<Resync>& r) {
-  link_->command(nodes_key(), {"ZADD", nodes_key(), std::to_string(expiry_ms()), node_id_},
-                 [this, r](bool ok, const RedisReply& reply) {
-                   if (!resync_current(r)) return;
-                   if (!ok || reply.is_error())
-                     return resync_retry(r, "ZADD: " + failure(ok, reply));
-                   if (r->scope != kResyncRegister) return resync_advance(r);
-                   resyncs_.erase(r->scope);
-                   resyncs_pending_.store(resyncs_.size());
-                   // A Redis Cluster master that lost our registration (a
-                   // failover before it was replicated) may have had us reaped.
-                   if (reply.integer == 1) resync_rooms(true);
-                 });
+  register_node([this, r](bool ok, bool rejoined) {
+    if (!resync_current(r)) return;
+    if (!ok) return resync_retry(r, "register script failed");
+    if (r->scope != kResyncRegister) return resync_advance(r);
+    resyncs_.erase(r->scope);
+    resyncs_pending_.store(resyncs_.size());
+    // A Redis Cluster master that lost our registration (a failover before
+    // it was replicated) may have had us reaped.
+    if (rejoined) resync_rooms(true);
+  });
 }
 
 // login.lua for `users`, all of them before the step counts as done.
@@ -238,7 +249,8 @@ void RedisCluster::resync_publish(const std::shared_ptr<Resync>& r, std::vector<
 // so wait until every live node is subscribed again (at most node_ttl):
 // every node registered now, and at least as many as the last heartbeat saw.
 void RedisCluster::resync_wait_subscribers(const std::shared_ptr<Resync>& r) {
-  const std::string channel = room_channel(r->apps.front());
+  const std::string channel =
+      room_channel(r->apps.front(), r->bucket < 0 ? 0 : static_cast<uint32_t>(r->bucket));
   link_->command(
       nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
       [this, r, channel](bool ok, const RedisReply& nodes) {
@@ -284,28 +296,30 @@ void RedisCluster::resync_reconcile(const std::shared_ptr<Resync>& r) {
                                   prefix_,
                                   std::string(kExitText),
                                   node_id_ + "-sync" + std::to_string(++exit_seq_),
-                                  max_room(),
+                                  max_room(0, 0),
                                   quiet_list()};
     for (const auto& key : users) args.push_back(member(key));
-    link_->command(node_users(0, node_id_),
-                   eval(lua::k_sync, {node_users(0, node_id_)}, std::move(args)), report);
+    link_->command(node_users(0, 0, node_id_),
+                   eval(lua::k_sync, {node_users(0, 0, node_id_)}, std::move(args)), report);
     return;
   }
   const AppId app = r->apps.front();
+  const auto bucket = static_cast<uint32_t>(r->bucket);
   std::vector<std::string> args{node_id_,
-                                room_base(app),
+                                bucket_base(app, bucket),
                                 std::string(kExitText),
                                 node_id_ + "-sync" + std::to_string(++exit_seq_),
-                                max_room(),
+                                max_room(app, bucket),
                                 quiet_list(),
-                                room_channel(app),
+                                room_channel(app, bucket),
                                 std::to_string(app)};
   for (const auto& key : users) {
-    if (key.app == app) args.push_back(key.user);
+    if (key.app == app && bucket_of(key.user) == bucket) args.push_back(key.user);
   }
-  link_->command(
-      room_set(app),
-      eval(lua::k_sync_room, {node_users(app, node_id_), room_set(app)}, std::move(args)), report);
+  link_->command(room_set(app, bucket),
+                 eval(lua::k_sync_room,
+                      {node_users(app, bucket, node_id_), room_set(app, bucket)}, std::move(args)),
+                 report);
 }
 
 void RedisCluster::register_user(const UserKey& key, bool announce,
@@ -313,11 +327,14 @@ void RedisCluster::register_user(const UserKey& key, bool announce,
   const PushMessage msg{"enter", std::to_string(hub_.next_push_seq()), std::string(kEnterText),
                         key.user};
   const std::string hash = user_hash(key);
+  const uint32_t bucket = bucket_of(key.user);
   link_->command(hash,
-                 eval(lua::k_login, {hash, room_set(key.app), node_users(key.app, node_id_)},
-                      {node_id_, member(key), key.user, room_channel(key.app),
+                 eval(lua::k_login,
+                      {hash, room_set(key.app, bucket), node_users(key.app, bucket, node_id_)},
+                      {node_id_, member(key), key.user, room_channel(key.app, bucket),
                        payload(msg, key.app, key.user, true, true),
-                       announce && announced_in(key.app) ? "1" : "0", max_room(), publish_verb()}),
+                       announce && announced_in(key.app) ? "1" : "0", max_room(key.app, bucket),
+                       publish_verb()}),
                  [done = std::move(done)](bool ok, const RedisReply& r) {
                    if (ok && r.is_error()) spdlog::error("cluster: presence script: {}", r.str);
                    done(ok && !r.is_error(), ok && r.integer == 1);

@@ -113,6 +113,10 @@ unsigned parse_threads(std::string_view text) {
       parse_uint(text, kMaxThreads, "a thread count 0..1024 (0 = hardware threads)"));
 }
 
+uint32_t parse_buckets(std::string_view text) {
+  return static_cast<uint32_t>(parse_uint(text, 1024, "a bucket count 1..1024"));
+}
+
 std::size_t parse_count(std::string_view text) {
   return parse_uint(text, std::numeric_limits<std::size_t>::max(), "a non-negative integer");
 }
@@ -372,6 +376,9 @@ constexpr OptionSpec kOptions[] = {
     {"redis.cluster", "redis-cluster", "HOST:PORT,...",
      "Redis Cluster seed nodes: the cluster mode on a Redis Cluster (instead of redis.addr)",
      bind<&Config::redis_cluster, parse_text>()},
+    {"redis.buckets", "redis-buckets", "N",
+     "Redis Cluster: buckets one appID's users are spread over, 1..1024 (one Redis server: 1)",
+     bind<&Config::redis_buckets, parse_buckets>()},
     // imgate's own keys (`imgate:` section).
     {"imgate.bindAddress", "bind", "ADDR", "Listen address for the HTTP and WebSocket ports",
      bind<&Config::bind_address, parse_text>()},
@@ -805,6 +812,8 @@ void validate(const Config& cfg) {
         "and redis.addr are exclusive: one Redis server or one Redis Cluster");
   check(cfg.redis_cluster.empty() || cfg.redis_db == 0, "redis.DB",
         "must be 0 on a Redis Cluster (it has only database 0)" + got(to_text(cfg.redis_db)));
+  check(cfg.redis_buckets >= 1 && cfg.redis_buckets <= 1024, "redis.buckets",
+        "must be 1..1024" + got(to_text(cfg.redis_buckets)));
   check(cfg.redis_cluster.empty() || cfg.redis_cluster.find_first_not_of(", ") != std::string::npos,
         "redis.cluster", "must list at least one host:port" + got(cfg.redis_cluster));
   check(cfg.history_size <= 100'000, "imgate.historySize",

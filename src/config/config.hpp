@@ -29,6 +29,7 @@ struct Config {
   std::string redis_password;    // redis.password
   int redis_db = 0;              // redis.DB
   std::string redis_cluster;     // redis.cluster: Redis Cluster seed nodes "host:port,..."
+  uint32_t redis_buckets = 16;   // redis.buckets: Redis Cluster buckets per appID (1..1024)
 
   // --- imgate's own (`imgate:` section) ---
   std::string bind_address = "0.0.0.0";

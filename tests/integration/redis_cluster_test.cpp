@@ -20,6 +20,7 @@
 #include <boost/json.hpp>
 #include <memory>
 
+#include "cluster/buckets.hpp"
 #include "cluster/redis_link.hpp"
 #include "gateway_process.hpp"
 #include "redis_cluster_process.hpp"
@@ -189,7 +190,15 @@ class RedisClusterModeTest : public testing::Test {
     return out;
   }
 
-  std::string room_tag(uint32_t app) const { return "{" + prefix_ + std::to_string(app) + "}"; }
+  // The hash tag of bucket k of a room (16 buckets, the default); bucket 0
+  // holds the room's pushes and history, a user's keys are in its bucket.
+  std::string bucket_tag_of(uint32_t app, uint32_t k) const {
+    return "{" + bucket_tag(prefix_, app, k, 16) + "}";
+  }
+  std::string room_tag(uint32_t app) const { return bucket_tag_of(app, 0); }
+  std::string user_tag(uint32_t app, std::string_view user) const {
+    return bucket_tag_of(app, user_bucket(user, 16));
+  }
 
   RedisCluster redis;  // declared first: destroyed after the nodes
   std::array<Gateway, kNodes> nodes;
@@ -240,17 +249,23 @@ TEST_F(RedisClusterModeTest, NodesActAsOneGatewayAndEveryKeyOfARoomIsInItsSlot) 
   EXPECT_EQ(send(http(B), "/user/sendMessage", 101, "bob", "u-1", "again"),
             R"({"code":200,"msg":"Success","data":{}})");
 
-  // The key schema: room keys carry the room's tag and live on the master
-  // owning its slot; only the node registry and msgIDs are elsewhere.
+  // The key schema: room keys carry a bucket tag of their room (a user's
+  // keys its bucket's) and live on the master owning its slot; only the node
+  // registry and msgIDs are elsewhere.
   const auto all = keys();
   ASSERT_FALSE(all.empty());
   std::size_t room_keys = 0;
   for (const auto& [port, key] : all) {
-    if (key == prefix_ + "nodes" || key.starts_with(prefix_ + "msgid:")) continue;
-    const bool of_101 = key.starts_with(room_tag(101));
-    const bool of_102 = key.starts_with(room_tag(102));
-    EXPECT_TRUE(of_101 || of_102) << key << " has no room hash tag";
-    EXPECT_EQ(port, redis.master_for_key(of_101 ? room_tag(101) : room_tag(102))) << key;
+    if (key == prefix_ + "nodes" || key.starts_with(prefix_ + "msgid:")) {
+      continue;
+    }
+    const bool of_101 = key.starts_with("{" + prefix_ + "101/");
+    const bool of_102 = key.starts_with("{" + prefix_ + "102/");
+    EXPECT_TRUE(of_101 || of_102) << key << " has no bucket hash tag of its room";
+    if (const auto at = key.find("}:user:"); at != std::string::npos) {
+      EXPECT_EQ(key.substr(0, at + 1), user_tag(of_101 ? 101 : 102, key.substr(at + 7))) << key;
+    }
+    EXPECT_EQ(port, redis.master_for_key(key)) << key;
     ++room_keys;
   }
   // user hashes, room sets, node-user sets of both rooms
@@ -370,7 +385,7 @@ TEST_F(RedisClusterResyncTest, ARoomResyncAfterAFailoverIsRetriedUntilItsCallsSu
     }
   };
   acl_everywhere("-zcount");
-  const uint16_t room_master = redis.master_for_key(room_tag(101));
+  const uint16_t room_master = redis.master_for_key(user_tag(101, "dave"));
   redis.kill(room_master);
   EXPECT_TRUE(eventually([&] {
     return http_get(http(B), "/healthz").body == "degraded: redis unavailable\n";
@@ -452,7 +467,10 @@ TEST_F(RedisClusterHistoryTest, ACutOffClientRecoversOnAnotherNodeAndEveryHistor
   for (const auto& [port, key] : keys()) {
     if (key.find(":hist:") == std::string::npos) continue;
     ++history_keys;
-    EXPECT_EQ(redis_key_slot(key), redis_key_slot(room_tag(101))) << key;
+    // The room's stream in bucket 0, bob's in bob's bucket.
+    const bool room = key.find(":hist:room:") != std::string::npos;
+    EXPECT_EQ(redis_key_slot(key), redis_key_slot(room ? room_tag(101) : user_tag(101, "bob")))
+        << key;
     EXPECT_EQ(port, redis.master_for_key(key)) << key;
   }
   EXPECT_GE(history_keys, 4u);  // room meta + log, bob's meta + log

@@ -1,17 +1,21 @@
--- Redis Cluster: removes one node's users from one room (the node expired, or
--- is leaving): each user it was the last node of leaves the room with an
--- `exit`. All keys share the room's hash tag, so this is one slot; HDEL
--- decides which caller does the work, so concurrent reapers never double an
--- exit. (One Redis server: reap.lua does every room in one script.)
--- KEYS[1] the node's users in the room {<prefix><app>}:node:<id>:users (members: userIDs)
--- KEYS[2] room set {<prefix><app>}:room
--- ARGV[1] node id, ARGV[2] room key base {<prefix><app>}: (user hashes are base .. 'user:' .. user),
--- ARGV[3] exit text, ARGV[4] seq prefix, ARGV[5] largest room announced in (0 = any),
--- ARGV[6] "1" when the room is quiet, ARGV[7] room channel, ARGV[8] appID
--- Returns the number of exits published.
+-- Redis Cluster: removes, in a bounded step, one node's users from one bucket
+-- of a room (the node expired, or is leaving): each user it was the last node
+-- of leaves the room with an `exit` on the bucket's room channel. All keys
+-- share the bucket's hash tag, so this is one slot. At most ARGV[9] users per
+-- call; the caller calls again while some are left. SPOP hands each user to
+-- one caller and HDEL decides, so concurrent reapers never double an exit.
+-- (One Redis server: reap.lua.)
+-- KEYS[1] the node's users in the bucket {T}:node:<id>:users (members: userIDs)
+-- KEYS[2] the bucket's room set {T}:room
+-- ARGV[1] node id, ARGV[2] bucket key base {T}: (user hashes are base .. 'user:' .. user),
+-- ARGV[3] exit text, ARGV[4] seq prefix, ARGV[5] largest room announced in (0 = any;
+-- on a Redis Cluster the policy's size less the room's other buckets, -1 = none),
+-- ARGV[6] "1" when the room is quiet, ARGV[7] the bucket's room channel, ARGV[8] appID,
+-- ARGV[9] users per call at most
+-- Returns {exits published, users of the node left in the bucket}.
 local exits = 0
 local max = tonumber(ARGV[5])
-for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, user in ipairs(redis.call('SPOP', KEYS[1], tonumber(ARGV[9]))) do
   local hash = ARGV[2] .. 'user:' .. user
   if redis.call('HDEL', hash, ARGV[1]) == 1 and redis.call('HLEN', hash) == 0 then
     redis.call('SREM', KEYS[2], user)
@@ -24,5 +28,4 @@ for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
   end
 end
-redis.call('DEL', KEYS[1])
-return exits
+return {exits, redis.call('SCARD', KEYS[1])}
