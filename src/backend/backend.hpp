@@ -65,6 +65,9 @@ class Backend {
   // False while a service the mode depends on is unreachable: the node still
   // serves its own clients (degraded). Always true in embedded mode.
   virtual bool healthy() const = 0;
+  // Why /healthz says degraded ("" = it does not): Redis unreachable, or
+  // (cluster mode) a live node of another Redis key schema.
+  virtual std::string degraded() const { return healthy() ? "" : "redis unavailable"; }
   // What /system/state shows under imgate.cluster; null when there is nothing to show.
   virtual boost::json::value status() const = 0;
   // The Redis the mode runs on, for /metrics: shards 0 = none (embedded), 1 =

@@ -22,6 +22,11 @@ class RedisBackend final : public Backend {
   ~RedisBackend() override;
 
   bool healthy() const override { return cluster_.healthy(); }
+  std::string degraded() const override {
+    if (!healthy()) return "redis unavailable";
+    const std::string conflict = cluster_.schema_conflict();
+    return conflict.empty() ? "" : "node of another key schema: " + conflict;
+  }
   boost::json::value status() const override;
   RedisShards redis_shards() const override { return {cluster_.shards(), cluster_.shards_up()}; }
   void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;

@@ -160,7 +160,7 @@ void RedisCluster::refresh_loop() {
   refresh_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     if (link_->reachable(nodes_key())) {
-      register_node([this](bool ok, bool rejoined) {
+      register_node(!registered_, [this](bool ok, bool rejoined, const std::string&) {
         if (!ok) return;
         // Absent or expired on a live connection: we were (or are being)
         // reaped after a stall and the others announced our users' exit, so
@@ -180,17 +180,54 @@ void RedisCluster::refresh_loop() {
   });
 }
 
-void RedisCluster::register_node(std::function<void(bool ok, bool rejoined)> done) {
-  link_->command(nodes_key(),
-                 eval(lua::k_register, {nodes_key()},
-                      {std::to_string(now_ms()), std::to_string(expiry_ms()), node_id_}),
-                 [done = std::move(done)](bool ok, const RedisReply& r) {
-                   if (!ok || r.is_error() || r.elements.empty()) {
-                     if (r.is_error()) spdlog::error("cluster: register script: {}", r.str);
-                     return done(false, false);
-                   }
-                   done(true, r.elements[0].integer == 1);
-                 });
+void RedisCluster::register_node(
+    bool strict, std::function<void(bool ok, bool rejoined, std::string conflict)> done) {
+  const std::string schema = "2:" + std::to_string(buckets_);
+  link_->command(
+      nodes_key(),
+      eval(lua::k_register, {nodes_key(), schema_key()},
+           {std::to_string(now_ms()), std::to_string(expiry_ms()), node_id_, schema,
+            strict ? "1" : "0", sharded_ ? "1" : "0"}),
+      [this, strict, schema, done = std::move(done)](bool ok, const RedisReply& r) {
+        if (!ok || r.is_error() || r.elements.size() != 2) {
+          if (r.is_error()) spdlog::error("cluster: register script: {}", r.str);
+          return done(false, false, "");
+        }
+        std::string conflict;
+        for (const auto& e : r.elements[1].elements) {
+          const auto eq = e.str.find('=');
+          const std::string theirs = e.str.substr(eq + 1);
+          conflict += (conflict.empty() ? "" : ", ") + e.str.substr(0, eq) +
+                      (theirs.empty() ? " (no schema entry: an imgate of the one-slot schema)"
+                                      : " (schema " + theirs + ")");
+        }
+        if (!conflict.empty()) {
+          conflict = "live node(s) of another key schema than this node's " + schema +
+                     " (version:buckets): " + conflict +
+                     "; messages between them would be lost. Stop every old node (or give the "
+                     "new ones another --redis-prefix) and run one --redis-buckets everywhere "
+                     "(docs/cluster.md, \"Upgrading from the one-slot schema\")";
+        }
+        on_schema_check(conflict);
+        if (strict && !conflict.empty()) {
+          spdlog::critical("cluster: refusing to run: {}", conflict);
+          if (on_fatal) on_fatal(2);
+          return done(false, false, conflict);
+        }
+        if (!conflict.empty()) spdlog::error("cluster: {}", conflict);
+        registered_ = true;
+        done(true, r.elements[0].integer == 1, conflict);
+      });
+}
+
+void RedisCluster::on_schema_check(const std::string& conflict) {
+  std::lock_guard lock(conflict_mutex_);
+  conflict_ = conflict;
+}
+
+std::string RedisCluster::schema_conflict() const {
+  std::lock_guard lock(conflict_mutex_);
+  return conflict_;
 }
 
 void RedisCluster::reap_loop() {
@@ -250,7 +287,7 @@ void RedisCluster::reap_single(std::string node, std::string seq, int batch, int
                                std::function<void(int64_t)> done) {
   link_->command(
       nodes_key(),
-      eval(lua::k_reap, {nodes_key()},
+      eval(lua::k_reap, {nodes_key(), schema_key()},
            {std::to_string(now_ms()), prefix_, std::string(kExitText),
             seq + "-" + std::to_string(batch), node, max_room(0, 0), quiet_list(),
             std::to_string(kReapBatch)}),
@@ -287,6 +324,7 @@ void RedisCluster::reap_buckets(const std::string& node, std::function<void(int6
             // A bucket that failed (or a node that came back) keeps the node
             // registered, so that a later reaper finds it again and goes on.
             if (pending->failed) return done(pending->exits);
+            link_->command(nodes_key(), {"HDEL", schema_key(), node});
             link_->command(nodes_key(), {"ZREM", nodes_key(), node},
                            [pending, done](bool, const RedisReply&) { done(pending->exits); });
           });

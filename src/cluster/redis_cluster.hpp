@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -95,6 +96,13 @@ class RedisCluster final : public PresenceSink {
                    std::function<void(bool ok, StoredStream)> done);
 
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  // Why the node runs degraded although Redis is reachable: a live node of
+  // another key schema (docs/cluster.md, "Upgrading from the one-slot
+  // schema"); "" when there is none. Any thread.
+  std::string schema_conflict() const;
+  // Called (on the cluster thread) when the node must not run: at start-up a
+  // live node uses another key schema. The server exits with `status`.
+  std::function<void(int status)> on_fatal;
   // Every channel this node listens on for `app`: each bucket's room channel
   // (enter / exit of its users; bucket 0 also the room's pushes) and this
   // node's channel of each bucket (unicasts). One Redis server: the room
@@ -130,9 +138,13 @@ class RedisCluster final : public PresenceSink {
   void reap_single(std::string node, std::string seq, int batch, int64_t exits,
                    std::function<void(int64_t exits)> done);
   static constexpr int kReapBatch = 200;
-  // register.lua: ZADD this node; `done` gets whether the node had been (or
-  // was being) reaped.
-  void register_node(std::function<void(bool ok, bool rejoined)> done);
+  // register.lua: ZADD this node and its schema entry; `strict` (until the
+  // first registration succeeded) refuses to register next to a node of
+  // another schema. `done` gets whether the node had been (or was being)
+  // reaped and the conflicting nodes' description ("" = none).
+  void register_node(bool strict,
+                     std::function<void(bool ok, bool rejoined, std::string conflict)> done);
+  void on_schema_check(const std::string& conflict);
   // `delivered` (a logout, history on): where the user's offline messages
   // start if no node holds the user any more (logout.lua records it).
   void presence_script(const UserKey& key, bool online, bool announce,
@@ -187,6 +199,9 @@ class RedisCluster final : public PresenceSink {
   std::string node_channel_prefix(AppId app, uint32_t bucket) const;  // + node id
   std::string stream_key(const UserKey& stream, std::string_view part) const;
   std::string nodes_key() const { return prefix_ + "nodes"; }
+  // node id -> "<schema>:<buckets>"; its hash tag is the nodes key's name, so
+  // both are in one slot.
+  std::string schema_key() const { return "{" + nodes_key() + "}:schema"; }
   const char* publish_verb() const { return link_->sharded() ? "SPUBLISH" : "PUBLISH"; }
   std::string payload(const PushMessage& msg, AppId app, std::string_view except_or_user, bool room,
                       bool skip_self = false) const;
@@ -222,7 +237,9 @@ class RedisCluster final : public PresenceSink {
   std::map<AppId, std::vector<int64_t>> room_counts_;  // app -> users per bucket
   std::atomic<uint64_t> room_count_rounds_{0};
   std::unordered_set<std::string> reaping_;  // nodes this node is reaping now
-
+  bool registered_ = false;                  // a registration succeeded once
+  mutable std::mutex conflict_mutex_;
+  std::string conflict_;  // schema_conflict()
   std::map<int64_t, std::shared_ptr<Resync>> resyncs_;
   bool stopping_ = false;  // no resync starts any more
   std::atomic<int64_t> live_seen_{0};

@@ -195,8 +195,10 @@ void RedisCluster::resync_retry(const std::shared_ptr<Resync>& r, std::string re
 }
 
 void RedisCluster::resync_register(const std::shared_ptr<Resync>& r) {
-  register_node([this, r](bool ok, bool rejoined) {
+  const bool strict = !registered_;
+  register_node(strict, [this, r, strict](bool ok, bool rejoined, const std::string& conflict) {
     if (!resync_current(r)) return;
+    if (strict && !conflict.empty()) return;  // refused: the node stops
     if (!ok) return resync_retry(r, "register script failed");
     if (r->scope != kResyncRegister) return resync_advance(r);
     resyncs_.erase(r->scope);

@@ -467,9 +467,9 @@ void serve_api(const HttpRequest& req, ServerContext& ctx, HttpReply reply) {
       return call.send(text_response(req, http::status::service_unavailable, "stopping\n"));
     }
     // Degraded still answers 200: local traffic works without Redis.
-    const bool degraded = !ctx.backend->healthy();
+    const std::string degraded = ctx.backend->degraded();
     return call.send(text_response(req, http::status::ok,
-                                   degraded ? "degraded: redis unavailable\n" : "ok\n"));
+                                   degraded.empty() ? "ok\n" : "degraded: " + degraded + "\n"));
   }
   // A CORS preflight carries no credentials (browsers never send them on it) and
   // returns no data: it stays open; the real request then needs the key.

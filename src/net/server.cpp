@@ -113,6 +113,13 @@ Server::Server(Config config)
     cluster_ = std::make_unique<RedisCluster>(config_, hub_);
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();
+    // A live node of another key schema at start-up: the node must not run.
+    cluster_->on_fatal = [this](int status) {
+      asio::post(*loops_[0], [this, status] {
+        exit_status_ = status;
+        begin_shutdown();
+      });
+    };
     backend_ = std::make_unique<RedisBackend>(*cluster_, hub_, *ctx_.dedup, counters_, config_);
   } else {
     backend_ = std::make_unique<EmbeddedBackend>(
@@ -305,7 +312,7 @@ int Server::run() {
     cluster_->stop(std::chrono::duration_cast<std::chrono::milliseconds>(left));
   }
   spdlog::info("imgate stopped");
-  return 0;
+  return exit_status_;
 }
 
 void Server::begin_shutdown() {

@@ -67,6 +67,7 @@ class Server {
   std::unique_ptr<boost::asio::steady_timer> memory_timer_;
   MemoryTrim memory_trim_;
   std::unique_ptr<RedisCluster> cluster_;
+  int exit_status_ = 0;  // run()'s: 2 when the cluster refused to run (loop 0 writes it)
   std::unique_ptr<Backend> backend_;  // after cluster_: destroyed before it
   TimePoint shutdown_deadline_{};
   uint16_t ws_port_ = 0;

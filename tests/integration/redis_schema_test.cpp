@@ -10,6 +10,9 @@
 //     unicasts to users of different buckets delivered exactly once;
 //   - the presence policy (--presence-max-room) counting the room's other
 //     buckets;
+//   - the upgrade check: a live node without a schema entry (what an imgate of
+//     the one-slot schema writes) or with other buckets refuses a new node at
+//     start-up (exit status 2) and degrades /healthz when it appears later;
 //   - reaping in bounded steps: a dead node holding 20,000 users is removed
 //     without any script call of 10 ms or more (SLOWLOG), on one Redis server
 //     and on a Redis Cluster.
@@ -377,6 +380,64 @@ TEST_F(RedisSchemaTest, ThePresencePolicyCountsTheRoomsOtherBuckets) {
   EXPECT_EQ(count(presence, "enter:" + in_x[1]), 1u) << testing::PrintToString(presence);
   EXPECT_EQ(count(presence, "enter:" + y1), 0u)
       << "the 4th user's enter was announced: " << testing::PrintToString(presence);
+}
+
+// Upgrading (docs/cluster.md, "Upgrading from the one-slot schema"): a live
+// node registered without a schema entry is what an imgate of the one-slot
+// schema writes; a new node must not run beside it (its messages to that
+// node's users would be lost without a word), nor beside one of other buckets.
+TEST_F(RedisSchemaTest, ANewNodeRefusesToStartBesideALiveNodeOfAnotherSchema) {
+  start_redis();
+  const std::string nodes_key = prefix_ + "nodes";
+  const uint16_t port = redis.master_for_key(nodes_key);
+  const auto live = std::to_string(
+      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+          .count() + 60000);
+  ASSERT_EQ(redis.command(port, {"ZADD", nodes_key, live, "oldnode"}).integer, 1);
+  exit_expected_ = true;
+  nodes[A].start(flags());
+  EXPECT_EQ(nodes[A].wait_exit(15s), std::optional<int>(2));
+  const std::string log = nodes[A].log();
+  EXPECT_NE(log.find("refusing to run"), std::string::npos) << log;
+  EXPECT_NE(log.find("oldnode (no schema entry: an imgate of the one-slot schema)"),
+            std::string::npos) << log;
+  EXPECT_NE(log.find("Upgrading from the one-slot schema"), std::string::npos) << log;
+  // It did not register itself.
+  EXPECT_EQ(redis.command(port, {"ZCARD", nodes_key}).integer, 1);
+
+  // Another bucket count is refused too.
+  ASSERT_EQ(redis.command(port, {"HSET", "{" + nodes_key + "}:schema", "oldnode", "2:8"}).integer,
+            1);
+  nodes[B].start(flags());
+  EXPECT_EQ(nodes[B].wait_exit(15s), std::optional<int>(2));
+  EXPECT_NE(nodes[B].log().find("oldnode (schema 2:8)"), std::string::npos) << nodes[B].log();
+}
+
+TEST_F(RedisSchemaTest, AnOldNodeStartedLaterDegradesHealthAndIsLoggedAtEachHeartbeat) {
+  start_redis();
+  nodes[A].start(flags());
+  ASSERT_TRUE(redis_up(A));
+  ASSERT_EQ(http_get(http(A), "/healthz").body, "ok\n");
+  const std::string nodes_key = prefix_ + "nodes";
+  const auto live = std::to_string(
+      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+          .count() + 60000);
+  ASSERT_EQ(redis.command(redis.master_for_key(nodes_key), {"ZADD", nodes_key, live, "oldnode"})
+                .integer,
+            1);
+  std::string health;
+  EXPECT_TRUE(eventually([&] {
+    return (health = http_get(http(A), "/healthz").body).starts_with("degraded: node of another");
+  }, 5s)) << health;
+  EXPECT_NE(health.find("oldnode (no schema entry"), std::string::npos) << health;
+  EXPECT_TRUE(nodes[A].running());
+  EXPECT_TRUE(eventually([&] {
+    const std::string log = nodes[A].log();
+    return log.find("[error] cluster: live node(s) of another key schema") != std::string::npos;
+  }, 5s)) << nodes[A].log();
+  // The old node gone, the node is healthy again at its next heartbeat.
+  redis.command(redis.master_for_key(nodes_key), {"ZREM", nodes_key, "oldnode"});
+  EXPECT_TRUE(eventually([&] { return http_get(http(A), "/healthz").body == "ok\n"; }, 5s));
 }
 
 // Reaping in bounded steps (issue 18, item 6). The test process may hold only

@@ -4,9 +4,10 @@
 -- room. At most ARGV[8] users per call, so that no call blocks Redis long;
 -- the caller calls again while the answer says some are left. SPOP hands each
 -- user to one caller and HDEL decides whether the node still held it, so
--- concurrent reapers never double an exit. A node leaves the nodes key once
--- its users set is empty.
+-- concurrent reapers never double an exit. A node leaves the nodes key (and
+-- the schema hash) once its users set is empty.
 -- KEYS[1] nodes zset <prefix>nodes (score: expiry, ms since the epoch)
+-- KEYS[2] schema hash {<prefix>nodes}:schema
 -- ARGV[1] now (ms), ARGV[2] key prefix, ARGV[3] exit text, ARGV[4] seq prefix,
 -- ARGV[5] a node id to remove now ("" = the expired ones),
 -- ARGV[6] largest room announced in (0 = any), ARGV[7] quiet appIDs as ",101,102,",
@@ -50,6 +51,7 @@ for _, node in ipairs(nodes) do
   end
   if redis.call('SCARD', set) == 0 then
     redis.call('ZREM', KEYS[1], node)
+    redis.call('HDEL', KEYS[2], node)
   else
     more = 1
   end
