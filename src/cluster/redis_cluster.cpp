@@ -71,6 +71,15 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
   link_->on_ready = [this](const RedisLink::Owns& owns) { on_link_ready(owns); };
   link_->on_health = [this] { update_health(); };
   link_->on_message = [this](const RedisReply& r) { on_message(r); };
+  for (AppId app : config_.app_ids) {
+    subs_[app].linger = std::make_unique<asio::steady_timer>(loop_);
+    for (auto& channel : app_channels(app)) channel_apps_.emplace(std::move(channel), app);
+  }
+  link_->on_subscribed = [this](const std::string& channel) {
+    if (auto it = channel_apps_.find(channel); it != channel_apps_.end()) {
+      check_app(it->second, subs_.at(it->second));
+    }
+  };
 }
 
 RedisCluster::~RedisCluster() {
@@ -85,18 +94,9 @@ void RedisCluster::start() {
                sharded_ ? "redis cluster" : "redis",
                sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_);
   post([this] {
-    // Per node: its own channel; per room: the room channel. On a Redis
-    // Cluster the node has a channel in each room's slot (the scripts of a
-    // room publish only in their slot) and both are one subscription.
-    if (sharded_) {
-      for (AppId app : config_.app_ids) {
-        link_->subscribe({room_channel(app), node_channel_prefix(app) + node_id_});
-      }
-    } else {
-      std::vector<std::string> channels{node_channel_prefix(0) + node_id_};
-      for (AppId app : config_.app_ids) channels.push_back(room_channel(app));
-      link_->subscribe(std::move(channels));
-    }
+    // One Redis: the node's own channel, always. The channels of an app
+    // (app_channels) only while the node holds users of it (want_app).
+    if (!sharded_) link_->subscribe({node_channel_prefix(0) + node_id_});
     link_->start();
     refresh_loop();
     reap_loop();
@@ -138,6 +138,114 @@ void RedisCluster::update_health() {
     spdlog::log(up ? spdlog::level::info : spdlog::level::warn, "cluster: redis {}",
                 up ? "available" : "unavailable, running degraded (local only)");
   }
+  check_apps();
+}
+
+std::vector<std::string> RedisCluster::app_channels(AppId app) const {
+  // On a Redis Cluster the node has a channel in each room's slot (the
+  // scripts of a room publish only in their slot).
+  if (sharded_) return {room_channel(app), node_channel_prefix(app) + node_id_};
+  return {room_channel(app)};
+}
+
+// ---- subscriptions on demand (docs/cluster.md) ----
+
+bool RedisCluster::await_app(AppId app, std::function<void()> ready) {
+  auto it = subs_.find(app);
+  if (it == subs_.end()) return true;
+  {
+    std::lock_guard lock(subs_mu_);
+    if (it->second.ready) return true;
+  }
+  // After the user_online() of the login that calls this (posted before it).
+  post([this, app, ready = std::move(ready)]() mutable {
+    AppSubscription& a = subs_.at(app);
+    bool heard = false;
+    {
+      std::lock_guard lock(subs_mu_);
+      heard = a.ready;
+    }
+    if (heard || !a.wanted || !link_->can_subscribe(app_channels(app))) return ready();
+    a.waiters.push_back(std::move(ready));
+  });
+  return false;
+}
+
+void RedisCluster::want_app(AppId app) {
+  auto it = subs_.find(app);
+  if (it == subs_.end()) return;
+  AppSubscription& a = it->second;
+  a.linger->cancel();
+  if (a.wanted) return;
+  a.wanted = true;
+  link_->subscribe(app_channels(app));
+  check_app(app, a);
+}
+
+void RedisCluster::linger_app(AppId app) {
+  auto it = subs_.find(app);
+  if (it == subs_.end() || !it->second.wanted) return;
+  {
+    std::lock_guard lock(subs_mu_);
+    if (it->second.users != 0) return;
+  }
+  it->second.linger->expires_after(kUnsubscribeLinger);
+  it->second.linger->async_wait([this, app](const boost::system::error_code& ec) {
+    if (ec) return;
+    AppSubscription& a = subs_.at(app);
+    {
+      // Under the lock: a login counted after this waits for the next subscribe.
+      std::lock_guard lock(subs_mu_);
+      if (a.users != 0 || !a.wanted) return;
+      a.ready = false;
+    }
+    a.wanted = false;
+    link_->unsubscribe(app_channels(app));
+    release_app(a);  // logins whose connection is gone again
+  });
+}
+
+void RedisCluster::when_heard(AppId app, std::function<void()> task) {
+  auto it = subs_.find(app);
+  if (it == subs_.end()) return task();
+  AppSubscription& a = it->second;
+  if (a.held.empty()) {
+    bool heard = false;
+    {
+      std::lock_guard lock(subs_mu_);
+      heard = a.ready;
+    }
+    if (heard || !link_->can_subscribe(app_channels(app))) return task();
+  }
+  a.held.push_back(std::move(task));
+}
+
+void RedisCluster::check_apps() {
+  for (auto& [app, a] : subs_) {
+    if (a.wanted) check_app(app, a);
+  }
+}
+
+void RedisCluster::check_app(AppId app, AppSubscription& a) {
+  if (!a.wanted) return;
+  const auto channels = app_channels(app);
+  const bool heard = link_->subscribed(channels);
+  {
+    std::lock_guard lock(subs_mu_);
+    a.ready = heard;
+  }
+  // Heard: the waiting logins are answered. Not subscribable (Redis
+  // unreachable): they are answered degraded, as every login is then.
+  if (heard || !link_->can_subscribe(channels)) release_app(a);
+}
+
+void RedisCluster::release_app(AppSubscription& a) {
+  auto waiters = std::move(a.waiters);
+  a.waiters.clear();
+  auto held = std::move(a.held);
+  a.held.clear();
+  for (auto& task : held) task();
+  for (auto& ready : waiters) ready();
 }
 
 void RedisCluster::refresh_loop() {
@@ -160,6 +268,8 @@ void RedisCluster::refresh_loop() {
                            [this](bool ok2, const RedisReply& live) {
                              if (ok2 && !live.is_error()) live_seen_.store(live.integer);
                            });
+            // And how many hear each room this node hears.
+            sample_subscribers();
           });
     }
     refresh_loop();
@@ -297,16 +407,29 @@ std::string RedisCluster::payload(const PushMessage& msg, AppId app,
 }
 
 void RedisCluster::user_online(const UserKey& key) {
+  if (auto it = subs_.find(key.app); it != subs_.end()) {
+    std::lock_guard lock(subs_mu_);
+    ++it->second.users;
+  }
   post([this, key] {
     unannounced_.insert(key);  // until login.lua has run
-    presence_script(key, true, true);
+    want_app(key.app);
+    // login.lua makes Redis route the user's pushes here: not before the
+    // node hears them.
+    when_heard(key.app, [this, key] { presence_script(key, true, true); });
   });
 }
 
 void RedisCluster::user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) {
+  if (auto it = subs_.find(key.app); it != subs_.end()) {
+    std::lock_guard lock(subs_mu_);
+    --it->second.users;
+  }
   post([this, key, delivered] {
     unannounced_.erase(key);
-    presence_script(key, false, true, delivered);
+    // After the user's login.lua, should that still be held.
+    when_heard(key.app, [this, key, delivered] { presence_script(key, false, true, delivered); });
+    linger_app(key.app);
   });
 }
 
