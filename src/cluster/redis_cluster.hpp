@@ -165,9 +165,9 @@ class RedisCluster final : public PresenceSink {
 
   // ---- resync (redis_resync.cpp; docs/cluster.md, "Redis loss") ----
   // After a Redis server or master became ready (or this node found itself
-  // reaped): register, publish the node's users again, wait until every live
-  // node is subscribed, announce the users who logged in while Redis was
-  // unreachable, remove those who left. One state machine per scope (one
+  // reaped): register, publish the node's users again, wait until the nodes
+  // that heard each room hear it again, announce the users who logged in
+  // while Redis was unreachable, remove those who left. One state machine per scope (one
   // Redis server: everything; Redis Cluster: the registration, and each
   // room); a step that fails is retried after a back-off (100 ms doubling to
   // 2 s) until it succeeds. Starting a scope again (a newer reconnect)
