@@ -276,7 +276,9 @@ INSTANTIATE_TEST_SUITE_P(OneRedisAndRedisCluster, OnDemandHistoryTest,
 // holds A's SUBSCRIBE of the room. The first login there is not answered
 // while the subscription is not confirmed; once it is, the push sent right
 // after the reply reaches the user. (Answering at once, the reply would come
-// first and the push would be lost: A is not subscribed yet.)
+// first and the push would be lost: A is not subscribed yet.) Then the same
+// with A's UNSUBSCRIBE held: a login during the unsubscribe waits for the
+// subscribe after it.
 TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   RedisServer redis;
   redis.start();
@@ -305,7 +307,23 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
   EXPECT_EQ(send(nodes[1].http_port(), "/user/sendMessageAll", kApp, "zed", "r-1", "after"), kSent);
   EXPECT_TRUE(got(alice, "msg", "after"));
+
+  // A login while A's UNSUBSCRIBE (after the linger) is on its way waits for
+  // the SUBSCRIBE that follows it, not for the answer to an earlier one.
+  proxy.hold_writes_with("UNSUBSCRIBE\r\n$" + std::to_string(room.size()) + "\r\n" + room);
   alice.close();
+  ASSERT_TRUE(eventually([&] { return proxy.holds() == 2; }, kFlipBound)) << "never unsubscribed";
+  WsClient again;
+  again.connect(nodes[0].ws_port());
+  ASSERT_FALSE(again.send_text(make_request("l-2", "login", R"({"appID":102,"userID":"alice"})")));
+  EXPECT_FALSE(again.read_json(500ms).has_value()) << "answered while unsubscribing";
+  proxy.release_held();
+  const auto reply2 = again.read_json(5s);
+  ASSERT_TRUE(reply2.has_value()) << "never answered";
+  EXPECT_EQ(code_of(*reply2), 200) << json::serialize(*reply2);
+  EXPECT_EQ(send(nodes[1].http_port(), "/user/sendMessageAll", kApp, "zed", "r-2", "again"), kSent);
+  EXPECT_TRUE(got(again, "msg", "again"));
+  again.close();
   for (auto& n : nodes) EXPECT_TRUE(n.wait_idle());
 }
 

@@ -13,7 +13,8 @@
 // hold_writes_with(pattern) arms another: the first connection whose
 // client-to-server bytes contain `pattern` keeps them, and all it sends after
 // them, from the server until release_held(); answers still flow. A command
-// that is slow to reach Redis, e.g. a SUBSCRIBE.
+// that is slow to reach Redis, e.g. a SUBSCRIBE. Armed again after a release,
+// it holds the next match until the next release.
 #pragma once
 
 #include <arpa/inet.h>
@@ -81,7 +82,7 @@ class TcpProxy {
     std::lock_guard lock(mu_);
     hold_pattern_ = std::move(pattern);
   }
-  void release_held() { released_ = true; }
+  void release_held() { ++releases_; }
   // Connections that held bytes so far.
   int holds() const { return holds_.load(); }
 
@@ -110,14 +111,14 @@ class TcpProxy {
   // Relays until either side closes (or the fault cuts it, or the proxy stops).
   void relay(int client, int server) {
     bool cut_on_answer = false;
-    bool holding = false;
+    int holding = 0;  // the number of the hold this connection is in; 0: none
     std::string held;
     char buf[65536];
     pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
     while (!stop_) {
       const int ready = ::poll(fds, 2, 50);
-      if (holding && released_) {
-        holding = false;
+      if (holding != 0 && releases_ >= holding) {
+        holding = 0;
         if (!write_all(server, held.data(), held.size())) break;
         held.clear();
       }
@@ -137,11 +138,10 @@ class TcpProxy {
               std::string_view(buf, static_cast<std::size_t>(n)).find(hold_pattern_) !=
                   std::string_view::npos) {
             hold_pattern_.clear();
-            holding = true;
-            ++holds_;
+            if (holding == 0) holding = ++holds_;
           }
         }
-        if (holding) {
+        if (holding != 0) {
           held.append(buf, static_cast<std::size_t>(n));
           continue;
         }
@@ -177,7 +177,7 @@ class TcpProxy {
   std::atomic<bool> stop_{false};
   std::atomic<int> cuts_{0};
   std::atomic<int> holds_{0};
-  std::atomic<bool> released_{false};
+  std::atomic<int> releases_{0};
   std::mutex mu_;
   std::string pattern_;
   std::string hold_pattern_;
