@@ -21,6 +21,13 @@
 # bench/run records CPU ticks (/proc/PID/stat) of every process at each phase
 # boundary; bench/cluster_table.py turns results.jsonl into the table.
 #
+# CLUSTER_OLD_IMGATE=PATH runs the odd-numbered nodes with that imgate binary
+# (an older build: old and new measured in one run, on the same Redis), and
+# CLUSTER_ROOMPUSH_API=first sends the roompush phase through node 0's API
+# only, so that the other nodes pay nothing but hearing (or not) the pushes:
+# per node, bench/cluster_table.py then shows what a node without members of
+# the room pays per push (docs/cluster.md, "Subscriptions on demand").
+#
 # CLUSTER_REDIS=cluster runs the nodes on a CLUSTER_SHARDS-master Redis Cluster
 # (--redis-cluster SEEDS instead of --redis-addr), if the imgate binary has
 # that option.
@@ -40,6 +47,8 @@ CLUSTER_INFLIGHT=${CLUSTER_INFLIGHT:-512}         # setups in flight per members
 CLUSTER_FIRST_SOURCE=${CLUSTER_FIRST_SOURCE:-10}  # process j connects from 127.0.0.<this + j>
 CLUSTER_REDIS=${CLUSTER_REDIS:-single}            # single | cluster
 CLUSTER_SHARDS=${CLUSTER_SHARDS:-3}               # masters of the Redis Cluster
+CLUSTER_OLD_IMGATE=${CLUSTER_OLD_IMGATE:-}        # imgate binary of the odd-numbered nodes ("" = all current)
+CLUSTER_ROOMPUSH_API=${CLUSTER_ROOMPUSH_API:-all} # all | first: whose APIs the roompush phase uses
 
 cluster_node_pids=() cluster_node_http=() cluster_node_ws=() cluster_member_pids=() cluster_member_fds=()
 cluster_redis_pids=() cluster_redis_ports=()
@@ -192,16 +201,20 @@ cluster_scenario() {
   for port in "${cluster_redis_ports[@]}"; do
     redis-cli -p "$port" CONFIG SET slowlog-log-slower-than 1000 >/dev/null  # µs: the reap's run
   done
-  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"inflight\":$CLUSTER_INFLIGHT,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"load_before\":$(cut -d' ' -f1 /proc/loadavg)}"
+  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"inflight\":$CLUSTER_INFLIGHT,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"roompush_api\":\"$CLUSTER_ROOMPUSH_API\",\"old_imgate\":\"$CLUSTER_OLD_IMGATE\",\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"load_before\":$(cut -d' ' -f1 /proc/loadavg)}"
 
   # The nodes: one room (101), quiet (no enter / exit: 144,000 users in one
   # room would cost 144,000^2 of them), ports below the ephemeral range.
   node_flags=(--app-ids 101,102 --quiet-app-ids 101,102 --max-connections $((n + 100))
     --node-ttl "$CLUSTER_NODE_TTL" "${redis_flags[@]}")
   gateway_threads=$CLUSTER_NODE_THREADS
+  local current=$imgate
   for j in $(seq 0 $((k - 1))); do
     listen_ws=$(free_port) listen_http=$(free_port)
+    if [[ -n "$CLUSTER_OLD_IMGATE" ]] && ((j % 2 == 1)); then imgate=$CLUSTER_OLD_IMGATE; fi
     start_gateway "cluster-node.$j" "${node_flags[@]}"
+    echo "node $j: binary $imgate" >>"$out/gateways.txt"
+    imgate=$current
     cluster_node_pids+=("$gw_pid") cluster_node_http+=("$http_port") cluster_node_ws+=("$ws_port")
     echo "node $j: pid $gw_pid, ws $ws_port, http $http_port" | tee -a "$out/gateways.txt"
     echo "  $(cat "$out/gateway-cluster-node.$j.flags")" >>"$out/gateways.txt"
@@ -284,7 +297,10 @@ cluster_scenario() {
   # roompush: room pushes nobody receives; every node gets each from Redis.
   wait_quiet
   cluster_mark roompush-start
-  cluster_push roompush --node-http-ports "$(join_by , "${cluster_node_http[@]}")" --app-base 102 \
+  local roompush_ports
+  roompush_ports=$(join_by , "${cluster_node_http[@]}")
+  [[ "$CLUSTER_ROOMPUSH_API" == first ]] && roompush_ports=${cluster_node_http[0]}
+  cluster_push roompush --node-http-ports "$roompush_ports" --app-base 102 \
     -m "$CLUSTER_ROOMPUSH_COUNT" --rate 0 --http-connections 2
   sleep 1  # the last PUBLISH read by every node
   cluster_mark roompush-end

@@ -226,6 +226,23 @@ def main():
             f"**{fmt(per_us(redis, sent), 1)} µs** ({fmt(per_us(run.net('roompush-start', 'roompush-end', 'redis'), sent), 1)} µs)")
         add("room push", "node CPU per room push, all nodes together (API + each node reading it); per node",
             f"{fmt(per_us(nodes, sent), 1)} µs; {fmt(per_us(nodes, sent * k), 1)} µs")
+        old = run.config.get("old_imgate", "")
+        if run.config.get("roompush_api") == "first" or old:
+            # Per node: CPU per push of each node (node 0 serves the API when roompush_api is first).
+            a, b = run.marks["roompush-start"], run.marks["roompush-end"]
+            i0, i1 = run.marks.get("idle-start"), run.marks.get("idle-end")
+            for j, (t0, t1) in enumerate(zip(a["nodes_ticks"], b["nodes_ticks"])):
+                if t0 is None or t1 is None:
+                    continue
+                build = "old (" + old + ")" if old and j % 2 == 1 else "current"
+                role = "serves the API" if run.config.get("roompush_api") == "first" and j == 0 else "no members of room 102"
+                cpu = (t1 - t0) / a["hz"]
+                net = "–"
+                if i0 and i1 and i0["nodes_ticks"][j] is not None and i1["nodes_ticks"][j] is not None:
+                    idle_rate = (i1["nodes_ticks"][j] - i0["nodes_ticks"][j]) / a["hz"] / run.wall("idle-start", "idle-end")
+                    net = fmt(per_us(cpu - idle_rate * w, sent), 2) + " µs"
+                add("room push", f"node {j} CPU per room push (net of its idle): {build}, {role}",
+                    f"**{fmt(per_us(cpu, sent), 2)} µs** ({net}; {t1 - t0} ticks)")
         add("room push", "cores: nodes / Redis / pusher; context switches per push: nodes / Redis",
             f"{fmt(nodes / w, 2)} / {fmt(redis / w, 2)} / {fmt(push['cpu']['generator_cpu_seconds'] / w, 2)} over "
             f"{fmt(w, 1)} s; {run.switches('roompush-start', 'roompush-end', sent)}")

@@ -92,6 +92,15 @@ class Backend {
   // carries its "epoch" and "offset".
   virtual void publish(PushRequest push, PushDone done) = 0;
 
+  // Cluster mode (docs/cluster.md, "Subscriptions on demand"): false when
+  // this node does not hear room `app`'s pushes yet; `ready` then runs, on
+  // any thread, once it does (or Redis is unreachable). Called after the
+  // login that made the user count on this node. Embedded: always true.
+  virtual bool await_room(AppId app, std::function<void()> ready) {
+    (void)app, (void)ready;
+    return true;
+  }
+
   // History (docs/history.md); off by default (--history-size 0).
   virtual bool history_on() const = 0;
   // True when read_stream answers before it returns (embedded).

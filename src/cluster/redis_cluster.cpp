@@ -74,6 +74,15 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub)
   link_->on_ready = [this](const RedisLink::Owns& owns) { on_link_ready(owns); };
   link_->on_health = [this] { update_health(); };
   link_->on_message = [this](const RedisReply& r) { on_message(r); };
+  for (AppId app : config_.app_ids) {
+    subs_[app].linger = std::make_unique<asio::steady_timer>(loop_);
+    for (auto& channel : app_channels(app)) channel_apps_.emplace(std::move(channel), app);
+  }
+  link_->on_subscribed = [this](const std::string& channel) {
+    if (auto it = channel_apps_.find(channel); it != channel_apps_.end()) {
+      check_app(it->second, subs_.at(it->second));
+    }
+  };
 }
 
 RedisCluster::~RedisCluster() {
@@ -88,28 +97,9 @@ void RedisCluster::start() {
                sharded_ ? "redis cluster" : "redis",
                sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_, buckets_);
   post([this] {
-    // Per node: its own channel; per room: app_channels(). On a Redis
-    // Cluster the node has a channel in each bucket's slot (the scripts of a
-    // bucket publish only in their slot): one subscription per slot.
-    if (sharded_) {
-      for (AppId app : config_.app_ids) {
-        std::vector<std::string> channels = app_channels(app);
-        for (std::size_t i = 0; i < channels.size();) {
-          std::vector<std::string> same_slot;
-          const uint16_t slot = redis_key_slot(channels[i]);
-          while (i < channels.size() && redis_key_slot(channels[i]) == slot) {
-            same_slot.push_back(std::move(channels[i++]));
-          }
-          link_->subscribe(std::move(same_slot));
-        }
-      }
-    } else {
-      std::vector<std::string> channels{node_channel_prefix(0, 0) + node_id_};
-      for (AppId app : config_.app_ids) {
-        for (auto& channel : app_channels(app)) channels.push_back(std::move(channel));
-      }
-      link_->subscribe(std::move(channels));
-    }
+    // One Redis: the node's own channel, always. The channels of an app
+    // (app_channels) only while the node holds users of it (want_app).
+    if (!sharded_) link_->subscribe({node_channel_prefix(0, 0) + node_id_});
     link_->start();
     refresh_loop();
     reap_loop();
@@ -153,6 +143,107 @@ void RedisCluster::update_health() {
     spdlog::log(up ? spdlog::level::info : spdlog::level::warn, "cluster: redis {}",
                 up ? "available" : "unavailable, running degraded (local only)");
   }
+  check_apps();
+}
+
+// ---- subscriptions on demand (docs/cluster.md) ----
+
+bool RedisCluster::await_app(AppId app, std::function<void()> ready) {
+  auto it = subs_.find(app);
+  if (it == subs_.end()) return true;
+  {
+    std::lock_guard lock(subs_mu_);
+    if (it->second.ready) return true;
+  }
+  // After the user_online() of the login that calls this (posted before it).
+  post([this, app, ready = std::move(ready)]() mutable {
+    AppSubscription& a = subs_.at(app);
+    bool heard = false;
+    {
+      std::lock_guard lock(subs_mu_);
+      heard = a.ready;
+    }
+    if (heard || !a.wanted || !link_->can_subscribe(app_channels(app))) return ready();
+    a.waiters.push_back(std::move(ready));
+  });
+  return false;
+}
+
+void RedisCluster::want_app(AppId app) {
+  auto it = subs_.find(app);
+  if (it == subs_.end()) return;
+  AppSubscription& a = it->second;
+  a.linger->cancel();
+  if (a.wanted) return;
+  a.wanted = true;
+  link_->subscribe(app_channels(app));
+  check_app(app, a);
+}
+
+void RedisCluster::linger_app(AppId app) {
+  auto it = subs_.find(app);
+  if (it == subs_.end() || !it->second.wanted) return;
+  {
+    std::lock_guard lock(subs_mu_);
+    if (it->second.users != 0) return;
+  }
+  it->second.linger->expires_after(kUnsubscribeLinger);
+  it->second.linger->async_wait([this, app](const boost::system::error_code& ec) {
+    if (ec) return;
+    AppSubscription& a = subs_.at(app);
+    {
+      // Under the lock: a login counted after this waits for the next subscribe.
+      std::lock_guard lock(subs_mu_);
+      if (a.users != 0 || !a.wanted) return;
+      a.ready = false;
+    }
+    a.wanted = false;
+    link_->unsubscribe(app_channels(app));
+    release_app(a);  // logins whose connection is gone again
+  });
+}
+
+void RedisCluster::when_heard(AppId app, std::function<void()> task) {
+  auto it = subs_.find(app);
+  if (it == subs_.end()) return task();
+  AppSubscription& a = it->second;
+  if (a.held.empty()) {
+    bool heard = false;
+    {
+      std::lock_guard lock(subs_mu_);
+      heard = a.ready;
+    }
+    if (heard || !link_->can_subscribe(app_channels(app))) return task();
+  }
+  a.held.push_back(std::move(task));
+}
+
+void RedisCluster::check_apps() {
+  for (auto& [app, a] : subs_) {
+    if (a.wanted) check_app(app, a);
+  }
+}
+
+void RedisCluster::check_app(AppId app, AppSubscription& a) {
+  if (!a.wanted) return;
+  const auto channels = app_channels(app);
+  const bool heard = link_->subscribed(channels);
+  {
+    std::lock_guard lock(subs_mu_);
+    a.ready = heard;
+  }
+  // Heard: the waiting logins are answered. Not subscribable (Redis
+  // unreachable): they are answered degraded, as every login is then.
+  if (heard || !link_->can_subscribe(channels)) release_app(a);
+}
+
+void RedisCluster::release_app(AppSubscription& a) {
+  auto waiters = std::move(a.waiters);
+  a.waiters.clear();
+  auto held = std::move(a.held);
+  a.held.clear();
+  for (auto& task : held) task();
+  for (auto& ready : waiters) ready();
 }
 
 void RedisCluster::refresh_loop() {
@@ -174,6 +265,8 @@ void RedisCluster::refresh_loop() {
                        [this](bool ok2, const RedisReply& live) {
                          if (ok2 && !live.is_error()) live_seen_.store(live.integer);
                        });
+        // And how many hear each room this node hears.
+        sample_subscribers();
       });
     }
     refresh_loop();
@@ -485,16 +578,29 @@ std::string RedisCluster::payload(const PushMessage& msg, AppId app,
 }
 
 void RedisCluster::user_online(const UserKey& key) {
+  if (auto it = subs_.find(key.app); it != subs_.end()) {
+    std::lock_guard lock(subs_mu_);
+    ++it->second.users;
+  }
   post([this, key] {
     unannounced_.insert(key);  // until login.lua has run
-    presence_script(key, true, true);
+    want_app(key.app);
+    // login.lua makes Redis route the user's pushes here: not before the
+    // node hears them.
+    when_heard(key.app, [this, key] { presence_script(key, true, true); });
   });
 }
 
 void RedisCluster::user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) {
+  if (auto it = subs_.find(key.app); it != subs_.end()) {
+    std::lock_guard lock(subs_mu_);
+    --it->second.users;
+  }
   post([this, key, delivered] {
     unannounced_.erase(key);
-    presence_script(key, false, true, delivered);
+    // After the user's login.lua, should that still be held.
+    when_heard(key.app, [this, key, delivered] { presence_script(key, false, true, delivered); });
+    linger_app(key.app);
   });
 }
 

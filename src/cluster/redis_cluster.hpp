@@ -11,6 +11,11 @@
 // re-publishes its presence, announces the users who came meanwhile and
 // removes those who left, retrying until every step succeeded.
 //
+// Subscriptions on demand (docs/cluster.md, "Subscriptions on demand"): the
+// node hears an app's channels (app_channels) only while it holds users of
+// the app, plus a linger; the first login of an app on the node is answered,
+// and its login.lua run, once they are confirmed subscribed (await_app).
+//
 // On one Redis server or a Redis Cluster (RedisLink). On a Redis Cluster a
 // room's (appID's) users are spread over --redis-buckets buckets, each with
 // its own hash tag (cluster/buckets.hpp): a user's keys, presence decisions,
@@ -29,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -59,7 +65,8 @@ class RedisCluster final : public PresenceSink {
   // stops; waits at most `deadline`.
   void stop(std::chrono::milliseconds deadline);
 
-  // PresenceSink: called by shards under the directory lock; only posts.
+  // PresenceSink: called by shards under the directory lock; counts the
+  // app's users on this node (a short lock, no I/O) and posts.
   void user_online(const UserKey& key) override;
   void user_offline(const UserKey& key, const std::optional<StreamPos>& delivered) override;
 
@@ -95,6 +102,16 @@ class RedisCluster final : public PresenceSink {
   void read_stored(UserKey stream, int64_t after, bool offline,
                    std::function<void(bool ok, StoredStream)> done);
 
+  // True when this node hears app_channels(app) now (confirmed subscribed),
+  // or cannot subscribe while Redis is unreachable (a login then answers
+  // degraded, as before). Otherwise false, and `ready` runs on the cluster
+  // thread once they are confirmed (or Redis became unreachable). From any
+  // thread, after the login that made the app's users count on this node.
+  bool await_app(AppId app, std::function<void()> ready);
+  // How long the channels of an app stay subscribed after its last user on
+  // this node left: a user who comes back within it costs no round trip.
+  static constexpr auto kUnsubscribeLinger = std::chrono::seconds(2);
+
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   // Why the node runs degraded although Redis is reachable: a live node of
   // another key schema (docs/cluster.md, "Upgrading from the one-slot
@@ -107,6 +124,7 @@ class RedisCluster final : public PresenceSink {
   // (enter / exit of its users; bucket 0 also the room's pushes) and this
   // node's channel of each bucket (unicasts). One Redis server: the room
   // channel (the node channel is not per app; it is subscribed at start).
+  // Subscribed only while this node holds users of the app (on demand).
   std::vector<std::string> app_channels(AppId app) const;
   bool on_redis_cluster() const { return sharded_; }
   // Redis Cluster masters known and how many are reachable (1 / 0-1 for one server).
@@ -126,6 +144,30 @@ class RedisCluster final : public PresenceSink {
   void on_link_ready(const RedisLink::Owns& owns);
   void on_message(const RedisReply& reply);
   void update_health();
+
+  // ---- subscriptions on demand ----
+  struct AppSubscription {
+    // Guarded by subs_mu_ (written by shards and the cluster thread).
+    std::size_t users = 0;  // this node's users of the app (user_online - user_offline)
+    bool ready = false;     // confirmed subscribed, no unsubscribe since
+    // Cluster thread only.
+    std::vector<std::function<void()>> waiters;  // await_app() callers
+    bool wanted = false;  // link_->subscribe()d, not unsubscribed since
+    // Presence scripts of the app's users held until the subscription is
+    // confirmed, in order (login.lua makes Redis route to this node).
+    std::vector<std::function<void()>> held;
+    std::unique_ptr<boost::asio::steady_timer> linger;
+  };
+  // Cluster thread: a user of `app` came / left: subscribe, or unsubscribe after the linger.
+  void want_app(AppId app);
+  void linger_app(AppId app);
+  // Cluster thread: `task` (a presence script) now, or after the subscription.
+  void when_heard(AppId app, std::function<void()> task);
+  // Cluster thread: the link confirmed or lost subscriptions: release the
+  // waiters of apps now heard, or that cannot be subscribed (Redis unreachable).
+  void check_apps();
+  void check_app(AppId app, AppSubscription& a);
+  void release_app(AppSubscription& a);
   void refresh_loop();
   void reap_loop();
   // Removes `node` (expired, or this node leaving) and its users, in batches
@@ -152,9 +194,9 @@ class RedisCluster final : public PresenceSink {
 
   // ---- resync (redis_resync.cpp; docs/cluster.md, "Redis loss") ----
   // After a Redis server or master became ready (or this node found itself
-  // reaped): register, publish the node's users again, wait until every live
-  // node is subscribed, announce the users who logged in while Redis was
-  // unreachable, remove those who left. One state machine per scope (one
+  // reaped): register, publish the node's users again, wait until the nodes
+  // that heard each room hear it again, announce the users who logged in
+  // while Redis was unreachable, remove those who left. One state machine per scope (one
   // Redis server: everything; Redis Cluster: the registration, and each
   // room); a step that fails is retried after a back-off (100 ms doubling to
   // 2 s) until it succeeds. Starting a scope again (a newer reconnect)
@@ -249,6 +291,16 @@ class RedisCluster final : public PresenceSink {
   // while it was unreachable, or the script failed): the resync announces
   // them. Cluster thread only; at most the node's users.
   std::unordered_set<UserKey, UserKeyHash> unannounced_;
+  // One entry per configured app, made in the constructor (the map never
+  // changes shape afterwards, so any thread may find an entry).
+  std::unordered_map<AppId, AppSubscription> subs_;
+  std::mutex subs_mu_;
+  std::unordered_map<std::string, AppId> channel_apps_;  // app_channels -> app
+  // Cluster thread: subscribers of each app's room channel at the last
+  // heartbeat (PUBSUB NUMSUB / SHARDNUMSUB, for the apps this node hears):
+  // what a resync waits for (redis_resync.cpp).
+  std::unordered_map<AppId, int64_t> subs_seen_;
+  void sample_subscribers();
 };
 
 }  // namespace imgate

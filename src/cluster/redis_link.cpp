@@ -73,17 +73,18 @@ SingleRedis::SingleRedis(asio::io_context& loop, const RedisEndpoint& endpoint,
     if (on_health) on_health();
   };
   sub_->on_ready = [this] {
-    std::vector<std::string> cmd{"SUBSCRIBE"};
-    cmd.insert(cmd.end(), channels_.begin(), channels_.end());
-    if (cmd.size() > 1) sub_->command(cmd);
+    std::vector<std::string> wanted;
+    for (const auto& [channel_name, channel] : channels_) wanted.push_back(channel_name);
+    send("SUBSCRIBE", wanted);
     if (on_health) on_health();
   };
   sub_->on_lost = [this] {
+    // Nothing is subscribed on the next connection until it says so.
+    std::erase_if(channels_, [](const auto& entry) { return !entry.second.wanted; });
+    for (auto& entry : channels_) entry.second = Channel{true};
     if (on_health) on_health();
   };
-  sub_->on_message = [this](const RedisReply& r) {
-    if (on_message) on_message(r);
-  };
+  sub_->on_message = [this](const RedisReply& r) { on_sub_message(r); };
 }
 
 void SingleRedis::start() {
@@ -105,13 +106,70 @@ void SingleRedis::command_stamped(std::string_view, std::vector<std::string> arg
   cmd_->command_stamped(args, std::move(cb));
 }
 
-void SingleRedis::subscribe(std::vector<std::string> channels) {
-  if (sub_->connected()) {
-    std::vector<std::string> cmd{"SUBSCRIBE"};
-    cmd.insert(cmd.end(), channels.begin(), channels.end());
-    sub_->command(cmd);
+bool RedisLink::answered(Channel& channel, bool subscribe) {
+  if (channel.inflight == 0) return false;
+  --channel.inflight;
+  channel.live = subscribe;
+  return true;
+}
+
+void SingleRedis::send(const char* verb, const std::vector<std::string>& channels) {
+  if (channels.empty() || !sub_->connected()) return;
+  std::vector<std::string> cmd{verb};
+  cmd.insert(cmd.end(), channels.begin(), channels.end());
+  sub_->command(cmd);
+  for (const auto& name : channels) ++channels_[name].inflight;
+}
+
+void SingleRedis::subscribe(const std::vector<std::string>& channels) {
+  std::vector<std::string> added;
+  for (const auto& name : channels) {
+    Channel& channel = channels_[name];
+    if (channel.wanted) continue;
+    channel.wanted = true;
+    added.push_back(name);
   }
-  channels_.insert(channels_.end(), channels.begin(), channels.end());
+  send("SUBSCRIBE", added);
+}
+
+void SingleRedis::unsubscribe(const std::vector<std::string>& channels) {
+  std::vector<std::string> dropped;
+  for (const auto& name : channels) {
+    auto it = channels_.find(name);
+    if (it == channels_.end() || !it->second.wanted) continue;
+    it->second.wanted = false;
+    dropped.push_back(name);
+  }
+  send("UNSUBSCRIBE", dropped);
+  // Forgotten once Redis answered (or at once when nothing is in flight).
+  std::erase_if(channels_, [](const auto& e) { return !e.second.wanted && e.second.inflight == 0; });
+}
+
+bool SingleRedis::subscribed(const std::vector<std::string>& channels) const {
+  if (!sub_->connected()) return false;
+  for (const auto& name : channels) {
+    auto it = channels_.find(name);
+    if (it == channels_.end() || !it->second.confirmed()) return false;
+  }
+  return true;
+}
+
+void SingleRedis::on_sub_message(const RedisReply& r) {
+  if (r.type == RedisReply::Type::kArray && r.elements.size() == 3 &&
+      (r.elements[0].str == "subscribe" || r.elements[0].str == "unsubscribe")) {
+    auto it = channels_.find(r.elements[1].str);
+    if (it == channels_.end()) return;
+    const bool was = it->second.confirmed();
+    if (!answered(it->second, r.elements[0].str == "subscribe")) return;
+    if (!it->second.wanted && it->second.inflight == 0) {
+      channels_.erase(it);
+    } else if (!was && it->second.confirmed() && on_subscribed) {
+      const std::string name = it->first;  // the callback may rehash channels_
+      on_subscribed(name);
+    }
+    return;
+  }
+  if (on_message) on_message(r);
 }
 
 // ---- a Redis Cluster -----------------------------------------------------------------------
@@ -176,8 +234,8 @@ bool ShardedRedis::healthy() const {
     if (!m) return false;
   }
   if (shards_up() != masters_.size()) return false;
-  for (const auto& s : subscriptions_) {
-    if (s.placed_on.empty()) return false;
+  for (const auto& [name, channel] : channels_) {
+    if (channel.wanted && channel.placed_on.empty()) return false;
   }
   return true;
 }
@@ -295,9 +353,7 @@ ShardedRedis::Master& ShardedRedis::master_at(const std::string& address) {
     health_changed();
   };
   m.sub->on_lost = [this, address] {
-    for (auto& s : subscriptions_) {
-      if (s.placed_on == address) s.placed_on.clear();
-    }
+    unplace(address);
     refresh_soon();
     health_changed();
   };
@@ -316,9 +372,7 @@ void ShardedRedis::drop_master(const std::string& address) {
   for (auto& slot : slots_) {
     if (slot == &it->second) slot = nullptr;
   }
-  for (auto& s : subscriptions_) {
-    if (s.placed_on == address) s.placed_on.clear();
-  }
+  unplace(address);
   // Its pending callbacks fail now; the connections are owned by their
   // handlers too, so they go when those have run.
   auto master = std::move(it->second);
@@ -333,59 +387,152 @@ void ShardedRedis::drop_master(const std::string& address) {
   spdlog::info("redis cluster: {} is no longer a master", address);
 }
 
-void ShardedRedis::subscribe(std::vector<std::string> channels) {
-  if (channels.empty()) return;
-  Subscription s;
-  s.slot = redis_key_slot(channels.front());
-  s.channels = std::move(channels);
-  subscriptions_.push_back(std::move(s));
-  place_subscriptions();
-}
-
-// Every subscription on the shard that owns its slot: subscribed where it is
-// missing, moved where the slot changed hands.
-void ShardedRedis::place_subscriptions() {
-  for (auto& s : subscriptions_) {
-    Master* m = slots_[s.slot];
-    if (m && s.placed_on == m->address) continue;
-    if (!s.placed_on.empty()) {
-      auto old = masters_.find(s.placed_on);
-      if (old != masters_.end() && old->second.sub->connected()) {
-        std::vector<std::string> cmd{"SUNSUBSCRIBE"};
-        cmd.insert(cmd.end(), s.channels.begin(), s.channels.end());
-        old->second.sub->command(cmd);
-      }
-      s.placed_on.clear();
+void ShardedRedis::unplace(const std::string& address) {
+  for (auto it = channels_.begin(); it != channels_.end();) {
+    Channel& c = it->second;
+    if (c.placed_on != address) {
+      ++it;
+      continue;
     }
-    if (!m || !m->sub->connected()) continue;
-    std::vector<std::string> cmd{"SSUBSCRIBE"};
-    cmd.insert(cmd.end(), s.channels.begin(), s.channels.end());
-    m->sub->command(cmd);
-    s.placed_on = m->address;
+    if (!c.wanted) {
+      it = channels_.erase(it);
+      continue;
+    }
+    c.placed_on.clear();
+    c.inflight = 0;
+    c.live = false;
+    ++it;
   }
 }
 
+void ShardedRedis::send_sub(Master& master, const char* verb,
+                            const std::vector<std::string>& channels) {
+  std::vector<std::string> cmd{verb};
+  cmd.insert(cmd.end(), channels.begin(), channels.end());
+  master.sub->command(cmd);
+}
+
+void ShardedRedis::subscribe(const std::vector<std::string>& channels) {
+  for (const auto& name : channels) {
+    Channel& c = channels_[name];
+    if (c.wanted) continue;
+    c.wanted = true;
+    c.slot = redis_key_slot(name);
+    if (c.placed_on.empty()) continue;  // placed below
+    // Still placed: its unsubscribe is in flight there; subscribe after it.
+    auto m = masters_.find(c.placed_on);
+    if (m == masters_.end() || !m->second.sub->connected()) continue;
+    send_sub(m->second, "SSUBSCRIBE", {name});
+    ++c.inflight;
+  }
+  place_subscriptions();
+}
+
+void ShardedRedis::unsubscribe(const std::vector<std::string>& channels) {
+  for (const auto& name : channels) {
+    auto it = channels_.find(name);
+    if (it == channels_.end() || !it->second.wanted) continue;
+    Channel& c = it->second;
+    c.wanted = false;
+    auto m = masters_.find(c.placed_on);
+    if (c.placed_on.empty() || m == masters_.end() || !m->second.sub->connected()) {
+      channels_.erase(it);
+      continue;
+    }
+    send_sub(m->second, "SUNSUBSCRIBE", {name});
+    ++c.inflight;  // forgotten when Redis answered
+  }
+}
+
+bool ShardedRedis::subscribed(const std::vector<std::string>& channels) const {
+  for (const auto& name : channels) {
+    auto it = channels_.find(name);
+    if (it == channels_.end() || !it->second.confirmed()) return false;
+    const Master* m = slots_[it->second.slot];
+    if (!m || m->address != it->second.placed_on || !m->sub->connected()) return false;
+  }
+  return true;
+}
+
+bool ShardedRedis::can_subscribe(const std::vector<std::string>& channels) const {
+  for (const auto& name : channels) {
+    const Master* m = slots_[redis_key_slot(name)];
+    if (!m || !m->sub->connected()) return false;
+  }
+  return true;
+}
+
+// Every kept channel on the shard that owns its slot: subscribed where it is
+// missing, moved where the slot changed hands (one command per slot and master).
+void ShardedRedis::place_subscriptions() {
+  std::map<std::pair<std::string, uint16_t>, std::vector<std::string>> leave, join;
+  for (auto it = channels_.begin(); it != channels_.end();) {
+    Channel& c = it->second;
+    Master* m = slots_[c.slot];
+    if (m && c.placed_on == m->address) {
+      ++it;
+      continue;
+    }
+    if (!c.placed_on.empty()) {
+      auto old = masters_.find(c.placed_on);
+      if (old != masters_.end() && old->second.sub->connected()) {
+        leave[{c.placed_on, c.slot}].push_back(it->first);
+      }
+      c.placed_on.clear();
+      c.inflight = 0;  // its answers there are no longer counted
+      c.live = false;
+    }
+    if (!c.wanted) {
+      it = channels_.erase(it);
+      continue;
+    }
+    if (m && m->sub->connected()) {
+      join[{m->address, c.slot}].push_back(it->first);
+      c.placed_on = m->address;
+      c.inflight = 1;
+    }
+    ++it;
+  }
+  for (const auto& [where, names] : leave) send_sub(masters_.at(where.first), "SUNSUBSCRIBE", names);
+  for (const auto& [where, names] : join) send_sub(masters_.at(where.first), "SSUBSCRIBE", names);
+}
+
 void ShardedRedis::on_sub_message(const std::string& address, const RedisReply& reply) {
+  if (reply.is_error()) {
+    // A refused SSUBSCRIBE (MOVED while the map is stale): the map is asked
+    // again and the channel moves with it.
+    spdlog::warn("redis cluster: subscriber on {}: {}", address, reply.str);
+    refresh_soon();
+    return;
+  }
   if (reply.type != RedisReply::Type::kArray || reply.elements.empty()) return;
   const std::string& kind = reply.elements[0].str;
   if (kind == "smessage" || kind == "message") {
     if (on_message) on_message(reply);
     return;
   }
-  if (kind == "sunsubscribe" && reply.elements.size() >= 2) {
+  if ((kind != "ssubscribe" && kind != "sunsubscribe") || reply.elements.size() < 2) return;
+  auto it = channels_.find(reply.elements[1].str);
+  if (it == channels_.end() || it->second.placed_on != address) return;  // from a former master
+  Channel& c = it->second;
+  const bool was = c.confirmed();
+  if (answered(c, kind == "ssubscribe")) {
+    if (!c.wanted && c.inflight == 0) {
+      channels_.erase(it);
+    } else if (!was && c.confirmed() && on_subscribed) {
+      const std::string name = it->first;  // the callback may rehash channels_
+      on_subscribed(name);
+    }
+    return;
+  }
+  if (kind == "sunsubscribe") {
     // Unasked (the slot moved away, or its node became a replica): subscribe
     // again where the new map says.
-    for (auto& s : subscriptions_) {
-      if (s.placed_on != address) continue;
-      if (std::find(s.channels.begin(), s.channels.end(), reply.elements[1].str) !=
-          s.channels.end()) {
-        s.placed_on.clear();
-        refresh_soon();
-        health_changed();
-      }
-    }
-  } else if (reply.type == RedisReply::Type::kArray && kind.starts_with("MOVED")) {
+    c.placed_on.clear();
+    c.live = false;
+    if (!c.wanted) channels_.erase(it);
     refresh_soon();
+    health_changed();
   }
 }
 

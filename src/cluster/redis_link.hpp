@@ -5,8 +5,10 @@
 // Contract: every method runs on the cluster loop, and so do all callbacks.
 // A command names its `route` (a key or shard channel it touches); on a Redis
 // Cluster its slot picks the shard. Commands whose shard is unreachable fail
-// at once (ok == false), as RedisConnection's do. Subscriptions are kept: the
-// link renews them after every reconnect, failover and slot move.
+// at once (ok == false), as RedisConnection's do. Subscriptions are kept until
+// unsubscribed: the link renews them after every reconnect, failover and slot
+// move, and tells when one is confirmed (Redis answered its subscribe, and no
+// later subscribe or unsubscribe of the channel is in flight).
 #pragma once
 
 #include <array>
@@ -17,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "cluster/redis_connection.hpp"
@@ -47,8 +50,17 @@ class RedisLink {
   virtual bool reachable(std::string_view route) const = 0;
   // Every shard reachable and every subscription in place.
   virtual bool healthy() const = 0;
-  // Keeps `channels` subscribed (on a Redis Cluster: shard channels of one slot).
-  virtual void subscribe(std::vector<std::string> channels) = 0;
+  // Keeps `channels` subscribed (on a Redis Cluster: shard channels, each on
+  // the master of its slot) until unsubscribe() of them; a channel already
+  // kept is left as it is.
+  virtual void subscribe(const std::vector<std::string>& channels) = 0;
+  virtual void unsubscribe(const std::vector<std::string>& channels) = 0;
+  // Every channel is kept and confirmed on the connection that holds it now:
+  // a message published from here on reaches this node.
+  virtual bool subscribed(const std::vector<std::string>& channels) const = 0;
+  // The subscriber connections that would hold `channels` are up (else
+  // nothing can be confirmed until Redis is back).
+  virtual bool can_subscribe(const std::vector<std::string>& channels) const = 0;
   // True on a Redis Cluster: SPUBLISH / SSUBSCRIBE, scripts per slot.
   virtual bool sharded() const = 0;
   // Text for /metrics and logs: shards (1 for a single server) and how many are up.
@@ -61,6 +73,24 @@ class RedisLink {
   std::function<void(const Owns& owns)> on_ready;
   std::function<void()> on_health;                    // healthy() may have changed
   std::function<void(const RedisReply&)> on_message;  // ["message"|"smessage", channel, payload]
+  // A channel became confirmed: subscribed() may have become true.
+  std::function<void(const std::string& channel)> on_subscribed;
+
+ protected:
+  // A kept channel on the subscriber connection that holds it. `inflight`:
+  // subscribe / unsubscribe commands sent on that connection and not yet
+  // answered (Redis answers each, per channel, in order); `live`: the last
+  // answer was a subscribe.
+  struct Channel {
+    bool wanted = false;  // subscribe() since the last unsubscribe()
+    int inflight = 0;
+    bool live = false;
+    uint16_t slot = 0;      // Redis Cluster
+    std::string placed_on;  // Redis Cluster: the master it is subscribed on; "" = none
+    bool confirmed() const { return wanted && live && inflight == 0; }
+  };
+  // An answer to a (s)subscribe / (s)unsubscribe of `channel`; false when none was awaited.
+  bool answered(Channel& channel, bool subscribe);
 };
 
 // One Redis server: the connection pair the cluster mode always had.
@@ -77,7 +107,10 @@ class SingleRedis final : public RedisLink {
                        RedisCallback cb) override;
   bool reachable(std::string_view) const override { return cmd_->connected(); }
   bool healthy() const override { return cmd_->connected() && sub_->connected(); }
-  void subscribe(std::vector<std::string> channels) override;
+  void subscribe(const std::vector<std::string>& channels) override;
+  void unsubscribe(const std::vector<std::string>& channels) override;
+  bool subscribed(const std::vector<std::string>& channels) const override;
+  bool can_subscribe(const std::vector<std::string>&) const override { return sub_->connected(); }
   bool sharded() const override { return false; }
   std::size_t shards() const override { return 1; }
   std::size_t shards_up() const override { return healthy() ? 1 : 0; }
@@ -85,7 +118,9 @@ class SingleRedis final : public RedisLink {
  private:
   std::shared_ptr<RedisConnection> cmd_;
   std::shared_ptr<RedisConnection> sub_;
-  std::vector<std::string> channels_;
+  void send(const char* verb, const std::vector<std::string>& channels);
+  void on_sub_message(const RedisReply& reply);
+  std::unordered_map<std::string, Channel> channels_;
 };
 
 // A Redis Cluster, found from seed nodes. The slot map comes from CLUSTER
@@ -107,7 +142,10 @@ class ShardedRedis final : public RedisLink {
                        RedisCallback cb) override;
   bool reachable(std::string_view route) const override;
   bool healthy() const override;
-  void subscribe(std::vector<std::string> channels) override;
+  void subscribe(const std::vector<std::string>& channels) override;
+  void unsubscribe(const std::vector<std::string>& channels) override;
+  bool subscribed(const std::vector<std::string>& channels) const override;
+  bool can_subscribe(const std::vector<std::string>& channels) const override;
   bool sharded() const override { return true; }
   std::size_t shards() const override { return masters_.size(); }
   std::size_t shards_up() const override;
@@ -120,11 +158,6 @@ class ShardedRedis final : public RedisLink {
     RedisEndpoint endpoint;
     std::shared_ptr<RedisConnection> cmd;
     std::shared_ptr<RedisConnection> sub;
-  };
-  struct Subscription {
-    std::vector<std::string> channels;
-    uint16_t slot = 0;
-    std::string placed_on;  // address of the master it is subscribed on; "" = none
   };
   using Args = std::shared_ptr<const std::vector<std::string>>;
 
@@ -142,6 +175,8 @@ class ShardedRedis final : public RedisLink {
   void probe_next();
   bool apply_slots(const RedisReply& reply);
   void place_subscriptions();
+  void unplace(const std::string& address);  // its subscriber connection is gone
+  void send_sub(Master& master, const char* verb, const std::vector<std::string>& channels);
   void on_sub_message(const std::string& address, const RedisReply& reply);
   void refresh_loop();
   void health_changed();
@@ -152,7 +187,7 @@ class ShardedRedis final : public RedisLink {
   std::map<std::string, Master> masters_;     // by address; nodes are stable
   std::array<Master*, kRedisSlots> slots_{};  // owner of each slot; null = uncovered
   std::vector<std::string> known_;            // every node address seen, for probes
-  std::vector<Subscription> subscriptions_;
+  std::unordered_map<std::string, Channel> channels_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer probe_timer_;
   std::shared_ptr<RedisConnection> probe_;  // a seed or known node, asked for the slot map

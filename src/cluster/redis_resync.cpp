@@ -4,8 +4,9 @@
 //   register     ZADD the node in the nodes key (the nodes key's shard)
 //   publish      login.lua, without `enter`, for the node's users Redis knew
 //                of (all of them, with `enter`, when the node had been reaped)
-//   subscribers  wait (at most node_ttl) until every live node is subscribed
-//                to the room channel: pub/sub keeps nothing
+//   subscribers  wait (at most node_ttl) until this node hears the rooms it
+//                holds users of, and each room channel has as many
+//                subscribers as at the last heartbeat: pub/sub keeps nothing
 //   announce     login.lua for the users who logged in while Redis was
 //                unreachable: `enter` for those new cluster-wide
 //   reconcile    sync.lua / sync_room.lua: users who left meanwhile go, `exit`
@@ -248,37 +249,94 @@ void RedisCluster::resync_publish(const std::shared_ptr<Resync>& r, std::vector<
 
 // The exits of stale users go out on the room channels, and pub/sub keeps
 // nothing: after a Redis restart the nodes resubscribe at different moments,
-// so wait until every live node is subscribed again (at most node_ttl):
-// every node registered now, and at least as many as the last heartbeat saw.
+// so wait (at most node_ttl) until the nodes that heard each room before the
+// outage hear it again. Nodes subscribe to a room only while they hold users
+// of it (subscriptions on demand), so the count to reach is not the live
+// nodes but the room channel's subscribers at this node's last heartbeat
+// (subs_seen_, sampled for the rooms it holds users of), capped at the live
+// nodes (registered now, or at the last heartbeat); and this node itself
+// hears every room of the scope it holds users of.
 void RedisCluster::resync_wait_subscribers(const std::shared_ptr<Resync>& r) {
-  const std::string channel =
-      room_channel(r->apps.front(), r->bucket < 0 ? 0 : static_cast<uint32_t>(r->bucket));
   link_->command(
       nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
-      [this, r, channel](bool ok, const RedisReply& nodes) {
+      [this, r](bool ok, const RedisReply& nodes) {
         if (!resync_current(r)) return;
         if (!ok || nodes.is_error()) return resync_retry(r, "ZCOUNT: " + failure(ok, nodes));
-        std::vector<std::string> numsub{"PUBSUB", sharded_ ? "SHARDNUMSUB" : "NUMSUB", channel};
-        link_->command(channel, std::move(numsub),
-                       [this, r, live = nodes.integer](bool ok2, const RedisReply& subs) {
+        const int64_t live = std::max<int64_t>(nodes.integer, live_seen_.load());
+        auto poll = [this, r] {
+          if (Clock::now() >= r->subscribers_deadline) return resync_advance(r);
+          r->timer.expires_after(kSubscriberPoll);
+          r->timer.async_wait([this, r](const boost::system::error_code& ec) {
+            if (!ec && resync_current(r)) run_resync(r);
+          });
+        };
+        std::vector<std::string> channels;
+        std::vector<int64_t> want;
+        for (AppId app : r->apps) {
+          AppSubscription& a = subs_.at(app);
+          bool heard = false;
+          std::size_t users = 0;
+          {
+            std::lock_guard lock(subs_mu_);
+            heard = a.ready;
+            users = a.users;
+          }
+          if (users != 0 && !heard) return poll();  // this node first
+          auto seen = subs_seen_.find(app);
+          if (seen == subs_seen_.end() || seen->second == 0) continue;
+          // The scope's bucket (every bucket of an app is heard together).
+          channels.push_back(room_channel(app, r->bucket < 0 ? 0 : static_cast<uint32_t>(r->bucket)));
+          want.push_back(std::min(seen->second, live));
+        }
+        if (channels.empty()) return resync_advance(r);
+        // One Redis: one NUMSUB for the scope's rooms; a Redis Cluster: one room per scope.
+        std::vector<std::string> numsub{"PUBSUB", sharded_ ? "SHARDNUMSUB" : "NUMSUB"};
+        numsub.insert(numsub.end(), channels.begin(), channels.end());
+        link_->command(channels.front(), std::move(numsub),
+                       [this, r, want, poll](bool ok2, const RedisReply& subs) {
                          if (!resync_current(r)) return;
                          if (!ok2 || subs.is_error()) {
                            return resync_retry(r, "PUBSUB: " + failure(ok2, subs));
                          }
-                         const int64_t subscribers =
-                             subs.elements.size() == 2 ? subs.elements[1].integer : 0;
-                         // Redis restarted empty knows only the nodes that
-                         // registered again: wait for those seen before too.
-                         const int64_t want = std::max<int64_t>(live, live_seen_.load());
-                         if (subscribers >= want || Clock::now() >= r->subscribers_deadline) {
-                           return resync_advance(r);
+                         for (std::size_t i = 0; i < want.size(); ++i) {
+                           const std::size_t k = 2 * i + 1;
+                           const int64_t n =
+                               k < subs.elements.size() ? subs.elements[k].integer : 0;
+                           if (n < want[i]) return poll();
                          }
-                         r->timer.expires_after(kSubscriberPoll);
-                         r->timer.async_wait([this, r](const boost::system::error_code& ec) {
-                           if (!ec && resync_current(r)) run_resync(r);
-                         });
+                         resync_advance(r);
                        });
       });
+}
+
+// At each heartbeat: how many subscribers the room channels of the apps this
+// node hears have (this node included), for a later resync's wait.
+void RedisCluster::sample_subscribers() {
+  std::vector<AppId> apps;
+  for (const auto& [app, a] : subs_) {
+    if (a.wanted) apps.push_back(app);
+  }
+  auto store = [this](std::vector<AppId> of) {
+    return [this, of = std::move(of)](bool ok, const RedisReply& subs) {
+      if (!ok || subs.is_error()) return;
+      for (std::size_t i = 0; i < of.size() && 2 * i + 1 < subs.elements.size(); ++i) {
+        subs_seen_[of[i]] = subs.elements[2 * i + 1].integer;
+      }
+    };
+  };
+  if (apps.empty()) return;
+  if (!sharded_) {
+    std::vector<std::string> numsub{"PUBSUB", "NUMSUB"};
+    for (AppId app : apps) numsub.push_back(room_channel(app, 0));
+    link_->command("", std::move(numsub), store(apps));
+    return;
+  }
+  for (AppId app : apps) {
+    // Bucket 0's room channel: every bucket of an app is heard together.
+    const std::string channel = room_channel(app, 0);
+    if (!link_->reachable(channel)) continue;
+    link_->command(channel, {"PUBSUB", "SHARDNUMSUB", channel}, store({app}));
+  }
 }
 
 // One Redis server: sync.lua over every room; Redis Cluster: sync_room.lua

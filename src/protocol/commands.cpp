@@ -236,25 +236,50 @@ void finish_later(Shard& shard, const std::shared_ptr<LaterLogin>& l) {
   shard.set_floors(l->conn, room_floor, user_floor);
 }
 
-Reply catch_up_later(CommandContext& ctx, AppId app, std::string_view user, const Recover& recover,
-                     bool first, json::object reply) {
-  CommandServices& services = *ctx.services;
+// What a login answers once its room is heard (answer_login).
+struct LoginAnswer {
+  ConnId conn;
+  std::string seq, cmd, user;
+  AppId app = 0;
+  Recover recover;
+  bool first = false;
+  bool history = false;  // read from Redis (catch_up_later)
+  json::value reply;     // data: null (upstream's), or {"exp"} in token mode
+};
+
+void catch_up_later(Shard& shard, CommandServices& services, const LoginAnswer& a);
+
+// Cluster mode, the first login of an app on this node: the login was held
+// until the node heard the room (CommandServices::await_room); answer it now,
+// then what was delivered to it meanwhile.
+void answer_login(Shard& shard, CommandServices& services, const LoginAnswer& a) {
+  if (a.history) return catch_up_later(shard, services, a);  // releases the hold itself
+  std::vector<Shard::Held> held = shard.release_hold(a.conn);
+  if (!shard.contains(a.conn)) return;
+  shard.send_to(a.conn, make_frame(make_response(a.seq, a.cmd, Code::kOk, a.reply)));
+  for (const Shard::Held& h : held) shard.send_to(a.conn, h.frame);
+}
+
+void catch_up_later(Shard& shard, CommandServices& services, const LoginAnswer& a) {
+  if (!shard.contains(a.conn)) return;
   auto l = std::make_shared<LaterLogin>();
-  l->conn = ctx.conn;
-  l->seq = ctx.seq;
-  l->cmd = ctx.cmd;
-  l->user = user;
-  l->recover = recover;
-  l->first = first;
-  l->reply = std::move(reply);
-  ctx.shard.hold(ctx.conn);
+  l->conn = a.conn;
+  l->seq = a.seq;
+  l->cmd = a.cmd;
+  l->user = a.user;
+  l->recover = a.recover;
+  l->first = a.first;
+  if (a.reply.is_object()) l->reply = a.reply.get_object();
+  const AppId app = a.app;
+  const Recover& recover = a.recover;
+  shard.hold(a.conn);
   const UserKey room_stream{app, ""};
-  const UserKey user_stream{app, std::string(user)};
+  const UserKey user_stream{app, a.user};
   // Room first, then the user stream (its `left` mark gives the offline start).
   std::optional<StreamPos> room_since =
       recover.asked && recover.room ? recover.room : std::optional<StreamPos>(StreamPos{"-", 0});
   services.read_later(
-      ctx.conn, room_stream, room_since, l->user,
+      a.conn, room_stream, room_since, l->user,
       [l, &services, user_stream](Shard&, bool ok, StreamRead room) {
         l->ok = ok;
         l->room = std::move(room);
@@ -264,7 +289,7 @@ Reply catch_up_later(CommandContext& ctx, AppId app, std::string_view user, cons
         if (offline) since = StreamPos{std::string(kSinceLeft), 0};
         services.read_later(
             l->conn, user_stream, since, l->user,
-            [l, offline](Shard& shard, bool ok2, StreamRead own) {
+            [l, offline](Shard& shard2, bool ok2, StreamRead own) {
               l->ok = l->ok && ok2;
               if (offline && own.left) {
                 // Only what came after the user's last connection left.
@@ -275,10 +300,9 @@ Reply catch_up_later(CommandContext& ctx, AppId app, std::string_view user, cons
                 own.pushes = std::move(after);
               }
               l->own = std::move(own);
-              finish_later(shard, l);
+              finish_later(shard2, l);
             });
       });
-  return Reply::answered_later();
 }
 
 Reply login(CommandContext& ctx, const json::value& data) {
@@ -312,15 +336,33 @@ Reply login(CommandContext& ctx, const json::value& data) {
   switch (ctx.shard.login(ctx.conn, app, user, ctx.now, &first)) {
     case LoginStatus::kOk: {
       const bool history = ctx.services && ctx.services->history_on();
-      if (!tokens && !history) return {Code::kOk, nullptr};  // upstream's reply
       json::object reply;
       if (tokens) {
         ctx.shard.set_token_deadline(ctx.conn, token_deadline(ctx, *tokens, claims.exp));
         reply["exp"] = claims.exp;
       }
-      if (history && !ctx.services->history_inline()) {
-        return catch_up_later(ctx, app, user, recover, first, std::move(reply));
+      const bool later = history && !ctx.services->history_inline();
+      if (ctx.services) {
+        // Cluster mode: not answered before this node hears the room, so
+        // that every push sent after the reply reaches the client.
+        auto a = std::make_shared<LoginAnswer>(LoginAnswer{
+            ctx.conn, std::string(ctx.seq), std::string(ctx.cmd), user, app, recover, first, later,
+            tokens || history ? json::value(reply) : json::value(nullptr)});
+        CommandServices* services = ctx.services;
+        if (!services->await_room(ctx.conn, app, [services, a](Shard& shard) {
+              answer_login(shard, *services, *a);
+            })) {
+          // Deliveries wait behind the reply (the answer runs on this
+          // thread, after this handler).
+          ctx.shard.hold(ctx.conn);
+          return Reply::answered_later();
+        }
+        if (later) {
+          catch_up_later(ctx.shard, *services, *a);
+          return Reply::answered_later();
+        }
       }
+      if (!tokens && !history) return {Code::kOk, nullptr};  // upstream's reply
       if (history) catch_up(ctx, app, user, recover, first, reply);
       return {Code::kOk, std::move(reply)};
     }

@@ -53,6 +53,15 @@ class CommandServices {
   virtual void list_room_users(AppId app,
                                std::function<void(bool ok, std::vector<std::string> users)> done) = 0;
 
+  // Cluster mode (docs/cluster.md, "Subscriptions on demand"): false when
+  // this node does not hear room `app`'s pushes yet (its first user there);
+  // `then` runs later on connection `conn`'s shard thread once it does (or
+  // Redis is unreachable), after every delivery queued to that shard before.
+  virtual bool await_room(ConnId conn, AppId app, std::function<void(Shard& shard)> then) {
+    (void)conn, (void)app, (void)then;
+    return true;
+  }
+
   // History (docs/history.md): off unless --history-size > 0.
   virtual bool history_on() const { return false; }
   // The pushes of a stream (app, user; "" = the room) after `since` (all that

@@ -9,6 +9,12 @@
 // before any of that answer reaches the client. The command ran in Redis; its
 // reply is lost with the connection, as when a server or a link dies between
 // running a command and delivering its answer.
+//
+// hold_writes_with(pattern) arms another: the first connection whose
+// client-to-server bytes contain `pattern` keeps them, and all it sends after
+// them, from the server until release_held(); answers still flow. A command
+// that is slow to reach Redis, e.g. a SUBSCRIBE. Armed again after a release,
+// it holds the next match until the next release.
 #pragma once
 
 #include <arpa/inet.h>
@@ -72,6 +78,14 @@ class TcpProxy {
   // Connections cut by an armed fault so far.
   int cuts() const { return cuts_.load(); }
 
+  void hold_writes_with(std::string pattern) {
+    std::lock_guard lock(mu_);
+    hold_pattern_ = std::move(pattern);
+  }
+  void release_held() { ++releases_; }
+  // Connections that held bytes so far.
+  int holds() const { return holds_.load(); }
+
  private:
   void accept_loop() {
     while (!stop_) {
@@ -97,10 +111,18 @@ class TcpProxy {
   // Relays until either side closes (or the fault cuts it, or the proxy stops).
   void relay(int client, int server) {
     bool cut_on_answer = false;
+    int holding = 0;  // the number of the hold this connection is in; 0: none
+    std::string held;
     char buf[65536];
     pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
     while (!stop_) {
-      if (::poll(fds, 2, 50) <= 0) continue;
+      const int ready = ::poll(fds, 2, 50);
+      if (holding != 0 && releases_ >= holding) {
+        holding = 0;
+        if (!write_all(server, held.data(), held.size())) break;
+        held.clear();
+      }
+      if (ready <= 0) continue;
       if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
         const ssize_t n = ::read(client, buf, sizeof buf);
         if (n <= 0) break;
@@ -112,6 +134,16 @@ class TcpProxy {
             pattern_.clear();
             cut_on_answer = true;
           }
+          if (!hold_pattern_.empty() &&
+              std::string_view(buf, static_cast<std::size_t>(n)).find(hold_pattern_) !=
+                  std::string_view::npos) {
+            hold_pattern_.clear();
+            if (holding == 0) holding = ++holds_;
+          }
+        }
+        if (holding != 0) {
+          held.append(buf, static_cast<std::size_t>(n));
+          continue;
         }
         if (!write_all(server, buf, static_cast<std::size_t>(n))) break;
       }
@@ -144,8 +176,11 @@ class TcpProxy {
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> cuts_{0};
+  std::atomic<int> holds_{0};
+  std::atomic<int> releases_{0};
   std::mutex mu_;
   std::string pattern_;
+  std::string hold_pattern_;
   std::list<std::thread> relays_;
   std::thread acceptor_;
 };
