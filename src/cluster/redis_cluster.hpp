@@ -62,13 +62,23 @@ class RedisCluster final : public PresenceSink {
   // Cluster-wide API calls; `done` runs on the cluster thread.
   void list_users(AppId app, std::function<void(bool ok, std::vector<std::string>)> done);
   void online(AppId app, std::string user, std::function<void(bool ok, bool online)> done);
+  // The send path (first_msg_id, send_user, send_room) runs at once when
+  // called on the cluster thread (from another's callback): no second hand-off.
   void first_msg_id(std::string id, std::function<void(bool ok, bool first)> done);
-  // How a push sent through Redis went: Redis ran it (kDone); it never left
-  // this node (kNotSent: Redis unreachable); or the connection broke after it
-  // was written (kUnknown: it may have run, stored and published, or not).
-  enum class Sent { kDone, kNotSent, kUnknown };
-  void send_user(UserKey key, PushMessage msg, std::function<void(Sent, bool delivered)> done);
-  void send_room(AppId app, std::string except, PushMessage msg, std::function<void(Sent)> done);
+  // How a push sent through Redis went: Redis ran it (kDone); its msgID was
+  // used already and nothing was sent (kDuplicate); it never left this node
+  // (kNotSent: Redis unreachable, or a Redis error); or the connection broke
+  // after it was written (kUnknown: it may have run, stored and published, or
+  // not).
+  enum class Sent { kDone, kDuplicate, kNotSent, kUnknown };
+  // `msg_id` (one Redis server only; "" = none): the msgID de-duplication
+  // key, set in the same script as the push (SET NX PX --msg-id-ttl), which
+  // is then sent only if the key was new. On a Redis Cluster the msgID key
+  // is in another slot than the room's: the caller runs first_msg_id first.
+  void send_user(UserKey key, PushMessage msg, std::string msg_id,
+                 std::function<void(Sent, bool delivered)> done);
+  void send_room(AppId app, std::string except, PushMessage msg, std::string msg_id,
+                 std::function<void(Sent)> done);
 
   // History on (docs/history.md): stores `msg` in stream `stream` (user ""
   // = the room of stream.app) and routes it in one script; `done` gets its
@@ -104,6 +114,9 @@ class RedisCluster final : public PresenceSink {
 
  private:
   void post(std::function<void()> task);
+  // Runs `task` now on the cluster thread, else posts it (the send path).
+  void dispatch(std::function<void()> task);
+  std::string msg_id_key(std::string_view id) const { return prefix_ + "msgid:" + std::string(id); }
   void on_link_ready(const RedisLink::Owns& owns);
   void on_message(const RedisReply& reply);
   void update_health();

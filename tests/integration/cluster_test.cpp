@@ -667,6 +667,92 @@ TEST_F(ClusterTest, DuplicateMsgIdThroughAnotherNodeIsAnsweredEmptyAndDeliversNo
   expect_before_marker({&alice_c, &bob_a}, {}, B);
 }
 
+// The commands a node sent on its own command connection (CLIENT SETNAME
+// imgate-<node>-cmd) that name `needle` among their arguments, from Redis's
+// SLOWLOG (every command logged: slowlog-log-slower-than 0, set by the test).
+// Commands run by a script are logged too, without the client name. Oldest first.
+std::vector<std::vector<std::string>> node_commands(const RedisServer& redis,
+                                                    const std::string& node,
+                                                    std::string_view needle) {
+  std::vector<std::vector<std::string>> out;
+  const RespValue log = redis.command({"SLOWLOG", "GET", "1000"});
+  for (const auto& entry : log.elements) {
+    if (entry.elements.size() < 6 || entry.elements[5].str != "imgate-" + node + "-cmd") continue;
+    std::vector<std::string> args;
+    bool named = false;
+    for (const auto& a : entry.elements[3].elements) {
+      args.push_back(a.str);
+      named = named || a.str.find(needle) != std::string::npos;
+    }
+    if (named) out.push_back(std::move(args));
+  }
+  std::reverse(out.begin(), out.end());  // SLOWLOG GET: newest first
+  return out;
+}
+
+TEST_F(ClusterTest, OnOneRedisASendWithMsgIdIsOneScriptCallOnBothRoutes) {
+  auto alice_c = join(C, 101, "alice");
+  auto bob_b = join(B, 101, "bob");
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  drain({&alice_c, &bob_b});
+  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+  redis.command({"SLOWLOG", "RESET"});
+
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "one-1", "to alice"), kSent);
+  expect_next_frame(*alice_c, push_frame("one-1", "to alice", "alice"), alice_c.name);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessageAll", 101, "system", "one-2", "to all"), kSent);
+  expect_next_frame(*alice_c, push_frame("one-2", "to all", "system"), alice_c.name);
+  expect_next_frame(*bob_b, push_frame("one-2", "to all", "system"), bob_b.name);
+  // Each: one EVALSHA that sets the msgID key and sends, no SET NX before it.
+  for (const char* id : {"one-1", "one-2"}) {
+    const auto sent = node_commands(redis, node_ids[A], std::string("msgid:") + id);
+    ASSERT_EQ(sent.size(), 1u) << id << ": " << testing::PrintToString(sent);
+    EXPECT_EQ(sent[0][0], "EVALSHA") << id << ": " << testing::PrintToString(sent[0]);
+  }
+  // The one set still spans both routes and every node: duplicates send nothing.
+  EXPECT_EQ(send_raw(http(B), "/user/sendMessageAll", 101, "system", "one-1", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "bob", "one-2", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "one-1", "again"), kDuplicate);
+  EXPECT_GT(redis.command({"PTTL", prefix_ + "msgid:one-1"}).integer, 0);
+  EXPECT_GT(redis.command({"PTTL", prefix_ + "msgid:one-2"}).integer, 0);
+  expect_before_marker({&alice_c, &bob_b}, {}, B);
+}
+
+TEST_F(ClusterTest, AfterAScriptFlushSendsFallBackToTheWholeScriptAndStayDeduplicated) {
+  auto alice_c = join(C, 101, "alice");
+  auto bob_b = join(B, 101, "bob");
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  drain({&alice_c, &bob_b});
+  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+  redis.command({"SLOWLOG", "RESET"});
+  // Every script gone from Redis's cache: the nodes' next EVALSHA gets NOSCRIPT.
+  ASSERT_EQ(redis.command({"SCRIPT", "FLUSH"}).str, "OK");
+
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "fl-1", "after flush"), kSent);
+  expect_next_frame(*alice_c, push_frame("fl-1", "after flush", "alice"), alice_c.name);
+  EXPECT_EQ(send_raw(http(B), "/user/sendMessageAll", 101, "system", "fl-2", "all"), kSent);
+  expect_next_frame(*alice_c, push_frame("fl-2", "all", "system"), alice_c.name);
+  expect_next_frame(*bob_b, push_frame("fl-2", "all", "system"), bob_b.name);
+  // A's send: EVALSHA (NOSCRIPT), then the same command with the whole script.
+  const auto sent = node_commands(redis, node_ids[A], "msgid:fl-1");
+  ASSERT_EQ(sent.size(), 2u) << testing::PrintToString(sent);
+  EXPECT_EQ(sent[0][0], "EVALSHA");
+  EXPECT_EQ(sent[1][0], "EVAL");
+  EXPECT_EQ(std::vector<std::string>(sent[0].begin() + 2, sent[0].end()),
+            std::vector<std::string>(sent[1].begin() + 2, sent[1].end()));
+  // The retry ran once: the id is taken, on both routes, through every node.
+  EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "alice", "fl-1", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessageAll", 101, "system", "fl-1", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "bob", "fl-2", "again"), kDuplicate);
+  // And the script is cached again: the next send is one EVALSHA.
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "fl-3", "cached"), kSent);
+  expect_next_frame(*alice_c, push_frame("fl-3", "cached", "alice"), alice_c.name);
+  const auto cached = node_commands(redis, node_ids[A], "msgid:fl-3");
+  ASSERT_EQ(cached.size(), 1u) << testing::PrintToString(cached);
+  EXPECT_EQ(cached[0][0], "EVALSHA");
+  expect_before_marker({&alice_c, &bob_b}, {}, C);
+}
+
 // ---- node death ----------------------------------------------------------------------------------------
 
 TEST_F(ClusterTest, SigkilledNodeUsersDisappearAndExitIsPushedWithinTheBound) {
