@@ -49,11 +49,13 @@ using redis_commands::eval;
 using redis_commands::evalsha;
 using redis_commands::now_ms;
 
-RedisCluster::RedisCluster(const Config& config, Hub& hub)
+RedisCluster::RedisCluster(const Config& config, Hub& hub, asio::io_context* shared_loop)
     : config_(config),
       hub_(hub),
       prefix_(config.redis_prefix),
       node_id_(random_node_id()),
+      own_loop_(shared_loop ? nullptr : std::make_unique<asio::io_context>()),
+      loop_(shared_loop ? *shared_loop : *own_loop_),
       refresh_timer_(loop_),
       reap_timer_(loop_) {
   if (!config.redis_cluster.empty()) {
@@ -94,6 +96,7 @@ void RedisCluster::start() {
   spdlog::info("cluster mode: node {} on {} {} (prefix \"{}\")", node_id_,
                sharded_ ? "redis cluster" : "redis",
                sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_);
+  started_ = true;
   post([this] {
     // Per node: its own channel; per room: the room channel. On a Redis
     // Cluster the node has a channel in each room's slot (the scripts of a
@@ -111,6 +114,7 @@ void RedisCluster::start() {
     refresh_loop();
     reap_loop();
   });
+  if (!own_loop_) return;  // the shared loop runs it
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(loop_);
     loop_.run();
@@ -118,6 +122,7 @@ void RedisCluster::start() {
 }
 
 void RedisCluster::stop(std::chrono::milliseconds deadline) {
+  if (!own_loop_) return leave_on_shared_loop(deadline);
   if (!thread_.joinable()) return;
   auto left = std::make_shared<std::promise<void>>();
   auto done = left->get_future();
@@ -134,6 +139,28 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
   post([this] { link_->stop(); });
   loop_.stop();
   thread_.join();
+}
+
+// The server's loop has stopped (Server::run): it runs here again, on the
+// caller's thread, until this node has left or `deadline` passed.
+void RedisCluster::leave_on_shared_loop(std::chrono::milliseconds deadline) {
+  if (!started_) return;
+  started_ = false;
+  loop_.restart();
+  auto left = std::make_shared<bool>(false);
+  post([this, left] {
+    refresh_timer_.cancel();
+    reap_timer_.cancel();
+    cancel_resyncs();
+    reap(node_id_, [left](int64_t) { *left = true; });
+  });
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!*left && loop_.run_one_until(until) > 0) {
+  }
+  if (!*left) spdlog::warn("cluster: leaving timed out; the other nodes will reap this node");
+  link_->stop();
+  loop_.poll();  // the callbacks the stop failed
+  loop_.stop();
 }
 
 void RedisCluster::post(std::function<void()> task) {

@@ -1,7 +1,8 @@
 // RedisCluster: many imgate nodes acting as one gateway through Redis
 // (docs/cluster.md has the key / channel schema and the message flows).
 //
-// Threading: all Redis work runs on the cluster's own event loop and thread;
+// Threading: all Redis work runs on the cluster's own event loop and thread
+// (with one WebSocket loop, on that loop: the constructor's shared_loop);
 // WebSocket loops only post to it (PresenceSink calls) and HTTP handlers get
 // their answers as callbacks on it. Nothing here ever blocks a WebSocket loop.
 //
@@ -47,12 +48,19 @@ struct PushMessage {
 
 class RedisCluster final : public PresenceSink {
  public:
-  RedisCluster(const Config& config, Hub& hub);
+  // `shared_loop`: the loop to run on instead of a thread of its own (a
+  // server with one loop, --threads 1: the API's Redis commands are then
+  // written, and their answers sent, on the thread that got the request and
+  // the reply, and the pushes from Redis are delivered on it: no hand-off).
+  // It must outlive this object.
+  RedisCluster(const Config& config, Hub& hub,
+               boost::asio::io_context* shared_loop = nullptr);
   ~RedisCluster();
 
-  void start();  // connects and starts the cluster thread
+  void start();  // connects and starts the cluster thread (or posts to the shared loop)
   // Leaves the cluster (removes this node's presence, announcing exits) and
-  // stops; waits at most `deadline`.
+  // stops; waits at most `deadline`. On a shared loop: called once that loop
+  // has stopped; runs it on the caller's thread until this node has left.
   void stop(std::chrono::milliseconds deadline);
 
   // PresenceSink: called by shards under the directory lock; only posts.
@@ -114,6 +122,7 @@ class RedisCluster final : public PresenceSink {
 
  private:
   void post(std::function<void()> task);
+  void leave_on_shared_loop(std::chrono::milliseconds deadline);
   // Runs `task` now on the cluster thread, else posts it (the send path).
   void dispatch(std::function<void()> task);
   std::string msg_id_key(std::string_view id) const { return prefix_ + "msgid:" + std::string(id); }
@@ -184,7 +193,9 @@ class RedisCluster final : public PresenceSink {
   Hub& hub_;
   const std::string prefix_;
   const std::string node_id_;
-  boost::asio::io_context loop_;
+  std::unique_ptr<boost::asio::io_context> own_loop_;  // null on a shared loop
+  boost::asio::io_context& loop_;
+  bool started_ = false;  // start() ran and stop() not yet
   std::unique_ptr<RedisLink> link_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer reap_timer_;

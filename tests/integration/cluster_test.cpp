@@ -15,6 +15,7 @@
 // every push a client was going to get arrives before the marker.
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <set>
@@ -230,7 +231,7 @@ class ClusterTest : public testing::Test {
 
   Flags cluster_flags() const {
     return {{"--redis-addr", redis.addr()}, {"--node-ttl", node_ttl_},
-            {"--redis-prefix", prefix_}};
+            {"--redis-prefix", prefix_}, {"--threads", threads_}};
   }
 
   uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
@@ -404,8 +405,26 @@ class ClusterTest : public testing::Test {
   std::array<std::string, kNodes> node_ids;
   std::string prefix_;
   std::string node_ttl_{kNodeTtl};
+  std::string threads_{"2"};  // --threads of every node
   int markers_ = 0;
 };
+
+// Nodes with one loop (--threads 1): the cluster runs on that loop, without a
+// thread of its own (RedisCluster's shared_loop).
+class ClusterOneLoopTest : public ClusterTest {
+ protected:
+  ClusterOneLoopTest() { threads_ = "1"; }
+};
+
+// The threads of a process (/proc/<pid>/task).
+std::size_t thread_count(pid_t pid) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    ++n;
+  }
+  return n;
+}
 
 // ---- list / online ------------------------------------------------------------------------
 
@@ -751,6 +770,55 @@ TEST_F(ClusterTest, AfterAScriptFlushSendsFallBackToTheWholeScriptAndStayDedupli
   ASSERT_EQ(cached.size(), 1u) << testing::PrintToString(cached);
   EXPECT_EQ(cached[0][0], "EVALSHA");
   expect_before_marker({&alice_c, &bob_b}, {}, C);
+}
+
+TEST_F(ClusterOneLoopTest, ANodeWithOneLoopIsOneThreadAndRoutesUnicastsRoomPushesAndMsgIds) {
+  for (std::size_t i = 0; i < kNodes; ++i) {
+    EXPECT_EQ(thread_count(nodes[i].pid()), 1u) << "node " << i << ": no cluster thread";
+  }
+  auto alice_c = join(C, 101, "alice");
+  auto alice_b = join(B, 101, "alice");
+  auto bob_a = join(A, 101, "bob");
+  ASSERT_TRUE(held_by(101, "alice", {B, C}));
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  drain({&alice_c, &alice_b, &bob_a});
+
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "ol-1", "to alice"), kSent);
+  expect_next_frame(*alice_b, push_frame("ol-1", "to alice", "alice"), alice_b.name);
+  expect_next_frame(*alice_c, push_frame("ol-1", "to alice", "alice"), alice_c.name);
+  EXPECT_EQ(send_raw(http(B), "/user/sendMessageAll", 101, "alice", "ol-2", "to all"), kSent);
+  expect_next_frame(*bob_a, push_frame("ol-2", "to all", "alice"), bob_a.name);
+  EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "nobody", "ol-3", "x"), kNotSent);
+  for (const char* id : {"ol-1", "ol-2", "ol-3"}) {
+    EXPECT_EQ(send_raw(http(B), "/user/sendMessage", 101, "bob", id, "again"), kDuplicate) << id;
+    EXPECT_EQ(send_raw(http(C), "/user/sendMessageAll", 101, "bob", id, "again"), kDuplicate)
+        << id;
+  }
+  expect_before_marker({&alice_c, &alice_b, &bob_a}, {}, C);
+  EXPECT_EQ(user_list(http(B), 101), (Users{"alice", "bob"}));
+  EXPECT_TRUE(user_online(http(C), 101, "bob"));
+}
+
+TEST_F(ClusterOneLoopTest, SigtermedNodeWithOneLoopLeavesTheClusterAtOnce) {
+  auto alice_c = join(C, 101, "alice");  // only on C
+  auto w_a = join(A, 101, "wa");
+  ASSERT_TRUE(room_is(101, {"alice", "wa"}));
+  drain({&alice_c, &w_a});
+  const std::string leaving = node_ids[C];
+
+  const auto t0 = Clock::now();
+  nodes[C].signal(SIGTERM);
+  ReadResult r = read_until(
+      *w_a, [](const json::object& m) { return cmd_of(m) == "exit"; }, 5s);
+  ASSERT_TRUE(r.match.has_value()) << "no exit within 5 s of the SIGTERM";
+  expect_presence_push(*r.match, "exit", "alice");
+  EXPECT_LE(since(t0).count(), 2000) << "exit " << since(t0).count() << " ms after SIGTERM";
+  EXPECT_EQ(alice_c->expect_closed(5s).value_or(0), 1001);
+  EXPECT_EQ(nodes[C].wait_exit(10s).value_or(999), 0) << "clean exit";
+  EXPECT_TRUE(redis.command({"ZSCORE", prefix_ + "nodes", leaving}).nil)
+      << "the node left the registry on its way out";
+  EXPECT_EQ(redis.command({"EXISTS", prefix_ + "node:" + leaving + ":users"}).integer, 0);
+  EXPECT_EQ(user_list(http(B), 101), (Users{"wa"}));
 }
 
 // ---- node death ----------------------------------------------------------------------------------------
