@@ -116,29 +116,42 @@ void RedisBackend::online(AppId app, std::string user, std::function<void(bool, 
 }
 
 void RedisBackend::publish(PushRequest push, PushDone done) {
-  if (push.dedup_key.empty()) return route(std::move(push), std::move(done));
+  if (push.dedup_key.empty()) return route(std::move(push), std::move(done), {});
+  // One Redis server, history off: the msgID is set in the push's own script
+  // (one round trip). Otherwise its key is in another slot than the push's
+  // (Redis Cluster) or the history script would need it too: SET NX first.
+  if (!history_ && !cluster_.on_redis_cluster()) {
+    std::string once = push.dedup_key;
+    return route(std::move(push), std::move(done), std::move(once));
+  }
   std::string id = push.dedup_key;
   cluster_.first_msg_id(id, [this, push = std::move(push), done = std::move(done)](
                                 bool ok, bool first) mutable {
     // Without Redis, the node's own memory de-duplicates (degraded).
     if (!ok) first = local_dedup_.first_seen(push.dedup_key, Clock::now());
     if (!first) return answer_duplicate(counters_, done);
-    route(std::move(push), std::move(done));
+    route(std::move(push), std::move(done), {});
   });
 }
 
-void RedisBackend::route(PushRequest push, PushDone done) {
+void RedisBackend::route(PushRequest push, PushDone done, std::string once) {
   using Sent = RedisCluster::Sent;
-  // Not sent (Redis unreachable): delivered on this node only, not kept.
-  // Unknown (the connection broke after the command was written): Redis may
-  // have run it, stored and published it to every node, this one included, so
-  // delivering it here as well could double it: nothing more is done, and the
-  // answer says the outcome is unknown (docs/http-api.md).
-  auto failed = [this, push, done](Sent sent) {
+  // Not sent (Redis unreachable): delivered on this node only, not kept; a
+  // msgID the script did not get to check is de-duplicated in this node's
+  // memory instead (as when SET NX fails). Unknown (the connection broke
+  // after the command was written): Redis may have run it, stored and
+  // published it to every node, this one included, so delivering it here as
+  // well could double it: nothing more is done, and the answer says the
+  // outcome is unknown (docs/http-api.md).
+  auto failed = [this, push, done, checked = !once.empty()](Sent sent) {
+    if (sent == Sent::kDuplicate) return answer_duplicate(counters_, done);
     if (sent == Sent::kUnknown) {
       Counters::bump(counters_.push_outcome_unknown);
       return done(Code::kOk, json::object{{"sendResults", false},
                                           {"sendResultsErr", std::string(kOutcomeUnknown)}});
+    }
+    if (checked && !local_dedup_.first_seen(push.dedup_key, Clock::now())) {
+      return answer_duplicate(counters_, done);
     }
     const bool delivered = deliver_on_this_node(hub_, push);
     done(Code::kOk, json::object{{"sendResults", delivered},
@@ -161,12 +174,13 @@ void RedisBackend::route(PushRequest push, PushDone done) {
     return;
   }
   if (push.to_room) {
-    cluster_.send_room(push.app, push.user, message_of(push), [done, failed](Sent s) {
-      if (s != Sent::kDone) return failed(s);
-      done(Code::kOk, json::object{{"sendResults", true}});
-    });
+    cluster_.send_room(push.app, push.user, message_of(push), std::move(once),
+                       [done, failed](Sent s) {
+                         if (s != Sent::kDone) return failed(s);
+                         done(Code::kOk, json::object{{"sendResults", true}});
+                       });
   } else {
-    cluster_.send_user(UserKey{push.app, push.user}, message_of(push),
+    cluster_.send_user(UserKey{push.app, push.user}, message_of(push), std::move(once),
                        [done, failed](Sent s, bool sent) {
                          if (s != Sent::kDone) return failed(s);
                          done(Code::kOk, json::object{{"sendResults", sent}});

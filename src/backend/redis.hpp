@@ -46,7 +46,9 @@ class RedisBackend final : public Backend {
   std::optional<StreamPos> user_left_at(const UserKey&) override { return std::nullopt; }
 
  private:
-  void route(PushRequest push, PushDone done);
+  // `once`: the msgID checked in the push's own script (one Redis server,
+  // history off); "" when it was checked already, or there is none.
+  void route(PushRequest push, PushDone done, std::string once);
 
   RedisCluster& cluster_;
   Hub& hub_;

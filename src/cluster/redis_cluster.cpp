@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <cstdlib>
@@ -34,18 +35,29 @@ RedisCluster::Sent outcome(bool ok, const RedisReply& r) {
   return !ok && r.may_have_run ? RedisCluster::Sent::kUnknown : RedisCluster::Sent::kNotSent;
 }
 
+// The send path's scripts go by SHA1 (EVALSHA; RedisScript). Presence,
+// reaping and resync keep EVAL: their order on a connection is what keeps
+// presence exact, and a NOSCRIPT resend could pass a later command
+// (docs/cluster.md, "EVALSHA").
+const RedisScript kUnicastScript{lua::k_unicast};
+const RedisScript kPublishOnceScript{lua::k_publish_once};
+const RedisScript kHistoryAppendScript{lua::k_history_append};
+
 }  // namespace
 
 using redis_commands::eval;
+using redis_commands::evalsha;
 using redis_commands::now_ms;
 
-RedisCluster::RedisCluster(const Config& config, Hub& hub)
+RedisCluster::RedisCluster(const Config& config, Hub& hub, asio::io_context* shared_loop)
     : config_(config),
       hub_(hub),
       prefix_(config.redis_prefix),
       node_id_(random_node_id()),
       sharded_(!config.redis_cluster.empty()),
       buckets_(sharded_ ? config.redis_buckets : 1),
+      own_loop_(shared_loop ? nullptr : std::make_unique<asio::io_context>()),
+      loop_(shared_loop ? *shared_loop : *own_loop_),
       refresh_timer_(loop_),
       reap_timer_(loop_),
       count_timer_(loop_) {
@@ -96,6 +108,7 @@ void RedisCluster::start() {
   spdlog::info("cluster mode: node {} on {} {} (prefix \"{}\", {} buckets per appID)", node_id_,
                sharded_ ? "redis cluster" : "redis",
                sharded_ ? config_.redis_cluster : config_.redis_addr, prefix_, buckets_);
+  started_ = true;
   post([this] {
     // One Redis: the node's own channel, always. The channels of an app
     // (app_channels) only while the node holds users of it (want_app).
@@ -105,6 +118,7 @@ void RedisCluster::start() {
     reap_loop();
     if (buckets_ > 1 && hub_.presence_policy().max_room > 0) count_loop();
   });
+  if (!own_loop_) return;  // the shared loop runs it
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(loop_);
     loop_.run();
@@ -112,6 +126,7 @@ void RedisCluster::start() {
 }
 
 void RedisCluster::stop(std::chrono::milliseconds deadline) {
+  if (!own_loop_) return leave_on_shared_loop(deadline);
   if (!thread_.joinable()) return;
   auto left = std::make_shared<std::promise<void>>();
   auto done = left->get_future();
@@ -131,8 +146,34 @@ void RedisCluster::stop(std::chrono::milliseconds deadline) {
   thread_.join();
 }
 
+// The server's loop has stopped (Server::run): it runs here again, on the
+// caller's thread, until this node has left or `deadline` passed.
+void RedisCluster::leave_on_shared_loop(std::chrono::milliseconds deadline) {
+  if (!started_) return;
+  started_ = false;
+  loop_.restart();
+  auto left = std::make_shared<bool>(false);
+  post([this, left] {
+    refresh_timer_.cancel();
+    reap_timer_.cancel();
+    cancel_resyncs();
+    reap(node_id_, [left](int64_t) { *left = true; });
+  });
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!*left && loop_.run_one_until(until) > 0) {
+  }
+  if (!*left) spdlog::warn("cluster: leaving timed out; the other nodes will reap this node");
+  link_->stop();
+  loop_.poll();  // the callbacks the stop failed
+  loop_.stop();
+}
+
 void RedisCluster::post(std::function<void()> task) {
   asio::post(loop_, std::move(task));
+}
+
+void RedisCluster::dispatch(std::function<void()> task) {
+  asio::dispatch(loop_, std::move(task));
 }
 
 void RedisCluster::update_health() {
@@ -714,8 +755,8 @@ std::string RedisCluster::stream_key(const UserKey& stream, std::string_view par
 
 void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage msg,
                                std::function<void(Sent, StreamPos, int64_t)> done) {
-  post([this, stream = std::move(stream), except = std::move(except), msg = std::move(msg),
-        done = std::move(done)] {
+  dispatch([this, stream = std::move(stream), except = std::move(except), msg = std::move(msg),
+            done = std::move(done)] {
     const bool room = stream.user.empty();
     const std::string entry = json::serialize(
         json::object{{"s", msg.seq}, {"m", msg.msg}, {"f", msg.from}, {"x", except}});
@@ -724,7 +765,7 @@ void RedisCluster::send_stored(UserKey stream, std::string except, PushMessage m
     // The server's incarnation goes last (ARGV[9]): a new epoch if it changed.
     link_->command_stamped(
         meta,
-        eval(lua::k_history_append,
+        evalsha(kHistoryAppendScript,
              {meta, stream_key(stream, "log"),
               room ? (sharded_ ? room_set(stream.app, 0) : prefix_ + "user:-") : user_hash(stream)},
              {random_node_id(), std::to_string(config_.history_size),
@@ -834,8 +875,8 @@ void RedisCluster::online(AppId app, std::string user, std::function<void(bool, 
 }
 
 void RedisCluster::first_msg_id(std::string id, std::function<void(bool, bool)> done) {
-  post([this, id = std::move(id), done = std::move(done)] {
-    const std::string key = prefix_ + "msgid:" + id;
+  dispatch([this, id = std::move(id), done = std::move(done)] {
+    const std::string key = msg_id_key(id);
     link_->command(key, {"SET", key, "1", "NX", "PX", std::to_string(config_.msg_id_ttl.count())},
                    [done](bool ok, const RedisReply& r) {
                      done(ok && !r.is_error(), r.type == RedisReply::Type::kStatus);
@@ -843,30 +884,45 @@ void RedisCluster::first_msg_id(std::string id, std::function<void(bool, bool)> 
   });
 }
 
-void RedisCluster::send_user(UserKey key, PushMessage msg,
+void RedisCluster::send_user(UserKey key, PushMessage msg, std::string msg_id,
                              std::function<void(Sent, bool)> done) {
-  post([this, key = std::move(key), msg = std::move(msg), done = std::move(done)] {
+  dispatch([this, key = std::move(key), msg = std::move(msg), msg_id = std::move(msg_id),
+            done = std::move(done)] {
     const std::string hash = user_hash(key);
-    link_->command(
-        hash,
-        eval(
-            lua::k_unicast, {hash},
-            {node_channel_prefix(key.app, bucket_of(key.user)),
-             payload(msg, key.app, key.user, false), publish_verb()}),
-        [done](bool ok, const RedisReply& r) {
-          done(ok && !r.is_error() ? Sent::kDone : outcome(ok, r), r.integer > 0);
-        });
+    std::vector<std::string> keys{hash};
+    std::vector<std::string> args{node_channel_prefix(key.app, bucket_of(key.user)),
+                                  payload(msg, key.app, key.user, false), publish_verb()};
+    if (!msg_id.empty()) {
+      keys.push_back(msg_id_key(msg_id));
+      args.push_back(std::to_string(config_.msg_id_ttl.count()));
+    }
+    link_->command(hash, evalsha(kUnicastScript, std::move(keys), std::move(args)),
+                   [done](bool ok, const RedisReply& r) {
+                     if (!ok || r.is_error()) return done(outcome(ok, r), false);
+                     done(r.integer < 0 ? Sent::kDuplicate : Sent::kDone, r.integer > 0);
+                   });
   });
 }
 
-void RedisCluster::send_room(AppId app, std::string except, PushMessage msg,
+void RedisCluster::send_room(AppId app, std::string except, PushMessage msg, std::string msg_id,
                              std::function<void(Sent)> done) {
-  post([this, app, except = std::move(except), msg = std::move(msg), done = std::move(done)] {
+  dispatch([this, app, except = std::move(except), msg = std::move(msg),
+            msg_id = std::move(msg_id), done = std::move(done)] {
     const std::string channel = room_channel(app, 0);
-    link_->command(channel, {publish_verb(), channel, payload(msg, app, except, true)},
-                   [done](bool ok, const RedisReply& r) {
-                     done(ok && !r.is_error() ? Sent::kDone : outcome(ok, r));
-                   });
+    auto reply = [done](bool ok, const RedisReply& r) {
+      if (!ok || r.is_error()) return done(outcome(ok, r));
+      done(r.integer < 0 ? Sent::kDuplicate : Sent::kDone);
+    };
+    if (msg_id.empty()) {
+      link_->command(channel, {publish_verb(), channel, payload(msg, app, except, true)}, reply);
+      return;
+    }
+    const std::string key = msg_id_key(msg_id);
+    link_->command(key,
+                   evalsha(kPublishOnceScript, {key},
+                           {std::to_string(config_.msg_id_ttl.count()), channel,
+                            payload(msg, app, except, true)}),
+                   reply);
   });
 }
 

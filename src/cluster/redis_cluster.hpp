@@ -1,7 +1,8 @@
 // RedisCluster: many imgate nodes acting as one gateway through Redis
 // (docs/cluster.md has the key / channel schema and the message flows).
 //
-// Threading: all Redis work runs on the cluster's own event loop and thread;
+// Threading: all Redis work runs on the cluster's own event loop and thread
+// (with one WebSocket loop, on that loop: the constructor's shared_loop);
 // WebSocket loops only post to it (PresenceSink calls) and HTTP handlers get
 // their answers as callbacks on it. Nothing here ever blocks a WebSocket loop.
 //
@@ -57,12 +58,19 @@ struct PushMessage {
 
 class RedisCluster final : public PresenceSink {
  public:
-  RedisCluster(const Config& config, Hub& hub);
+  // `shared_loop`: the loop to run on instead of a thread of its own (a
+  // server with one loop, --threads 1: the API's Redis commands are then
+  // written, and their answers sent, on the thread that got the request and
+  // the reply, and the pushes from Redis are delivered on it: no hand-off).
+  // It must outlive this object.
+  RedisCluster(const Config& config, Hub& hub,
+               boost::asio::io_context* shared_loop = nullptr);
   ~RedisCluster();
 
-  void start();  // connects and starts the cluster thread
+  void start();  // connects and starts the cluster thread (or posts to the shared loop)
   // Leaves the cluster (removes this node's presence, announcing exits) and
-  // stops; waits at most `deadline`.
+  // stops; waits at most `deadline`. On a shared loop: called once that loop
+  // has stopped; runs it on the caller's thread until this node has left.
   void stop(std::chrono::milliseconds deadline);
 
   // PresenceSink: called by shards under the directory lock; counts the
@@ -73,13 +81,23 @@ class RedisCluster final : public PresenceSink {
   // Cluster-wide API calls; `done` runs on the cluster thread.
   void list_users(AppId app, std::function<void(bool ok, std::vector<std::string>)> done);
   void online(AppId app, std::string user, std::function<void(bool ok, bool online)> done);
+  // The send path (first_msg_id, send_user, send_room) runs at once when
+  // called on the cluster thread (from another's callback): no second hand-off.
   void first_msg_id(std::string id, std::function<void(bool ok, bool first)> done);
-  // How a push sent through Redis went: Redis ran it (kDone); it never left
-  // this node (kNotSent: Redis unreachable); or the connection broke after it
-  // was written (kUnknown: it may have run, stored and published, or not).
-  enum class Sent { kDone, kNotSent, kUnknown };
-  void send_user(UserKey key, PushMessage msg, std::function<void(Sent, bool delivered)> done);
-  void send_room(AppId app, std::string except, PushMessage msg, std::function<void(Sent)> done);
+  // How a push sent through Redis went: Redis ran it (kDone); its msgID was
+  // used already and nothing was sent (kDuplicate); it never left this node
+  // (kNotSent: Redis unreachable, or a Redis error); or the connection broke
+  // after it was written (kUnknown: it may have run, stored and published, or
+  // not).
+  enum class Sent { kDone, kDuplicate, kNotSent, kUnknown };
+  // `msg_id` (one Redis server only; "" = none): the msgID de-duplication
+  // key, set in the same script as the push (SET NX PX --msg-id-ttl), which
+  // is then sent only if the key was new. On a Redis Cluster the msgID key
+  // is in another slot than the room's: the caller runs first_msg_id first.
+  void send_user(UserKey key, PushMessage msg, std::string msg_id,
+                 std::function<void(Sent, bool delivered)> done);
+  void send_room(AppId app, std::string except, PushMessage msg, std::string msg_id,
+                 std::function<void(Sent)> done);
 
   // History on (docs/history.md): stores `msg` in stream `stream` (user ""
   // = the room of stream.app) and routes it in one script; `done` gets its
@@ -141,6 +159,10 @@ class RedisCluster final : public PresenceSink {
 
  private:
   void post(std::function<void()> task);
+  void leave_on_shared_loop(std::chrono::milliseconds deadline);
+  // Runs `task` now on the cluster thread, else posts it (the send path).
+  void dispatch(std::function<void()> task);
+  std::string msg_id_key(std::string_view id) const { return prefix_ + "msgid:" + std::string(id); }
   void on_link_ready(const RedisLink::Owns& owns);
   void on_message(const RedisReply& reply);
   void update_health();
@@ -265,7 +287,9 @@ class RedisCluster final : public PresenceSink {
   const uint32_t buckets_;  // 1 on one Redis server
   // The bucket key bases of each app ("{tag}:"), computed once per app.
   mutable std::map<AppId, std::vector<std::string>> bases_;
-  boost::asio::io_context loop_;
+  std::unique_ptr<boost::asio::io_context> own_loop_;  // null on a shared loop
+  boost::asio::io_context& loop_;
+  bool started_ = false;  // start() ran and stop() not yet
   std::unique_ptr<RedisLink> link_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer reap_timer_;

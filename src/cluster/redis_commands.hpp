@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cluster/redis_connection.hpp"
+
 namespace imgate::redis_commands {
 
 // Wall clock in milliseconds: node expiry scores in the nodes key.
@@ -19,6 +21,20 @@ inline int64_t now_ms() {
 inline std::vector<std::string> eval(const char* script, std::vector<std::string> keys,
                                      std::vector<std::string> args) {
   std::vector<std::string> cmd{"EVAL", script, std::to_string(keys.size())};
+  for (auto& k : keys) cmd.push_back(std::move(k));
+  for (auto& a : args) cmd.push_back(std::move(a));
+  return cmd;
+}
+
+// EVALSHA <sha1> <number of keys> <keys...> <args...>: a declared script
+// (RedisScript), sent whole again by the connection if Redis lost it.
+inline std::vector<std::string> evalsha(const RedisScript& script, std::vector<std::string> keys,
+                                        std::vector<std::string> args) {
+  std::vector<std::string> cmd;
+  cmd.reserve(3 + keys.size() + args.size());
+  cmd.push_back("EVALSHA");
+  cmd.push_back(script.sha1());
+  cmd.push_back(std::to_string(keys.size()));
   for (auto& k : keys) cmd.push_back(std::move(k));
   for (auto& a : args) cmd.push_back(std::move(a));
   return cmd;

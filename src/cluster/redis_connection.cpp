@@ -1,6 +1,7 @@
 #include "cluster/redis_connection.hpp"
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/connect.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <algorithm>
 #include <charconv>
+#include <mutex>
 #include <stdexcept>
 #include <string_view>
 
@@ -51,7 +53,53 @@ std::string info_field(std::string_view info, std::string_view field, std::size_
   return {};
 }
 
+// The declared scripts (RedisScript), in declaration order.
+struct ScriptRegistry {
+  std::mutex mu;
+  std::vector<const RedisScript*> scripts;
+};
+ScriptRegistry& script_registry() {
+  static ScriptRegistry registry;
+  return registry;
+}
+
+std::string sha1_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha1(), nullptr) != 1) {
+    throw std::runtime_error("SHA1 unavailable (OpenSSL)");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < size; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 0xf];
+  }
+  return hex;
+}
+
 }  // namespace
+
+RedisScript::RedisScript(const char* body) : body_(body), sha1_(sha1_hex(body)) {
+  auto& registry = script_registry();
+  std::lock_guard lock(registry.mu);
+  registry.scripts.push_back(this);
+}
+
+std::vector<const RedisScript*> RedisScript::all() {
+  auto& registry = script_registry();
+  std::lock_guard lock(registry.mu);
+  return registry.scripts;
+}
+
+const RedisScript* RedisScript::find(std::string_view sha1) {
+  auto& registry = script_registry();
+  std::lock_guard lock(registry.mu);
+  for (const RedisScript* s : registry.scripts) {
+    if (s->sha1_ == sha1) return s;
+  }
+  return nullptr;
+}
 
 RedisEndpoint RedisEndpoint::parse(const std::string& addr) {
   RedisEndpoint ep;
@@ -167,6 +215,20 @@ void RedisConnection::on_connected(const boost::system::error_code& ec) {
   handshake_left_ = handshake.size();
   for (auto& cmd : handshake) enqueue(cmd, done, true);
   if (subscriber_) return;
+  // Every declared script in this server's cache before the first EVALSHA:
+  // NOSCRIPT then only follows a SCRIPT FLUSH. A refused load (an ACL) is
+  // no failure: that script's EVALSHAs fall back to EVAL.
+  for (const RedisScript* script : RedisScript::all()) {
+    ++handshake_left_;
+    enqueue({"SCRIPT", "LOAD", script->body()},
+            [self = shared_from_this(), done](bool ok, const RedisReply& r) {
+              if (ok && r.is_error()) {
+                spdlog::warn("redis {}: SCRIPT LOAD refused: {}", self->name_, r.str);
+              }
+              done(ok, RedisReply{RedisReply::Type::kStatus});
+            },
+            true);
+  }
   // Before ready, so nothing is sent with the previous server's incarnation.
   // Two sections in two commands: INFO takes one before Redis 7. A refused
   // INFO (an ACL) leaves the incarnation empty rather than the node unable
@@ -196,7 +258,7 @@ void RedisConnection::command(const std::vector<std::string>& args, RedisCallbac
     if (cb) cb(false, RedisReply{});
     return;
   }
-  enqueue(args, std::move(cb), false);
+  enqueue(args, retry_noscript(args, std::move(cb), false), false);
 }
 
 void RedisConnection::command_stamped(const std::vector<std::string>& args, RedisCallback cb) {
@@ -204,7 +266,28 @@ void RedisConnection::command_stamped(const std::vector<std::string>& args, Redi
     if (cb) cb(false, RedisReply{});
     return;
   }
-  enqueue(args, std::move(cb), false, &incarnation_);
+  enqueue(args, retry_noscript(args, std::move(cb), true), false, &incarnation_);
+}
+
+RedisCallback RedisConnection::retry_noscript(const std::vector<std::string>& args,
+                                              RedisCallback cb, bool stamped) {
+  if (args.size() < 2 || args[0] != "EVALSHA") return cb;
+  const RedisScript* script = RedisScript::find(args[1]);
+  if (!script) return cb;
+  // Sent again at most once, behind the commands already queued: only after
+  // a SCRIPT FLUSH can it pass one of them (docs/cluster.md, "EVALSHA").
+  return [self = shared_from_this(), script, args = std::vector<std::string>(args),
+          cb = std::move(cb), stamped](bool ok, const RedisReply& reply) mutable {
+    if (!ok || !reply.is_error() || !reply.str.starts_with("NOSCRIPT") ||
+        self->state_ != State::kReady) {
+      if (cb) cb(ok, reply);
+      return;
+    }
+    spdlog::debug("redis {}: NOSCRIPT for {}: sent again with EVAL", self->name_, args[1]);
+    args[0] = "EVAL";
+    args[1] = script->body();
+    self->enqueue(args, std::move(cb), false, stamped ? &self->incarnation_ : nullptr);
+  };
 }
 
 void RedisConnection::enqueue(const std::vector<std::string>& args, RedisCallback cb,

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -45,6 +46,31 @@ struct RedisReply {
 // Redis error reply comes with ok == true and type kError.
 using RedisCallback = std::function<void(bool ok, const RedisReply& reply)>;
 
+// A Lua script sent by its SHA1 (EVALSHA ARGS[1] = sha1()): the SHA1 is
+// computed once, when the script is declared; every command connection loads
+// each declared script (SCRIPT LOAD) before it is ready, and a NOSCRIPT
+// answer (the server's cache was emptied meanwhile: SCRIPT FLUSH) makes the
+// connection send the same command again with the whole script (EVAL), which
+// loads it: the caller sees one reply. Declare scripts as objects of static
+// storage duration (they register themselves; never destroyed before exit).
+class RedisScript {
+ public:
+  explicit RedisScript(const char* body);
+  RedisScript(const RedisScript&) = delete;
+  RedisScript& operator=(const RedisScript&) = delete;
+
+  const char* body() const { return body_; }
+  const std::string& sha1() const { return sha1_; }  // 40 lower-case hex digits
+
+  // Every script declared so far; the one with this SHA1 (nullptr: none).
+  static std::vector<const RedisScript*> all();
+  static const RedisScript* find(std::string_view sha1);
+
+ private:
+  const char* body_;
+  std::string sha1_;
+};
+
 struct RedisEndpoint {
   std::string host = "127.0.0.1";
   uint16_t port = 6379;
@@ -65,7 +91,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void stop();
 
   // Queues a command; `cb` may be empty. Fails at once when disconnected or
-  // when `kMaxPending` commands are already waiting.
+  // when `kMaxPending` commands are already waiting. An EVALSHA of a
+  // RedisScript answered NOSCRIPT is sent again as EVAL (RedisScript): `cb`
+  // gets the reply of that one.
   void command(const std::vector<std::string>& args, RedisCallback cb = {});
   // As command(), with incarnation() appended as the last argument: a script
   // told which server runs it (history_append.lua, history_read.lua).
@@ -101,6 +129,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void on_connected(const boost::system::error_code& ec);
   void enqueue(const std::vector<std::string>& args, RedisCallback cb, bool internal,
                const std::string* last = nullptr);
+  // `cb` wrapped to send an EVALSHA of a RedisScript again as EVAL on NOSCRIPT.
+  RedisCallback retry_noscript(const std::vector<std::string>& args, RedisCallback cb,
+                               bool stamped);
   void do_write();
   void do_read();
   void on_read(const boost::system::error_code& ec, std::size_t n);

@@ -110,7 +110,10 @@ Server::Server(Config config)
   ctx_.sorted_app_ids = config_.app_ids;
   std::sort(ctx_.sorted_app_ids.begin(), ctx_.sorted_app_ids.end());
   if (!config_.redis_addr.empty() || !config_.redis_cluster.empty()) {
-    cluster_ = std::make_unique<RedisCluster>(config_, hub_);
+    // One loop (--threads 1): the cluster runs on it, no thread of its own,
+    // so a unicast is no hand-off between threads (docs/cluster.md).
+    cluster_ = std::make_unique<RedisCluster>(config_, hub_,
+                                              loops_.size() == 1 ? loops_[0].get() : nullptr);
     hub_.set_presence_sink(cluster_.get());
     ctx_.cluster = cluster_.get();
     // A live node of another key schema at start-up: the node must not run.
@@ -186,6 +189,12 @@ Server::~Server() {
   guards_.clear();
   // Connections waiting for a flush close their sockets while the loops live.
   for (auto& io : loop_io_) io->stop();
+  // A cluster on loop 0 (--threads 1) has timers and sockets of it: it goes
+  // before the loop (with the backend that refers to it).
+  ctx_.backend = nullptr;
+  ctx_.cluster = nullptr;
+  backend_.reset();
+  cluster_.reset();
   for (auto& loop : loops_) loop.reset();
 }
 

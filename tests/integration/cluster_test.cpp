@@ -15,6 +15,7 @@
 // every push a client was going to get arrives before the marker.
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <set>
@@ -230,7 +231,7 @@ class ClusterTest : public testing::Test {
 
   Flags cluster_flags() const {
     return {{"--redis-addr", redis.addr()}, {"--node-ttl", node_ttl_},
-            {"--redis-prefix", prefix_}};
+            {"--redis-prefix", prefix_}, {"--threads", threads_}};
   }
 
   uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
@@ -403,8 +404,26 @@ class ClusterTest : public testing::Test {
   std::array<std::string, kNodes> node_ids;
   std::string prefix_;
   std::string node_ttl_{kNodeTtl};
+  std::string threads_{"2"};  // --threads of every node
   int markers_ = 0;
 };
+
+// Nodes with one loop (--threads 1): the cluster runs on that loop, without a
+// thread of its own (RedisCluster's shared_loop).
+class ClusterOneLoopTest : public ClusterTest {
+ protected:
+  ClusterOneLoopTest() { threads_ = "1"; }
+};
+
+// The threads of a process (/proc/<pid>/task).
+std::size_t thread_count(pid_t pid) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    ++n;
+  }
+  return n;
+}
 
 // ---- list / online ------------------------------------------------------------------------
 
@@ -664,6 +683,141 @@ TEST_F(ClusterTest, DuplicateMsgIdThroughAnotherNodeIsAnsweredEmptyAndDeliversNo
   EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "alice", "dup-3", "marker"), kSent);
   expect_next_frame(*alice_c, push_frame("dup-3", "marker", "alice"), alice_c.name);
   expect_before_marker({&alice_c, &bob_a}, {}, B);
+}
+
+// The commands a node sent on its own command connection (CLIENT SETNAME
+// imgate-<node>-cmd) that name `needle` among their arguments, from Redis's
+// SLOWLOG (every command logged: slowlog-log-slower-than 0, set by the test).
+// Commands run by a script are logged too, without the client name. Oldest first.
+std::vector<std::vector<std::string>> node_commands(const RedisServer& redis,
+                                                    const std::string& node,
+                                                    std::string_view needle) {
+  std::vector<std::vector<std::string>> out;
+  const RespValue log = redis.command({"SLOWLOG", "GET", "1000"});
+  for (const auto& entry : log.elements) {
+    if (entry.elements.size() < 6 || entry.elements[5].str != "imgate-" + node + "-cmd") continue;
+    std::vector<std::string> args;
+    bool named = false;
+    for (const auto& a : entry.elements[3].elements) {
+      args.push_back(a.str);
+      named = named || a.str.find(needle) != std::string::npos;
+    }
+    if (named) out.push_back(std::move(args));
+  }
+  std::reverse(out.begin(), out.end());  // SLOWLOG GET: newest first
+  return out;
+}
+
+TEST_F(ClusterTest, OnOneRedisASendWithMsgIdIsOneScriptCallOnBothRoutes) {
+  auto alice_c = join(C, 101, "alice");
+  auto bob_b = join(B, 101, "bob");
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  drain({&alice_c, &bob_b});
+  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+  redis.command({"SLOWLOG", "RESET"});
+
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "one-1", "to alice"), kSent);
+  expect_next_frame(*alice_c, push_frame("one-1", "to alice", "alice"), alice_c.name);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessageAll", 101, "system", "one-2", "to all"), kSent);
+  expect_next_frame(*alice_c, push_frame("one-2", "to all", "system"), alice_c.name);
+  expect_next_frame(*bob_b, push_frame("one-2", "to all", "system"), bob_b.name);
+  // Each: one EVALSHA that sets the msgID key and sends, no SET NX before it.
+  for (const char* id : {"one-1", "one-2"}) {
+    const auto sent = node_commands(redis, node_ids[A], std::string("msgid:") + id);
+    ASSERT_EQ(sent.size(), 1u) << id << ": " << testing::PrintToString(sent);
+    EXPECT_EQ(sent[0][0], "EVALSHA") << id << ": " << testing::PrintToString(sent[0]);
+  }
+  // The one set still spans both routes and every node: duplicates send nothing.
+  EXPECT_EQ(send_raw(http(B), "/user/sendMessageAll", 101, "system", "one-1", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "bob", "one-2", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "one-1", "again"), kDuplicate);
+  EXPECT_GT(redis.command({"PTTL", prefix_ + "msgid:one-1"}).integer, 0);
+  EXPECT_GT(redis.command({"PTTL", prefix_ + "msgid:one-2"}).integer, 0);
+  expect_before_marker({&alice_c, &bob_b}, {}, B);
+}
+
+TEST_F(ClusterTest, AfterAScriptFlushSendsFallBackToTheWholeScriptAndStayDeduplicated) {
+  auto alice_c = join(C, 101, "alice");
+  auto bob_b = join(B, 101, "bob");
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  drain({&alice_c, &bob_b});
+  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+  redis.command({"SLOWLOG", "RESET"});
+  // Every script gone from Redis's cache: the nodes' next EVALSHA gets NOSCRIPT.
+  ASSERT_EQ(redis.command({"SCRIPT", "FLUSH"}).str, "OK");
+
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "fl-1", "after flush"), kSent);
+  expect_next_frame(*alice_c, push_frame("fl-1", "after flush", "alice"), alice_c.name);
+  EXPECT_EQ(send_raw(http(B), "/user/sendMessageAll", 101, "system", "fl-2", "all"), kSent);
+  expect_next_frame(*alice_c, push_frame("fl-2", "all", "system"), alice_c.name);
+  expect_next_frame(*bob_b, push_frame("fl-2", "all", "system"), bob_b.name);
+  // A's send: EVALSHA (NOSCRIPT), then the same command with the whole script.
+  const auto sent = node_commands(redis, node_ids[A], "msgid:fl-1");
+  ASSERT_EQ(sent.size(), 2u) << testing::PrintToString(sent);
+  EXPECT_EQ(sent[0][0], "EVALSHA");
+  EXPECT_EQ(sent[1][0], "EVAL");
+  EXPECT_EQ(std::vector<std::string>(sent[0].begin() + 2, sent[0].end()),
+            std::vector<std::string>(sent[1].begin() + 2, sent[1].end()));
+  // The retry ran once: the id is taken, on both routes, through every node.
+  EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "alice", "fl-1", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessageAll", 101, "system", "fl-1", "again"), kDuplicate);
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "bob", "fl-2", "again"), kDuplicate);
+  // And the script is cached again: the next send is one EVALSHA.
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "fl-3", "cached"), kSent);
+  expect_next_frame(*alice_c, push_frame("fl-3", "cached", "alice"), alice_c.name);
+  const auto cached = node_commands(redis, node_ids[A], "msgid:fl-3");
+  ASSERT_EQ(cached.size(), 1u) << testing::PrintToString(cached);
+  EXPECT_EQ(cached[0][0], "EVALSHA");
+  expect_before_marker({&alice_c, &bob_b}, {}, C);
+}
+
+TEST_F(ClusterOneLoopTest, ANodeWithOneLoopIsOneThreadAndRoutesUnicastsRoomPushesAndMsgIds) {
+  for (std::size_t i = 0; i < kNodes; ++i) {
+    EXPECT_EQ(thread_count(nodes[i].pid()), 1u) << "node " << i << ": no cluster thread";
+  }
+  auto alice_c = join(C, 101, "alice");
+  auto alice_b = join(B, 101, "alice");
+  auto bob_a = join(A, 101, "bob");
+  ASSERT_TRUE(held_by(101, "alice", {B, C}));
+  ASSERT_TRUE(room_is(101, {"alice", "bob"}));
+  drain({&alice_c, &alice_b, &bob_a});
+
+  EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "ol-1", "to alice"), kSent);
+  expect_next_frame(*alice_b, push_frame("ol-1", "to alice", "alice"), alice_b.name);
+  expect_next_frame(*alice_c, push_frame("ol-1", "to alice", "alice"), alice_c.name);
+  EXPECT_EQ(send_raw(http(B), "/user/sendMessageAll", 101, "alice", "ol-2", "to all"), kSent);
+  expect_next_frame(*bob_a, push_frame("ol-2", "to all", "alice"), bob_a.name);
+  EXPECT_EQ(send_raw(http(C), "/user/sendMessage", 101, "nobody", "ol-3", "x"), kNotSent);
+  for (const char* id : {"ol-1", "ol-2", "ol-3"}) {
+    EXPECT_EQ(send_raw(http(B), "/user/sendMessage", 101, "bob", id, "again"), kDuplicate) << id;
+    EXPECT_EQ(send_raw(http(C), "/user/sendMessageAll", 101, "bob", id, "again"), kDuplicate)
+        << id;
+  }
+  expect_before_marker({&alice_c, &alice_b, &bob_a}, {}, C);
+  EXPECT_EQ(user_list(http(B), 101), (Users{"alice", "bob"}));
+  EXPECT_TRUE(user_online(http(C), 101, "bob"));
+}
+
+TEST_F(ClusterOneLoopTest, SigtermedNodeWithOneLoopLeavesTheClusterAtOnce) {
+  auto alice_c = join(C, 101, "alice");  // only on C
+  auto w_a = join(A, 101, "wa");
+  ASSERT_TRUE(room_is(101, {"alice", "wa"}));
+  drain({&alice_c, &w_a});
+  const std::string leaving = node_ids[C];
+
+  const auto t0 = Clock::now();
+  nodes[C].signal(SIGTERM);
+  ReadResult r = read_until(
+      *w_a, [](const json::object& m) { return cmd_of(m) == "exit"; }, 5s);
+  ASSERT_TRUE(r.match.has_value()) << "no exit within 5 s of the SIGTERM";
+  expect_presence_push(*r.match, "exit", "alice");
+  EXPECT_LE(since(t0).count(), 2000) << "exit " << since(t0).count() << " ms after SIGTERM";
+  EXPECT_EQ(alice_c->expect_closed(5s).value_or(0), 1001);
+  EXPECT_EQ(nodes[C].wait_exit(10s).value_or(999), 0) << "clean exit";
+  EXPECT_TRUE(redis.command({"ZSCORE", prefix_ + "nodes", leaving}).nil)
+      << "the node left the registry on its way out";
+  EXPECT_EQ(redis.command({"EXISTS", prefix_ + "node:" + leaving + ":users"}).integer, 0);
+  EXPECT_EQ(user_list(http(B), 101), (Users{"wa"}));
 }
 
 // ---- node death ----------------------------------------------------------------------------------------
