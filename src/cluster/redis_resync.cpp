@@ -282,11 +282,17 @@ void RedisCluster::resync_wait_subscribers(const std::shared_ptr<Resync>& r) {
             users = a.users;
           }
           if (users != 0 && !heard) return poll();  // this node first
+          // Not sampled yet (no heartbeat since this node heard the room):
+          // every live node, as before subscriptions on demand (nodes
+          // without members of the room never subscribe: the wait then ends
+          // at its deadline, later but never too early).
           auto seen = subs_seen_.find(app);
-          if (seen == subs_seen_.end() || seen->second == 0) continue;
+          const bool sampled = seen != subs_seen_.end() && seen->second != 0;
+          if (!sampled && users == 0) continue;  // nothing of ours to announce there
+          const int64_t target = sampled ? std::min(seen->second, live) : live;
           // The scope's bucket (every bucket of an app is heard together).
           channels.push_back(room_channel(app, r->bucket < 0 ? 0 : static_cast<uint32_t>(r->bucket)));
-          want.push_back(std::min(seen->second, live));
+          want.push_back(target);
         }
         if (channels.empty()) return resync_advance(r);
         // One Redis: one NUMSUB for the scope's rooms; a Redis Cluster: one room per scope.
