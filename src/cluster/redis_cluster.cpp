@@ -487,9 +487,9 @@ void RedisCluster::reap_bucket(const std::string& node, AppId app, uint32_t buck
         auto next = [this, node, app, bucket, seq, batch, exits, done]() mutable {
           reap_bucket(node, app, bucket, std::move(seq), batch + 1, exits, std::move(done));
         };
-        if (node == node_id_) return next();
+        if (node == node_id_ || batch % kReapCheckEvery != kReapCheckEvery - 1) return next();
         // A node that registered again meanwhile (it had stalled) keeps the
-        // rest: it publishes its users again itself.
+        // rest: it publishes its users again itself. Asked every few batches.
         link_->command(nodes_key(), {"ZSCORE", nodes_key(), node},
                        [this, next, done, exits](bool ok2, const RedisReply& score) mutable {
                          if (!ok2 || score.is_error()) return done(false, exits);
@@ -721,6 +721,19 @@ void RedisCluster::on_message(const RedisReply& reply) {
   const json::value* app_field = o.if_contains("app");
   AppId app = app_field && app_field->is_number() ? app_field->to_number<AppId>() : 0;
   if (text("skip") == node_id_) return;  // this node already told its own clients
+  if (const json::value* exits = o.if_contains("exits"); exits != nullptr && exits->is_array()) {
+    // reap_room.lua: the exits of one reap call, "<seq>-<n>" each.
+    std::size_t n = 0;
+    for (const json::value& user : exits->get_array()) {
+      if (!user.is_string()) continue;
+      const std::string from(user.get_string());
+      ++n;
+      if (hub_.directory().online(app, from)) continue;  // as below: reaped during a stall
+      hub_.push_room(app, from,
+                     make_push(text("seq") + "-" + std::to_string(n), "exit", text("msg"), from));
+    }
+    return;
+  }
   // An exit about a user still connected here (we were reaped during a
   // stall) is wrong for our clients: the user did not leave.
   if (text("cmd") == "exit" && hub_.directory().online(app, text("from"))) return;

@@ -202,6 +202,7 @@ class RedisCluster final : public PresenceSink {
   void reap_single(std::string node, std::string seq, int batch, int64_t exits,
                    std::function<void(int64_t exits)> done);
   static constexpr int kReapBatch = 200;
+  static constexpr int kReapCheckEvery = 5;  // batches between two ZSCOREs of the reaped node
   // register.lua: ZADD this node and its schema entry; `strict` (until the
   // first registration succeeded) refuses to register next to a node of
   // another schema. `done` gets whether the node had been (or was being)

@@ -472,7 +472,8 @@ void prepare_slowlog(const std::function<RespValue(std::vector<std::string>)>& c
   command({"SLOWLOG", "RESET"});
 }
 
-// Script calls of 10 ms or more in a SLOWLOG GET reply, printed.
+// Script calls of 10 ms or more in a SLOWLOG GET reply, printed with their
+// seq prefix (ARGV[4]: reaper node, appID, bucket and batch number).
 std::vector<std::string> slow_scripts(const RespValue& slowlog) {
   std::vector<std::string> out;
   for (const auto& entry : slowlog.elements) {
@@ -482,7 +483,9 @@ std::vector<std::string> slow_scripts(const RespValue& slowlog) {
     if (command.rfind("EVAL", 0) != 0 && command != "FCALL") continue;
     const std::string body =
         entry.elements[3].elements.size() > 1 ? entry.elements[3].elements[1].str : "";
-    out.push_back(std::to_string(entry.elements[2].integer) + " us: " + body.substr(0, 80));
+    const auto& args = entry.elements[3].elements;
+    out.push_back(std::to_string(entry.elements[2].integer) + " us: " + body.substr(0, 60) +
+                  (args.size() > 8 ? " ... " + args[8].str : ""));
   }
   return out;
 }
