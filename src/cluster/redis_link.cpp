@@ -195,7 +195,11 @@ void ShardedRedis::stop() {
   stopped_ = true;
   refresh_timer_.cancel();
   probe_timer_.cancel();
-  if (probe_) probe_->stop();
+  if (probe_) {
+    probe_->on_ready = nullptr;  // it holds the probe: no cycle outlives the link
+    probe_->stop();
+    probe_.reset();
+  }
   for (auto& [address, master] : masters_) {
     master.cmd->stop();
     master.sub->stop();
@@ -580,7 +584,10 @@ void ShardedRedis::ask_slots(const std::shared_ptr<RedisConnection>& conn) {
 // node seen so far, one at a time.
 void ShardedRedis::probe_next() {
   if (stopped_ || known_.empty()) return;
-  if (probe_) probe_->stop();
+  if (probe_) {
+    probe_->on_ready = nullptr;
+    probe_->stop();
+  }
   const std::string address = known_[probe_index_++ % known_.size()];
   RedisEndpoint ep = RedisEndpoint::parse(address);
   ep.password = seeds_.front().password;
@@ -601,6 +608,7 @@ void ShardedRedis::probe_next() {
   probe_timer_.expires_after(kProbeTimeout);
   probe_timer_.async_wait([this, probe](const boost::system::error_code& ec) {
     if (ec || probe_ != probe) return;
+    probe->on_ready = nullptr;
     probe->stop();
     probe_.reset();
     refreshing_ = false;
@@ -650,6 +658,7 @@ bool ShardedRedis::apply_slots(const RedisReply& reply) {
     slots_[slot] = next[slot] < 0 ? nullptr : masters[static_cast<std::size_t>(next[slot])];
   }
   if (probe_) {
+    probe_->on_ready = nullptr;
     probe_->stop();
     probe_.reset();
   }
