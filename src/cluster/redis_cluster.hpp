@@ -111,6 +111,10 @@ class RedisCluster final : public PresenceSink {
   // How long the channels of an app stay subscribed after its last user on
   // this node left: a user who comes back within it costs no round trip.
   static constexpr auto kUnsubscribeLinger = std::chrono::seconds(2);
+  // How long logins wait for a subscription that Redis does not confirm
+  // although it is reachable (a refused SUBSCRIBE: an ACL, a stale slot map):
+  // then they are answered degraded, with a warning, as when Redis is down.
+  static constexpr auto kSubscribeDeadline = std::chrono::seconds(5);
 
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   bool on_redis_cluster() const { return sharded_; }
@@ -141,6 +145,7 @@ class RedisCluster final : public PresenceSink {
     // confirmed, in order (login.lua makes Redis route to this node).
     std::vector<std::function<void()>> held;
     std::unique_ptr<boost::asio::steady_timer> linger;
+    std::unique_ptr<boost::asio::steady_timer> deadline;  // kSubscribeDeadline of the waiters
   };
   // Cluster thread: a user of `app` came / left: subscribe, or unsubscribe after the linger.
   void want_app(AppId app);

@@ -327,5 +327,36 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   for (auto& n : nodes) EXPECT_TRUE(n.wait_idle());
 }
 
+// A subscription Redis never confirms although it is reachable (here held by
+// the relay for good): the login is answered, degraded, after the deadline
+// (RedisCluster::kSubscribeDeadline, 5 s) with a warning, instead of never.
+TEST(OnDemandRaceTest, ALoginWhoseSubscriptionIsNeverConfirmedIsAnsweredAtTheDeadline) {
+  RedisServer redis;
+  redis.start();
+  TcpProxy proxy(redis.port());
+  Gateway node;
+  const std::string prefix = "od:deadline:";
+  node.start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
+  ASSERT_TRUE(eventually([&] {
+    const json::value* v = node.state().find({"imgate", "cluster", "redis"});
+    return v != nullptr && v->is_string() && v->get_string() == "up";
+  }, 15s));
+  const std::string room = prefix + "ch:room:" + std::to_string(kApp);
+  proxy.hold_writes_with("SUBSCRIBE\r\n$" + std::to_string(room.size()) + "\r\n" + room);
+  WsClient alice;
+  alice.connect(node.ws_port());
+  const auto sent = Clock::now();
+  ASSERT_FALSE(alice.send_text(make_request("l-1", "login", R"({"appID":102,"userID":"alice"})")));
+  const auto reply = alice.read_json(15s);
+  ASSERT_TRUE(reply.has_value()) << "never answered";
+  EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
+  EXPECT_GE(Clock::now() - sent, 5s) << "answered before the deadline";
+  EXPECT_NE(node.log().find("are not confirmed subscribed after 5 s"), std::string::npos)
+      << node.log();
+  proxy.release_held();
+  alice.close();
+  EXPECT_TRUE(node.wait_idle());
+}
+
 }  // namespace
 }  // namespace imgate::test
