@@ -186,6 +186,7 @@ class RedisCluster final : public PresenceSink {
   void resync_register(const std::shared_ptr<Resync>& r);
   void resync_publish(const std::shared_ptr<Resync>& r, std::vector<UserKey> users, bool announce);
   void resync_wait_subscribers(const std::shared_ptr<Resync>& r);
+  void resync_poll(const std::shared_ptr<Resync>& r);  // the wait again shortly, or on
   void resync_reconcile(const std::shared_ptr<Resync>& r);
   void resync_advance(const std::shared_ptr<Resync>& r);  // the next step, or finished
   void resync_retry(const std::shared_ptr<Resync>& r, std::string reason);

@@ -288,7 +288,8 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
   nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
   auto state_of = [&](std::size_t i) {
-    const json::value* v = nodes[i].state().find({"imgate", "cluster", "redis"});
+    const State state = nodes[i].state();
+    const json::value* v = state.find({"imgate", "cluster", "redis"});
     return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
   };
   for (std::size_t i : {0u, 1u}) ASSERT_TRUE(eventually([&] { return state_of(i) == "up"; }, 15s));
@@ -338,7 +339,8 @@ TEST(OnDemandRaceTest, ALoginWhoseSubscriptionIsNeverConfirmedIsAnsweredAtTheDea
   const std::string prefix = "od:deadline:";
   node.start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
   ASSERT_TRUE(eventually([&] {
-    const json::value* v = node.state().find({"imgate", "cluster", "redis"});
+    const State state = node.state();
+    const json::value* v = state.find({"imgate", "cluster", "redis"});
     return v != nullptr && v->is_string() && v->get_string() == "up";
   }, 15s));
   const std::string room = prefix + "ch:room:" + std::to_string(kApp);
