@@ -88,6 +88,7 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub, asio::io_context* sha
   link_->on_message = [this](const RedisReply& r) { on_message(r); };
   for (AppId app : config_.app_ids) {
     subs_[app].linger = std::make_unique<asio::steady_timer>(loop_);
+    subs_[app].deadline = std::make_unique<asio::steady_timer>(loop_);
     for (auto& channel : app_channels(app)) channel_apps_.emplace(std::move(channel), app);
   }
   link_->on_subscribed = [this](const std::string& channel) {
@@ -206,6 +207,16 @@ bool RedisCluster::await_app(AppId app, std::function<void()> ready) {
     }
     if (heard || !a.wanted || !link_->can_subscribe(app_channels(app))) return ready();
     a.waiters.push_back(std::move(ready));
+    if (a.waiters.size() != 1) return;
+    a.deadline->expires_after(kSubscribeDeadline);
+    a.deadline->async_wait([this, app](const boost::system::error_code& ec) {
+      AppSubscription& late = subs_.at(app);
+      if (ec || late.waiters.empty()) return;
+      spdlog::warn("cluster: the channels of app {} are not confirmed subscribed after {} s; "
+                   "answering its logins degraded",
+                   app, std::chrono::seconds(kSubscribeDeadline).count());
+      release_app(late);
+    });
   });
   return false;
 }
@@ -279,6 +290,7 @@ void RedisCluster::check_app(AppId app, AppSubscription& a) {
 }
 
 void RedisCluster::release_app(AppSubscription& a) {
+  a.deadline->cancel();
   auto waiters = std::move(a.waiters);
   a.waiters.clear();
   auto held = std::move(a.held);

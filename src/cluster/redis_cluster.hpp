@@ -129,6 +129,10 @@ class RedisCluster final : public PresenceSink {
   // How long the channels of an app stay subscribed after its last user on
   // this node left: a user who comes back within it costs no round trip.
   static constexpr auto kUnsubscribeLinger = std::chrono::seconds(2);
+  // How long logins wait for a subscription that Redis does not confirm
+  // although it is reachable (a refused SUBSCRIBE: an ACL, a stale slot map):
+  // then they are answered degraded, with a warning, as when Redis is down.
+  static constexpr auto kSubscribeDeadline = std::chrono::seconds(5);
 
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   // Why the node runs degraded although Redis is reachable: a live node of
@@ -179,6 +183,7 @@ class RedisCluster final : public PresenceSink {
     // confirmed, in order (login.lua makes Redis route to this node).
     std::vector<std::function<void()>> held;
     std::unique_ptr<boost::asio::steady_timer> linger;
+    std::unique_ptr<boost::asio::steady_timer> deadline;  // kSubscribeDeadline of the waiters
   };
   // Cluster thread: a user of `app` came / left: subscribe, or unsubscribe after the linger.
   void want_app(AppId app);
@@ -238,6 +243,7 @@ class RedisCluster final : public PresenceSink {
   void resync_register(const std::shared_ptr<Resync>& r);
   void resync_publish(const std::shared_ptr<Resync>& r, std::vector<UserKey> users, bool announce);
   void resync_wait_subscribers(const std::shared_ptr<Resync>& r);
+  void resync_poll(const std::shared_ptr<Resync>& r);  // the wait again shortly, or on
   void resync_reconcile(const std::shared_ptr<Resync>& r);
   void resync_advance(const std::shared_ptr<Resync>& r);  // the next step, or finished
   void resync_retry(const std::shared_ptr<Resync>& r, std::string reason);

@@ -6,7 +6,8 @@
 //                of (all of them, with `enter`, when the node had been reaped)
 //   subscribers  wait (at most node_ttl) until this node hears the rooms it
 //                holds users of, and each room channel has as many
-//                subscribers as at the last heartbeat: pub/sub keeps nothing
+//                subscribers as nodes hold users of the room (or heard it at
+//                the last heartbeat): pub/sub keeps nothing
 //   announce     login.lua for the users who logged in while Redis was
 //                unreachable: `enter` for those new cluster-wide
 //   reconcile    sync.lua / sync_room.lua: users who left meanwhile go, `exit`
@@ -32,6 +33,9 @@ namespace {
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(2000);
 constexpr auto kSubscriberPoll = std::chrono::milliseconds(200);
+// Members of a room whose user hashes room_nodes.lua reads per poll, at most:
+// a bounded script; a random sample of a big room finds its nodes.
+constexpr int kRoomSample = 1000;
 
 enum class ResyncStep { kRegister, kPublish, kSubscribers, kAnnounce, kReconcile, kDone };
 
@@ -249,13 +253,14 @@ void RedisCluster::resync_publish(const std::shared_ptr<Resync>& r, std::vector<
 
 // The exits of stale users go out on the room channels, and pub/sub keeps
 // nothing: after a Redis restart the nodes resubscribe at different moments,
-// so wait (at most node_ttl) until the nodes that heard each room before the
-// outage hear it again. Nodes subscribe to a room only while they hold users
-// of it (subscriptions on demand), so the count to reach is not the live
-// nodes but the room channel's subscribers at this node's last heartbeat
-// (subs_seen_, sampled for the rooms it holds users of), capped at the live
-// nodes (registered now, or at the last heartbeat); and this node itself
-// hears every room of the scope it holds users of.
+// so wait (at most node_ttl) until the nodes that hear each room hear it
+// again. Nodes subscribe to a room only while they hold users of it
+// (subscriptions on demand), so the count to reach is not the live nodes but
+// the larger of the nodes holding users of the room in Redis (room_nodes.lua,
+// from a sample of its members) and the room channel's subscribers at this
+// node's last heartbeat (subs_seen_, for a Redis that came back without the
+// data), capped at the live nodes (registered now, or at the last
+// heartbeat); and this node itself first hears the rooms it holds users of.
 void RedisCluster::resync_wait_subscribers(const std::shared_ptr<Resync>& r) {
   link_->command(
       nodes_key(), {"ZCOUNT", nodes_key(), std::to_string(now_ms()), "+inf"},
@@ -263,56 +268,75 @@ void RedisCluster::resync_wait_subscribers(const std::shared_ptr<Resync>& r) {
         if (!resync_current(r)) return;
         if (!ok || nodes.is_error()) return resync_retry(r, "ZCOUNT: " + failure(ok, nodes));
         const int64_t live = std::max<int64_t>(nodes.integer, live_seen_.load());
-        auto poll = [this, r] {
-          if (Clock::now() >= r->subscribers_deadline) return resync_advance(r);
-          r->timer.expires_after(kSubscriberPoll);
-          r->timer.async_wait([this, r](const boost::system::error_code& ec) {
-            if (!ec && resync_current(r)) run_resync(r);
-          });
-        };
-        std::vector<std::string> channels;
-        std::vector<int64_t> want;
         for (AppId app : r->apps) {
           AppSubscription& a = subs_.at(app);
-          bool heard = false;
-          std::size_t users = 0;
-          {
-            std::lock_guard lock(subs_mu_);
-            heard = a.ready;
-            users = a.users;
-          }
-          if (users != 0 && !heard) return poll();  // this node first
-          // Not sampled yet (no heartbeat since this node heard the room):
-          // every live node, as before subscriptions on demand (nodes
-          // without members of the room never subscribe: the wait then ends
-          // at its deadline, later but never too early).
-          auto seen = subs_seen_.find(app);
-          const bool sampled = seen != subs_seen_.end() && seen->second != 0;
-          if (!sampled && users == 0) continue;  // nothing of ours to announce there
-          const int64_t target = sampled ? std::min(seen->second, live) : live;
-          // The scope's bucket (every bucket of an app is heard together).
-          channels.push_back(room_channel(app, r->bucket < 0 ? 0 : static_cast<uint32_t>(r->bucket)));
-          want.push_back(target);
+          std::lock_guard lock(subs_mu_);
+          if (a.users != 0 && !a.ready) return resync_poll(r);  // this node first
         }
-        if (channels.empty()) return resync_advance(r);
-        // One Redis: one NUMSUB for the scope's rooms; a Redis Cluster: one room per scope.
-        std::vector<std::string> numsub{"PUBSUB", sharded_ ? "SHARDNUMSUB" : "NUMSUB"};
-        numsub.insert(numsub.end(), channels.begin(), channels.end());
-        link_->command(channels.front(), std::move(numsub),
-                       [this, r, want, poll](bool ok2, const RedisReply& subs) {
-                         if (!resync_current(r)) return;
-                         if (!ok2 || subs.is_error()) {
-                           return resync_retry(r, "PUBSUB: " + failure(ok2, subs));
-                         }
-                         for (std::size_t i = 0; i < want.size(); ++i) {
-                           const std::size_t k = 2 * i + 1;
-                           const int64_t n =
-                               k < subs.elements.size() ? subs.elements[k].integer : 0;
-                           if (n < want[i]) return poll();
-                         }
-                         resync_advance(r);
-                       });
+        if (r->apps.empty()) return resync_advance(r);
+        // One Redis: every room (one bucket); a Redis Cluster: the scope's bucket of its room.
+        const uint32_t bucket = r->bucket < 0 ? 0 : static_cast<uint32_t>(r->bucket);
+        std::vector<std::string> keys, args{std::to_string(live), std::to_string(kRoomSample)};
+        for (AppId app : r->apps) {
+          keys.push_back(room_set(app, bucket));
+          args.push_back(sharded_ ? bucket_base(app, bucket) + "user:"
+                                  : prefix_ + "user:" + std::to_string(app) + ":");  // + userID
+        }
+        const std::string route = keys.front();  // before the move below
+        link_->command(
+            route, eval(lua::k_room_nodes, std::move(keys), std::move(args)),
+            [this, r, live, bucket](bool ok2, const RedisReply& held) {
+              if (!resync_current(r)) return;
+              if (!ok2 || held.is_error()) {
+                return resync_retry(r, "room_nodes.lua: " + failure(ok2, held));
+              }
+              std::vector<std::string> channels;
+              std::vector<int64_t> want;
+              for (std::size_t i = 0; i < r->apps.size(); ++i) {
+                const AppId app = r->apps[i];
+                int64_t n = i < held.elements.size() ? held.elements[i].integer : 0;
+                if (auto seen = subs_seen_.find(app); seen != subs_seen_.end() && seen->second > 0) {
+                  n = std::max(n, seen->second);
+                } else if (std::lock_guard lock(subs_mu_); subs_.at(app).users != 0) {
+                  // Not sampled yet (Redis went within a heartbeat of this
+                  // node's first user of the room, maybe empty: the others
+                  // have not published again): every live node, as before
+                  // subscriptions on demand; the wait may run to its bound.
+                  n = live;
+                }
+                n = std::min(n, live);
+                if (n <= 0) continue;
+                channels.push_back(room_channel(app, bucket));
+                want.push_back(n);
+              }
+              if (channels.empty()) return resync_advance(r);
+              // One Redis: one NUMSUB for the scope's rooms; a Redis Cluster: one room per scope.
+              std::vector<std::string> numsub{"PUBSUB", sharded_ ? "SHARDNUMSUB" : "NUMSUB"};
+              numsub.insert(numsub.end(), channels.begin(), channels.end());
+              link_->command(channels.front(), std::move(numsub),
+                             [this, r, want](bool ok3, const RedisReply& subs) {
+                               if (!resync_current(r)) return;
+                               if (!ok3 || subs.is_error()) {
+                                 return resync_retry(r, "PUBSUB: " + failure(ok3, subs));
+                               }
+                               for (std::size_t i = 0; i < want.size(); ++i) {
+                                 const std::size_t k = 2 * i + 1;
+                                 const int64_t n =
+                                     k < subs.elements.size() ? subs.elements[k].integer : 0;
+                                 if (n < want[i]) return resync_poll(r);
+                               }
+                               resync_advance(r);
+                             });
+            });
       });
+}
+
+void RedisCluster::resync_poll(const std::shared_ptr<Resync>& r) {
+  if (Clock::now() >= r->subscribers_deadline) return resync_advance(r);
+  r->timer.expires_after(kSubscriberPoll);
+  r->timer.async_wait([this, r](const boost::system::error_code& ec) {
+    if (!ec && resync_current(r)) run_resync(r);
+  });
 }
 
 // At each heartbeat: how many subscribers the room channels of the apps this

@@ -300,7 +300,8 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
   nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
   auto state_of = [&](std::size_t i) {
-    const json::value* v = nodes[i].state().find({"imgate", "cluster", "redis"});
+    const State state = nodes[i].state();
+    const json::value* v = state.find({"imgate", "cluster", "redis"});
     return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
   };
   for (std::size_t i : {0u, 1u}) ASSERT_TRUE(eventually([&] { return state_of(i) == "up"; }, 15s));
@@ -337,6 +338,38 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   EXPECT_TRUE(got(again, "msg", "again"));
   again.close();
   for (auto& n : nodes) EXPECT_TRUE(n.wait_idle());
+}
+
+// A subscription Redis never confirms although it is reachable (here held by
+// the relay for good): the login is answered, degraded, after the deadline
+// (RedisCluster::kSubscribeDeadline, 5 s) with a warning, instead of never.
+TEST(OnDemandRaceTest, ALoginWhoseSubscriptionIsNeverConfirmedIsAnsweredAtTheDeadline) {
+  RedisServer redis;
+  redis.start();
+  TcpProxy proxy(redis.port());
+  Gateway node;
+  const std::string prefix = "od:deadline:";
+  node.start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
+  ASSERT_TRUE(eventually([&] {
+    const State state = node.state();
+    const json::value* v = state.find({"imgate", "cluster", "redis"});
+    return v != nullptr && v->is_string() && v->get_string() == "up";
+  }, 15s));
+  const std::string room = prefix + "ch:room:" + std::to_string(kApp);
+  proxy.hold_writes_with("SUBSCRIBE\r\n$" + std::to_string(room.size()) + "\r\n" + room);
+  WsClient alice;
+  alice.connect(node.ws_port());
+  const auto sent = Clock::now();
+  ASSERT_FALSE(alice.send_text(make_request("l-1", "login", R"({"appID":102,"userID":"alice"})")));
+  const auto reply = alice.read_json(15s);
+  ASSERT_TRUE(reply.has_value()) << "never answered";
+  EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
+  EXPECT_GE(Clock::now() - sent, 5s) << "answered before the deadline";
+  EXPECT_NE(node.log().find("are not confirmed subscribed after 5 s"), std::string::npos)
+      << node.log();
+  proxy.release_held();
+  alice.close();
+  EXPECT_TRUE(node.wait_idle());
 }
 
 }  // namespace
