@@ -115,6 +115,7 @@ void RedisBackend::online(AppId app, std::string user, std::function<void(bool, 
 }
 
 void RedisBackend::publish(PushRequest push, PushDone done) {
+  if (push.to_room) done = paced(hub_, std::move(done));
   if (push.dedup_key.empty()) return route(std::move(push), std::move(done));
   std::string id = push.dedup_key;
   cluster_.first_msg_id(id, [this, push = std::move(push), done = std::move(done)](

@@ -89,6 +89,7 @@ MetricsSnapshot ServerContext::metrics_snapshot() const {
   s.history_pushes = history.pushes;
   s.history_bytes = history.bytes;
   s.msg_id_evictions = dedup->evicted();
+  s.room_pushes_in_flight = hub.room_pushes_in_flight();
   s.uptime = Clock::now() - started;
   return s;
 }
@@ -179,6 +180,7 @@ Server::~Server() {
   guards_.clear();
   // Connections waiting for a flush close their sockets while the loops live.
   for (auto& io : loop_io_) io->stop();
+  hub_.drop_waiting();
   for (auto& loop : loops_) loop.reset();
 }
 

@@ -40,7 +40,7 @@ Shard::Shard(Hub& hub, uint32_t index, TimePoint start)
 
 ConnId Shard::add(Peer& peer, TimePoint now) {
   ConnId id = (static_cast<ConnId>(index_) << kSeqBits) | ++next_seq_;
-  conns_.emplace(id, Conn{&peer, nullptr, nullptr, now});
+  conns_.emplace(id, Conn{id, &peer, nullptr, nullptr, now});
   size_.fetch_add(1, std::memory_order_relaxed);
   const auto& live = hub_.liveness();
   wheel_.schedule(id, now + std::min(live.ping_interval, live.heartbeat_timeout));
@@ -220,18 +220,57 @@ std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const F
   const bool check_floors = offset != 0 && !floors_.empty();
   std::size_t sent = 0;
   for (Conn* conn : room->second) {
-    if (conn->key->user == except_user) continue;
-    if (!holds_.empty()) {
-      if (auto h = holds_.find(conn); h != holds_.end()) {
-        h->second.push_back(Held{true, offset, frame});
-        continue;
-      }
-    }
-    if (check_floors && below_floor(conn, offset, true)) continue;
-    conn->peer->send(frame);
-    ++sent;
+    sent += deliver_to_member(conn, except_user, frame, offset, check_floors) ? 1 : 0;
   }
   return sent;
+}
+
+bool Shard::deliver_room(RoomFanout& fanout, std::size_t& budget) {
+  const RoomPush& push = *fanout.push;
+  if (!fanout.started) {
+    fanout.started = true;
+    auto room = room_members_.find(push.app);
+    if (room == room_members_.end()) return true;
+    if (room->second.size() <= budget) {
+      budget -= room->second.size();
+      fanout.sent = deliver_room(push.app, push.except_user, push.frame, push.offset);
+      return true;
+    }
+    // Later slices cannot walk the room index (a login in between may rehash
+    // it): they walk the members it had now.
+    fanout.recipients.reserve(room->second.size());
+    for (const Conn* conn : room->second) fanout.recipients.push_back(conn->id);
+  }
+  const bool check_floors = push.offset != 0 && !floors_.empty();
+  const std::size_t end = std::min(fanout.recipients.size(), fanout.next + budget);
+  budget -= end - fanout.next;
+  for (; fanout.next < end; ++fanout.next) {
+    auto it = conns_.find(fanout.recipients[fanout.next]);
+    // Gone since the first slice: skipped. Still registered: still logged in
+    // as the member it was (only unlink ends a login).
+    if (it == conns_.end()) continue;
+    fanout.sent +=
+        deliver_to_member(&it->second, push.except_user, push.frame, push.offset, check_floors)
+            ? 1
+            : 0;
+  }
+  if (fanout.next < fanout.recipients.size()) return false;
+  fanout.recipients = {};
+  return true;
+}
+
+bool Shard::deliver_to_member(Conn* conn, std::string_view except_user, const Frame& frame,
+                              uint64_t offset, bool check_floors) {
+  if (conn->key->user == except_user) return false;
+  if (!holds_.empty()) {
+    if (auto h = holds_.find(conn); h != holds_.end()) {
+      h->second.push_back(Held{true, offset, frame});
+      return false;
+    }
+  }
+  if (check_floors && below_floor(conn, offset, true)) return false;
+  conn->peer->send(frame);
+  return true;
 }
 
 std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame, uint64_t offset) {
@@ -314,10 +353,18 @@ Hub::Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoi
 }
 
 void Hub::send(uint32_t index, Task task) {
+  enqueue(index, [task = std::move(task)](std::size_t& budget) {
+    task();
+    --budget;
+    return true;
+  });
+}
+
+void Hub::enqueue(uint32_t index, Work work) {
   Inbox& box = *inboxes_[index];
   {
     std::lock_guard lock(box.mu);
-    box.tasks.push_back(std::move(task));
+    box.work.push_back(std::move(work));
     if (box.scheduled) return;
     box.scheduled = true;
   }
@@ -326,14 +373,24 @@ void Hub::send(uint32_t index, Task task) {
 
 void Hub::drain(uint32_t index) {
   Inbox& box = *inboxes_[index];
-  std::vector<Task> batch;
-  {
-    std::lock_guard lock(box.mu);
-    batch.swap(box.tasks);
-    box.scheduled = false;
+  std::size_t budget = slice_;
+  for (;;) {
+    if (box.taken.empty()) {
+      std::lock_guard lock(box.mu);
+      if (box.work.empty()) {
+        box.scheduled = false;  // the next send() posts a drain
+        return;
+      }
+      for (Work& work : box.work) box.taken.push_back(std::move(work));
+      box.work.clear();
+    }
+    if (budget == 0) break;
+    // Work sent while this runs queues behind it (box.scheduled stays true).
+    if (box.taken.front()(budget)) box.taken.pop_front();
   }
-  // Tasks sent while these run go to the next drain, which runs after this one.
-  for (Task& task : batch) task();
+  // The slice is spent: the rest goes on after what the loop got meanwhile.
+  Counters::bump(counters_.fanout_slices);
+  poster_(index, [this, index] { drain(index); });
 }
 
 namespace {
@@ -344,16 +401,54 @@ uint64_t micros_since(TimePoint start) {
 }  // namespace
 
 void Hub::push_room(AppId app, std::string except_user, Frame frame, uint64_t offset) {
-  auto except = std::make_shared<const std::string>(std::move(except_user));
-  const TimePoint created = Clock::now();
+  auto push =
+      std::make_shared<RoomPush>(app, std::move(except_user), std::move(frame), offset, shard_count());
   Counters::bump(counters_.pushes);
+  {
+    std::lock_guard lock(flight_mu_);
+    ++room_pushes_in_flight_;
+  }
   for (uint32_t i = 0; i < shard_count(); ++i) {
-    send(i, [this, i, app, except, frame, created, offset] {
-      if (shards_[i]->deliver_room(app, *except, frame, offset) > 0) {
-        counters_.push_latency.observe(micros_since(created));
-      }
+    enqueue(i, [this, i, fanout = RoomFanout{push}](std::size_t& budget) mutable {
+      if (!shards_[i]->deliver_room(fanout, budget)) return false;
+      if (fanout.sent > 0) counters_.push_latency.observe(micros_since(fanout.push->created));
+      if (fanout.push->shards_left.fetch_sub(1, std::memory_order_acq_rel) == 1) room_push_done();
+      return true;
     });
   }
+}
+
+std::size_t Hub::room_pushes_in_flight() const {
+  std::lock_guard lock(flight_mu_);
+  return room_pushes_in_flight_;
+}
+
+void Hub::after_room_backlog(std::function<void()> then) {
+  {
+    std::lock_guard lock(flight_mu_);
+    if (room_pushes_in_flight_ > kRoomPushesInFlight || !waiting_.empty()) {
+      waiting_.push_back(std::move(then));
+      return;
+    }
+  }
+  then();
+}
+
+void Hub::drop_waiting() {
+  std::vector<std::function<void()>> dropped;
+  std::lock_guard lock(flight_mu_);
+  dropped.swap(waiting_);
+}
+
+void Hub::room_push_done() {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(flight_mu_);
+    --room_pushes_in_flight_;
+    if (room_pushes_in_flight_ > kRoomPushesInFlight) return;
+    ready.swap(waiting_);
+  }
+  for (auto& then : ready) then();
 }
 
 bool Hub::push_user(const UserKey& key, Frame frame, uint64_t offset, std::string_view epoch) {
