@@ -226,14 +226,19 @@ std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const F
 }
 
 bool Shard::deliver_room(RoomFanout& fanout, std::size_t& budget) {
-  const RoomPush& push = *fanout.push;
+  const auto& pushes = fanout.pushes;
+  const std::size_t count = pushes.size();
   if (!fanout.started) {
     fanout.started = true;
-    auto room = room_members_.find(push.app);
+    fanout.sent.assign(count, 0);
+    auto room = room_members_.find(pushes.front()->app);
     if (room == room_members_.end()) return true;
-    if (room->second.size() <= budget) {
-      budget -= room->second.size();
-      fanout.sent = deliver_room(push.app, push.except_user, push.frame, push.offset);
+    if (room->second.size() * count <= budget) {
+      budget -= room->second.size() * count;
+      for (std::size_t i = 0; i < count; ++i) {
+        fanout.sent[i] =
+            deliver_room(pushes[i]->app, pushes[i]->except_user, pushes[i]->frame, pushes[i]->offset);
+      }
       return true;
     }
     // Later slices cannot walk the room index (a login in between may rehash
@@ -241,18 +246,22 @@ bool Shard::deliver_room(RoomFanout& fanout, std::size_t& budget) {
     fanout.recipients.reserve(room->second.size());
     for (const Conn* conn : room->second) fanout.recipients.push_back(conn->id);
   }
-  const bool check_floors = push.offset != 0 && !floors_.empty();
-  const std::size_t end = std::min(fanout.recipients.size(), fanout.next + budget);
-  budget -= end - fanout.next;
+  const std::size_t per_slice = std::max<std::size_t>(budget / count, 1);
+  const std::size_t end = std::min(fanout.recipients.size(), fanout.next + per_slice);
+  budget -= std::min(budget, (end - fanout.next) * count);
+  const bool floors = !floors_.empty();
   for (; fanout.next < end; ++fanout.next) {
     auto it = conns_.find(fanout.recipients[fanout.next]);
     // Gone since the first slice: skipped. Still registered: still logged in
     // as the member it was (only unlink ends a login).
     if (it == conns_.end()) continue;
-    fanout.sent +=
-        deliver_to_member(&it->second, push.except_user, push.frame, push.offset, check_floors)
-            ? 1
-            : 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const RoomPush& push = *pushes[i];
+      fanout.sent[i] += deliver_to_member(&it->second, push.except_user, push.frame, push.offset,
+                                          floors && push.offset != 0)
+                            ? 1
+                            : 0;
+    }
   }
   if (fanout.next < fanout.recipients.size()) return false;
   fanout.recipients = {};
@@ -352,19 +361,13 @@ Hub::Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoi
   }
 }
 
-void Hub::send(uint32_t index, Task task) {
-  enqueue(index, [task = std::move(task)](std::size_t& budget) {
-    task();
-    --budget;
-    return true;
-  });
-}
+void Hub::send(uint32_t index, Task task) { enqueue(index, Item{std::move(task), nullptr}); }
 
-void Hub::enqueue(uint32_t index, Work work) {
+void Hub::enqueue(uint32_t index, Item item) {
   Inbox& box = *inboxes_[index];
   {
     std::lock_guard lock(box.mu);
-    box.work.push_back(std::move(work));
+    box.work.push_back(std::move(item));
     if (box.scheduled) return;
     box.scheduled = true;
   }
@@ -375,18 +378,39 @@ void Hub::drain(uint32_t index) {
   Inbox& box = *inboxes_[index];
   std::size_t budget = slice_;
   for (;;) {
-    if (box.taken.empty()) {
+    if (!box.active && box.taken.empty()) {
       std::lock_guard lock(box.mu);
       if (box.work.empty()) {
         box.scheduled = false;  // the next send() posts a drain
         return;
       }
-      for (Work& work : box.work) box.taken.push_back(std::move(work));
+      for (Item& item : box.work) box.taken.push_back(std::move(item));
       box.work.clear();
     }
     if (budget == 0) break;
     // Work sent while this runs queues behind it (box.scheduled stays true).
-    if (box.taken.front()(budget)) box.taken.pop_front();
+    if (!box.active) {
+      if (box.taken.front().task) {
+        Task task = std::move(box.taken.front().task);
+        box.taken.pop_front();
+        task();
+        --budget;
+        continue;
+      }
+      // Room pushes to one room queued one after the other go out together.
+      RoomFanout fanout;
+      const AppId app = box.taken.front().push->app;
+      while (!box.taken.empty() && box.taken.front().push && box.taken.front().push->app == app &&
+             fanout.pushes.size() < kMaxPushesTogether) {
+        fanout.pushes.push_back(std::move(box.taken.front().push));
+        box.taken.pop_front();
+      }
+      box.active = std::move(fanout);
+    }
+    if (shards_[index]->deliver_room(*box.active, budget)) {
+      room_pushes_done(*box.active);
+      box.active.reset();
+    }
   }
   // The slice is spent: the rest goes on after what the loop got meanwhile.
   Counters::bump(counters_.fanout_slices);
@@ -408,13 +432,18 @@ void Hub::push_room(AppId app, std::string except_user, Frame frame, uint64_t of
     std::lock_guard lock(flight_mu_);
     ++room_pushes_in_flight_;
   }
-  for (uint32_t i = 0; i < shard_count(); ++i) {
-    enqueue(i, [this, i, fanout = RoomFanout{push}](std::size_t& budget) mutable {
-      if (!shards_[i]->deliver_room(fanout, budget)) return false;
-      if (fanout.sent > 0) counters_.push_latency.observe(micros_since(fanout.push->created));
-      if (fanout.push->shards_left.fetch_sub(1, std::memory_order_acq_rel) == 1) room_push_done();
-      return true;
-    });
+  for (uint32_t i = 0; i < shard_count(); ++i) enqueue(i, Item{nullptr, push});
+}
+
+void Hub::room_pushes_done(const RoomFanout& fanout) {
+  for (std::size_t i = 0; i < fanout.pushes.size(); ++i) {
+    const RoomPush& push = *fanout.pushes[i];
+    if (i < fanout.sent.size() && fanout.sent[i] > 0) {
+      counters_.push_latency.observe(micros_since(push.created));
+    }
+    if (fanout.pushes[i]->shards_left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      room_push_done();
+    }
   }
 }
 

@@ -91,15 +91,18 @@ struct RoomPush {
   std::atomic<uint32_t> shards_left;  // parts not finished yet
 };
 
-// One shard's part of a room push, delivered in slices (Shard::deliver_room).
+// One shard's part of room pushes to one room that were queued one after
+// the other (Hub::drain takes them together), delivered in slices
+// (Shard::deliver_room): each recipient gets all of them in a row, so that
+// their frames leave in one write.
 struct RoomFanout {
-  std::shared_ptr<RoomPush> push;
+  std::vector<std::shared_ptr<RoomPush>> pushes;  // one room, in inbox order
   bool started = false;
   // When the room is larger than the first slice: its members on the shard
   // then, by id (an id outlives its connection, a pointer would not).
   std::vector<ConnId> recipients;
-  std::size_t next = 0;  // recipients[next..] are still to go
-  std::size_t sent = 0;
+  std::size_t next = 0;           // recipients[next..] are still to go
+  std::vector<std::size_t> sent;  // per push
 };
 
 class Shard {
@@ -165,12 +168,13 @@ class Shard {
   std::size_t deliver_room(AppId app, std::string_view except_user, const Frame& frame,
                            uint64_t offset = 0);
   std::size_t deliver_user(const UserKey& key, const Frame& frame, uint64_t offset = 0);
-  // One slice of a room push: delivers to at most `budget` more recipients,
-  // lowering `budget` by each one it examines; true once all had their turn.
-  // The recipients are the room's members on this shard when the first slice
-  // runs: a connection that logs in later does not get the push, one that is
-  // unlinked before its turn is skipped. A room that fits in the first slice
-  // is delivered at once, without a list.
+  // One slice of room pushes: about `budget` more deliveries (each recipient
+  // examined gets every push, in order, and counts once per push), lowering
+  // `budget`; true once all had their turn. The recipients are the room's
+  // members on this shard when the first slice runs: a connection that logs
+  // in later does not get the pushes, one that is unlinked before its turn is
+  // skipped. A room that fits in the first slice is delivered at once,
+  // without a list.
   bool deliver_room(RoomFanout& fanout, std::size_t& budget);
 
   // Recovery (docs/history.md): the connection got its room stream up to
@@ -331,22 +335,30 @@ class Hub {
   LivenessSettings liveness_;
   Counters& counters_;
   Poster poster_;
-  // Work in a shard's inbox: runs on the shard's thread, spends at most
-  // `budget` deliveries (lowering it) and returns whether it is finished; if
-  // not, it runs again, first, in the next turn.
-  using Work = std::function<bool(std::size_t& budget)>;
+  // What a shard's inbox holds: a task (one delivery's worth) or a room push.
+  struct Item {
+    Task task;
+    std::shared_ptr<RoomPush> push;
+  };
   // One ordered inbox per shard (send()): filled under its mutex, emptied by
   // one posted drain at a time, `slice_` deliveries per drain.
   struct Inbox {
     std::mutex mu;
-    std::vector<Work> work;
+    std::vector<Item> work;
     bool scheduled = false;
-    std::deque<Work> taken;  // the shard thread's: out of `work`, oldest first, not finished
+    // The shard thread's: the room pushes being delivered (first), then the
+    // items taken out of `work`, oldest first.
+    std::optional<RoomFanout> active;
+    std::deque<Item> taken;
   };
+  // Room pushes taken together at most (Inbox::active): the frames a
+  // recipient gets in one turn.
+  static constexpr std::size_t kMaxPushesTogether = 64;
   std::vector<std::unique_ptr<Inbox>> inboxes_;
   std::size_t slice_ = kFanoutSlice;
-  void enqueue(uint32_t index, Work work);
+  void enqueue(uint32_t index, Item item);
   void drain(uint32_t index);
+  void room_pushes_done(const RoomFanout& fanout);
   void room_push_done();
   mutable std::mutex flight_mu_;
   std::size_t room_pushes_in_flight_ = 0;
