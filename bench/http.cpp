@@ -299,4 +299,83 @@ Pusher::Result Pusher::run(double deadline_s, const std::function<void()>& tick)
   return result_;
 }
 
+// ---- ApiProbe ----------------------------------------------------------------
+
+ApiProbe::ApiProbe(const Options& opts, double rate, std::string send_body)
+    : opts_(opts), rate_(rate), send_body_(std::move(send_body)), thread_([this] { run(); }) {}
+
+ApiProbe::~ApiProbe() { stop(); }
+
+ApiProbe::Result ApiProbe::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  return result_;
+}
+
+void ApiProbe::run() {
+  asio::io_context io(1);
+  tcp::socket sock(io);
+  auto connect = [&] {
+    error_code ec;
+    sock.close(ec);
+    sock.connect(tcp::endpoint(asio::ip::make_address_v4(opts_.host), opts_.http_port), ec);
+    if (ec) return false;
+    sock.set_option(tcp::no_delay(true), ec);
+    const timeval limit{5, 0};  // a stalled answer fails the request instead of the run
+    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    return true;
+  };
+  const std::string host = "Host: " + opts_.host + "\r\n";
+  const std::string state_req = "GET /system/state HTTP/1.1\r\n" + host + "\r\n";
+  const std::string send_req = "POST /user/sendMessage HTTP/1.1\r\n" + host +
+                               "Content-Type: application/x-www-form-urlencoded\r\n"
+                               "Content-Length: " + std::to_string(send_body_.size()) +
+                               "\r\n\r\n" + send_body_;
+  // One exchange on the keep-alive connection; false on any failure.
+  std::string in;
+  auto exchange = [&](const std::string& req) {
+    error_code ec;
+    asio::write(sock, asio::buffer(req), ec);
+    if (ec) return false;
+    in.clear();
+    char buf[16384];
+    std::size_t head_end = std::string::npos;
+    long length = -1;
+    for (;;) {
+      const std::size_t n = sock.read_some(asio::buffer(buf), ec);
+      if (ec) return false;
+      in.append(buf, n);
+      if (head_end == std::string::npos) {
+        head_end = in.find("\r\n\r\n");
+        if (head_end == std::string::npos) continue;
+        length = content_length(std::string_view(in).substr(0, head_end));
+        if (length < 0) return false;
+      }
+      if (in.size() >= head_end + 4 + static_cast<std::size_t>(length)) break;
+    }
+    return in.compare(0, 12, "HTTP/1.1 200") == 0;
+  };
+  bool connected = connect();
+  const int64_t start = now_ns();
+  const auto interval = static_cast<int64_t>(1e9 / std::max(rate_, 0.1));
+  for (uint64_t k = 0; !stop_; ++k) {
+    const int64_t due = start + static_cast<int64_t>(k) * interval;
+    while (!stop_ && now_ns() < due) {
+      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(due - now_ns(), 10'000'000)));
+    }
+    if (stop_) break;
+    if (!connected) connected = connect();
+    const bool state = k % 2 == 0;
+    const int64_t t0 = now_ns();
+    if (connected && exchange(state ? state_req : send_req)) {
+      (state ? result_.state : result_.send).record(static_cast<uint64_t>(now_ns() - t0));
+    } else {
+      ++result_.errors;
+      connected = false;
+    }
+  }
+  error_code ec;
+  sock.close(ec);
+}
+
 }  // namespace bench

@@ -8,8 +8,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
+#include <atomic>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "histogram.hpp"
@@ -72,6 +74,36 @@ class Pusher {
   uint64_t issued_ = 0;
   uint64_t answered_ = 0;
   int64_t start_ns_ = 0;
+};
+
+// The API's latency while a load runs (bench/run compare fanout-api): on its
+// own thread and keep-alive connection, one request at a time, `rate` times a
+// second in turn GET /system/state and POST /user/sendMessage (`send_body`),
+// each timed from the first byte written to the last byte read.
+class ApiProbe {
+ public:
+  struct Result {
+    Histogram state;  // GET /system/state
+    Histogram send;   // POST /user/sendMessage
+    uint64_t errors = 0;  // failed or non-200 requests (a reconnect follows)
+  };
+  ApiProbe(const Options& opts, double rate, std::string send_body);
+  ~ApiProbe();
+  ApiProbe(const ApiProbe&) = delete;
+  ApiProbe& operator=(const ApiProbe&) = delete;
+
+  // Stops the requests (the one in flight finishes, 5 s at most) and returns the figures.
+  Result stop();
+
+ private:
+  void run();
+
+  const Options& opts_;
+  const double rate_;
+  const std::string send_body_;
+  std::atomic<bool> stop_{false};
+  Result result_;
+  std::thread thread_;
 };
 
 }  // namespace bench

@@ -135,6 +135,12 @@ int main(int argc, char** argv) {
                  "when the API fell behind the schedule (the rest are reported as skipped); 0: "
                  "send every message")
       ->capture_default_str();
+  app.add_option("--api-probe", o.api_probe,
+                 "fanout, unicast: while sending, this many API requests per second on their own "
+                 "connection, GET /system/state and POST /user/sendMessage in turn (to a user "
+                 "who is not online, so that the delivery counts stay exact): their latency; "
+                 "0: none")
+      ->capture_default_str();
   app.add_option("--message-bytes", o.message_bytes,
                  "pad each push's text with 'x' to this many bytes (0: no padding)")
       ->capture_default_str();

@@ -56,7 +56,24 @@ Delivery push_and_measure(Run& run, const std::string& path, uint64_t per_ok,
   run.mark_cpu();
   const double limit =
       (o.rate > 0 ? static_cast<double>(count) / o.rate : 0) + o.drain_timeout + 30;
+  std::optional<ApiProbe> probe;
+  if (o.api_probe > 0) {
+    probe.emplace(o, o.api_probe,
+                  "appID=" + std::to_string(o.app_base) + "&userID=" + o.sender +
+                      "-probe&message=probe");
+  }
   Pusher::Result res = pusher.run(limit, [&] { run.progress("send"); });
+  if (probe) {
+    const ApiProbe::Result api = probe->stop();
+    run.out["api_probe"] = json::object{{"rate", o.api_probe},
+                                        {"errors", api.errors},
+                                        {"system_state", latency_json(api.state)},
+                                        {"send_message", latency_json(api.send)}};
+    std::printf("API while sending (%.0f requests/s, %" PRIu64 " errors): /system/state %s; "
+                "/user/sendMessage %s\n",
+                o.api_probe, api.errors, latency_line(api.state).c_str(),
+                latency_line(api.send).c_str());
+  }
 
   Delivery d;
   d.expected = res.delivered_ok * per_ok;

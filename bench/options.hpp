@@ -61,6 +61,7 @@ struct Options {
   bool allow_loss = false;     // exit 0 even when deliveries are missing
   double send_for = 0;         // stop issuing pushes this many seconds after the first; 0: send all
   uint32_t message_bytes = 0;  // pad each push's text to this many bytes; 0: no padding
+  double api_probe = 0;        // fanout / unicast: API requests per second while sending; 0: none
 
   // Recovery (history on): pushes sent while every member is away.
   uint64_t missed = 100;

@@ -122,6 +122,25 @@ def delivery_rows():
     ]
 
 
+def api_rows():
+    def ms(*path):
+        return lambda r: None if get(r, "api_probe", *path) is None else get(r, "api_probe", *path) / 1000
+
+    def spread(name):
+        return lambda r: None if get(r, "api_probe", name) is None else \
+            f"{num(get(r, 'api_probe', name, 'p50_us') / 1000, 2)} / {num(get(r, 'api_probe', name, 'max_us') / 1000, 1)}"
+    return [
+        ("**/system/state p99, ms**", ms("system_state", "p99_us"), 2),
+        ("/system/state p50 / max, ms", spread("system_state"), None),
+        ("**/user/sendMessage p99, ms**", ms("send_message", "p99_us"), 2),
+        ("/user/sendMessage p50 / max, ms", spread("send_message"), None),
+        ("probe requests answered / failed",
+         lambda r: None if get(r, "api_probe") is None else
+         f"{num(get(r, 'api_probe', 'system_state', 'count') + get(r, 'api_probe', 'send_message', 'count'))}"
+         f" / {num(get(r, 'api_probe', 'errors'))}", None),
+    ]
+
+
 # (scenario, title(old, new), rows): a row is (figure, value(run), digits); digits None: text, no ratio.
 def compare_spec():
     setup_rows = [
@@ -150,6 +169,11 @@ def compare_spec():
         ("fanout-mod", lambda r: f"fan-out, moderate rate: {num(r.get('members'))} members, "
                                  f"{num(get(r, 'messages', 'target_rate'))} msg/s offered for "
                                  f"{num(get(r, 'messages', 'send_for'))} s", delivery_rows()),
+        ("fanout-api", lambda r: f"fan-out to {num(r.get('members'))} members, "
+                                 f"{num(get(r, 'messages', 'target_rate'))} msg/s asked for "
+                                 f"{num(get(r, 'messages', 'send_for'))} s, the API probed "
+                                 f"{num(get(r, 'api_probe', 'rate'))} times/s meanwhile",
+         api_rows() + delivery_rows()),
         ("unicast", lambda r: f"unicast: {num(get(r, 'messages', 'target_rate'))} msg/s to random members "
                               f"of {num(r.get('members'))} held", [
             ("messages sent /s", lambda r: get(r, "messages", "send_rate"), 0),

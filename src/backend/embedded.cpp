@@ -22,6 +22,13 @@ void answer_duplicate(Counters& counters, const PushDone& done) {
   done(Code::kOk, json::object{});  // upstream: 200 with empty data, nothing sent
 }
 
+PushDone paced(Hub& hub, PushDone done) {
+  return [&hub, done = std::move(done)](Code code, json::value data) {
+    hub.after_room_backlog(
+        [done, code, data = std::move(data)]() mutable { done(code, std::move(data)); });
+  };
+}
+
 EmbeddedBackend::EmbeddedBackend(Hub& hub, MsgIdDedup& dedup, Counters& counters,
                                  HistoryLimits limits)
     : hub_(hub), dedup_(dedup), counters_(counters) {
@@ -45,6 +52,7 @@ void EmbeddedBackend::online(AppId app, std::string user, std::function<void(boo
 }
 
 void EmbeddedBackend::publish(PushRequest push, PushDone done) {
+  if (push.to_room) done = paced(hub_, std::move(done));
   if (!push.dedup_key.empty() && !dedup_.first_seen(push.dedup_key, Clock::now())) {
     return answer_duplicate(counters_, done);
   }

@@ -44,5 +44,8 @@ class EmbeddedBackend final : public Backend {
 bool deliver_on_this_node(Hub& hub, const PushRequest& push);
 // Counts a duplicate msgID and answers it as upstream does (200, {}).
 void answer_duplicate(Counters& counters, const PushDone& done);
+// The answer to a room push, held while the node has more than
+// Hub::kRoomPushesInFlight room pushes in flight (Hub::after_room_backlog).
+PushDone paced(Hub& hub, PushDone done);
 
 }  // namespace imgate

@@ -116,6 +116,7 @@ void RedisBackend::online(AppId app, std::string user, std::function<void(bool, 
 }
 
 void RedisBackend::publish(PushRequest push, PushDone done) {
+  if (push.to_room) done = paced(hub_, std::move(done));
   if (push.dedup_key.empty()) return route(std::move(push), std::move(done), {});
   // One Redis server, history off: the msgID is set in the push's own script
   // (one round trip). Otherwise its key is in another slot than the push's

@@ -90,6 +90,7 @@ struct Counters {
   Counter msg_id_duplicates{0};    // pushes refused as duplicate msgID
   Counter presence_suppressed{0};  // enter / exit not pushed (PresencePolicy)
   Counter pushes{0};               // push requests accepted (msg, enter, exit)
+  Counter fanout_slices{0};        // a shard's pushes went on in a later turn (Hub::drain)
   Counter history_evictions{0};    // kept pushes dropped early: history_max_bytes reached
   Counter push_outcome_unknown{0}; // cluster: Redis connection lost after a push was sent
   LatencyHistogram push_latency;   // push created -> queued on a recipient's connection

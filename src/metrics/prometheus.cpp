@@ -142,6 +142,12 @@ std::string render_prometheus(const Counters& c, const MetricsSnapshot& snap) {
            load(c.bad_requests));
   w.simple("imgate_pushes_total", "counter", "Pushes accepted (msg, enter, exit).",
            load(c.pushes));
+  w.simple("imgate_fanout_slices_total", "counter",
+           "Times a shard's loop turned to other work with pushes left to deliver.",
+           load(c.fanout_slices));
+  w.simple("imgate_room_pushes_in_flight", "gauge",
+           "Room pushes not yet delivered on every thread.",
+           static_cast<double>(snap.room_pushes_in_flight));
   w.simple("imgate_presence_suppressed_total", "counter",
            "enter/exit not pushed: quiet room or room above presence_max_room.",
            load(c.presence_suppressed));

@@ -42,6 +42,7 @@ struct MetricsSnapshot {
   std::size_t history_pushes = 0;
   std::size_t history_bytes = 0;
   uint64_t msg_id_evictions = 0;
+  std::size_t room_pushes_in_flight = 0;  // Hub::room_pushes_in_flight
   std::chrono::duration<double> uptime{0};
 };
 

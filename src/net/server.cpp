@@ -89,6 +89,7 @@ MetricsSnapshot ServerContext::metrics_snapshot() const {
   s.history_pushes = history.pushes;
   s.history_bytes = history.bytes;
   s.msg_id_evictions = dedup->evicted();
+  s.room_pushes_in_flight = hub.room_pushes_in_flight();
   s.uptime = Clock::now() - started;
   return s;
 }
@@ -189,6 +190,7 @@ Server::~Server() {
   guards_.clear();
   // Connections waiting for a flush close their sockets while the loops live.
   for (auto& io : loop_io_) io->stop();
+  hub_.drop_waiting();
   // A cluster on loop 0 (--threads 1) has timers and sockets of it: it goes
   // before the loop (with the backend that refers to it).
   ctx_.backend = nullptr;

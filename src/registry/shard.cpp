@@ -40,7 +40,7 @@ Shard::Shard(Hub& hub, uint32_t index, TimePoint start)
 
 ConnId Shard::add(Peer& peer, TimePoint now) {
   ConnId id = (static_cast<ConnId>(index_) << kSeqBits) | ++next_seq_;
-  conns_.emplace(id, Conn{&peer, nullptr, nullptr, now});
+  conns_.emplace(id, Conn{id, &peer, nullptr, nullptr, now});
   size_.fetch_add(1, std::memory_order_relaxed);
   const auto& live = hub_.liveness();
   wheel_.schedule(id, now + std::min(live.ping_interval, live.heartbeat_timeout));
@@ -220,18 +220,66 @@ std::size_t Shard::deliver_room(AppId app, std::string_view except_user, const F
   const bool check_floors = offset != 0 && !floors_.empty();
   std::size_t sent = 0;
   for (Conn* conn : room->second) {
-    if (conn->key->user == except_user) continue;
-    if (!holds_.empty()) {
-      if (auto h = holds_.find(conn); h != holds_.end()) {
-        h->second.push_back(Held{true, offset, frame});
-        continue;
-      }
-    }
-    if (check_floors && below_floor(conn, offset, true)) continue;
-    conn->peer->send(frame);
-    ++sent;
+    sent += deliver_to_member(conn, except_user, frame, offset, check_floors) ? 1 : 0;
   }
   return sent;
+}
+
+bool Shard::deliver_room(RoomFanout& fanout, std::size_t& budget) {
+  const auto& pushes = fanout.pushes;
+  const std::size_t count = pushes.size();
+  if (!fanout.started) {
+    fanout.started = true;
+    fanout.sent.assign(count, 0);
+    auto room = room_members_.find(pushes.front()->app);
+    if (room == room_members_.end()) return true;
+    if (room->second.size() * count <= budget) {
+      budget -= room->second.size() * count;
+      for (std::size_t i = 0; i < count; ++i) {
+        fanout.sent[i] =
+            deliver_room(pushes[i]->app, pushes[i]->except_user, pushes[i]->frame, pushes[i]->offset);
+      }
+      return true;
+    }
+    // Later slices cannot walk the room index (a login in between may rehash
+    // it): they walk the members it had now.
+    fanout.recipients.reserve(room->second.size());
+    for (const Conn* conn : room->second) fanout.recipients.push_back(conn->id);
+  }
+  const std::size_t per_slice = std::max<std::size_t>(budget / count, 1);
+  const std::size_t end = std::min(fanout.recipients.size(), fanout.next + per_slice);
+  budget -= std::min(budget, (end - fanout.next) * count);
+  const bool floors = !floors_.empty();
+  for (; fanout.next < end; ++fanout.next) {
+    auto it = conns_.find(fanout.recipients[fanout.next]);
+    // Gone since the first slice: skipped. Still registered: still logged in
+    // as the member it was (only unlink ends a login).
+    if (it == conns_.end()) continue;
+    for (std::size_t i = 0; i < count; ++i) {
+      const RoomPush& push = *pushes[i];
+      fanout.sent[i] += deliver_to_member(&it->second, push.except_user, push.frame, push.offset,
+                                          floors && push.offset != 0)
+                            ? 1
+                            : 0;
+    }
+  }
+  if (fanout.next < fanout.recipients.size()) return false;
+  fanout.recipients = {};
+  return true;
+}
+
+bool Shard::deliver_to_member(Conn* conn, std::string_view except_user, const Frame& frame,
+                              uint64_t offset, bool check_floors) {
+  if (conn->key->user == except_user) return false;
+  if (!holds_.empty()) {
+    if (auto h = holds_.find(conn); h != holds_.end()) {
+      h->second.push_back(Held{true, offset, frame});
+      return false;
+    }
+  }
+  if (check_floors && below_floor(conn, offset, true)) return false;
+  conn->peer->send(frame);
+  return true;
 }
 
 std::size_t Shard::deliver_user(const UserKey& key, const Frame& frame, uint64_t offset) {
@@ -313,11 +361,13 @@ Hub::Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoi
   }
 }
 
-void Hub::send(uint32_t index, Task task) {
+void Hub::send(uint32_t index, Task task) { enqueue(index, Item{std::move(task), nullptr}); }
+
+void Hub::enqueue(uint32_t index, Item item) {
   Inbox& box = *inboxes_[index];
   {
     std::lock_guard lock(box.mu);
-    box.tasks.push_back(std::move(task));
+    box.work.push_back(std::move(item));
     if (box.scheduled) return;
     box.scheduled = true;
   }
@@ -326,14 +376,45 @@ void Hub::send(uint32_t index, Task task) {
 
 void Hub::drain(uint32_t index) {
   Inbox& box = *inboxes_[index];
-  std::vector<Task> batch;
-  {
-    std::lock_guard lock(box.mu);
-    batch.swap(box.tasks);
-    box.scheduled = false;
+  std::size_t budget = slice_;
+  for (;;) {
+    if (!box.active && box.taken.empty()) {
+      std::lock_guard lock(box.mu);
+      if (box.work.empty()) {
+        box.scheduled = false;  // the next send() posts a drain
+        return;
+      }
+      for (Item& item : box.work) box.taken.push_back(std::move(item));
+      box.work.clear();
+    }
+    if (budget == 0) break;
+    // Work sent while this runs queues behind it (box.scheduled stays true).
+    if (!box.active) {
+      if (box.taken.front().task) {
+        Task task = std::move(box.taken.front().task);
+        box.taken.pop_front();
+        task();
+        --budget;
+        continue;
+      }
+      // Room pushes to one room queued one after the other go out together.
+      RoomFanout fanout;
+      const AppId app = box.taken.front().push->app;
+      while (!box.taken.empty() && box.taken.front().push && box.taken.front().push->app == app &&
+             fanout.pushes.size() < kMaxPushesTogether) {
+        fanout.pushes.push_back(std::move(box.taken.front().push));
+        box.taken.pop_front();
+      }
+      box.active = std::move(fanout);
+    }
+    if (shards_[index]->deliver_room(*box.active, budget)) {
+      room_pushes_done(*box.active);
+      box.active.reset();
+    }
   }
-  // Tasks sent while these run go to the next drain, which runs after this one.
-  for (Task& task : batch) task();
+  // The slice is spent: the rest goes on after what the loop got meanwhile.
+  Counters::bump(counters_.fanout_slices);
+  poster_(index, [this, index] { drain(index); });
 }
 
 namespace {
@@ -344,16 +425,59 @@ uint64_t micros_since(TimePoint start) {
 }  // namespace
 
 void Hub::push_room(AppId app, std::string except_user, Frame frame, uint64_t offset) {
-  auto except = std::make_shared<const std::string>(std::move(except_user));
-  const TimePoint created = Clock::now();
+  auto push =
+      std::make_shared<RoomPush>(app, std::move(except_user), std::move(frame), offset, shard_count());
   Counters::bump(counters_.pushes);
-  for (uint32_t i = 0; i < shard_count(); ++i) {
-    send(i, [this, i, app, except, frame, created, offset] {
-      if (shards_[i]->deliver_room(app, *except, frame, offset) > 0) {
-        counters_.push_latency.observe(micros_since(created));
-      }
-    });
+  {
+    std::lock_guard lock(flight_mu_);
+    ++room_pushes_in_flight_;
   }
+  for (uint32_t i = 0; i < shard_count(); ++i) enqueue(i, Item{nullptr, push});
+}
+
+void Hub::room_pushes_done(const RoomFanout& fanout) {
+  for (std::size_t i = 0; i < fanout.pushes.size(); ++i) {
+    const RoomPush& push = *fanout.pushes[i];
+    if (i < fanout.sent.size() && fanout.sent[i] > 0) {
+      counters_.push_latency.observe(micros_since(push.created));
+    }
+    if (fanout.pushes[i]->shards_left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      room_push_done();
+    }
+  }
+}
+
+std::size_t Hub::room_pushes_in_flight() const {
+  std::lock_guard lock(flight_mu_);
+  return room_pushes_in_flight_;
+}
+
+void Hub::after_room_backlog(std::function<void()> then) {
+  {
+    std::lock_guard lock(flight_mu_);
+    if (room_pushes_in_flight_ > kRoomPushesInFlight || !waiting_.empty()) {
+      waiting_.push_back(std::move(then));
+      return;
+    }
+  }
+  then();
+}
+
+void Hub::drop_waiting() {
+  std::vector<std::function<void()>> dropped;
+  std::lock_guard lock(flight_mu_);
+  dropped.swap(waiting_);
+}
+
+void Hub::room_push_done() {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(flight_mu_);
+    --room_pushes_in_flight_;
+    if (room_pushes_in_flight_ > kRoomPushesInFlight) return;
+    ready.swap(waiting_);
+  }
+  for (auto& then : ready) then();
 }
 
 bool Hub::push_user(const UserKey& key, Frame frame, uint64_t offset, std::string_view epoch) {

@@ -12,11 +12,14 @@
 //    connection from every index (shard tables, room index, user index,
 //    directory, liveness) and counts it; later calls return false and do nothing.
 //  - Cross-thread work (fan-out to other shards' connections) is a posted task
-//    carrying one shared immutable Frame.
+//    carrying one shared immutable Frame. A room push reaches a big room's
+//    members in slices (Hub::drain), later work to the shard waiting behind it.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <memory>
 #include <optional>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <functional>
@@ -72,6 +75,35 @@ class PresenceSink {
 };
 
 class Hub;
+
+// A room push as every shard delivers it: built once, shared by the shards'
+// parts (Hub::push_room).
+struct RoomPush {
+  RoomPush(AppId room, std::string except, Frame push, uint64_t stream_offset, uint32_t shards)
+      : app(room), except_user(std::move(except)), frame(std::move(push)), offset(stream_offset),
+        created(Clock::now()), shards_left(shards) {}
+
+  const AppId app;
+  const std::string except_user;
+  const Frame frame;
+  const uint64_t offset;  // history on: the push's offset in the room stream, else 0
+  const TimePoint created;
+  std::atomic<uint32_t> shards_left;  // parts not finished yet
+};
+
+// One shard's part of room pushes to one room that were queued one after
+// the other (Hub::drain takes them together), delivered in slices
+// (Shard::deliver_room): each recipient gets all of them in a row, so that
+// their frames leave in one write.
+struct RoomFanout {
+  std::vector<std::shared_ptr<RoomPush>> pushes;  // one room, in inbox order
+  bool started = false;
+  // When the room is larger than the first slice: its members on the shard
+  // then, by id (an id outlives its connection, a pointer would not).
+  std::vector<ConnId> recipients;
+  std::size_t next = 0;           // recipients[next..] are still to go
+  std::vector<std::size_t> sent;  // per push
+};
 
 class Shard {
  public:
@@ -136,6 +168,14 @@ class Shard {
   std::size_t deliver_room(AppId app, std::string_view except_user, const Frame& frame,
                            uint64_t offset = 0);
   std::size_t deliver_user(const UserKey& key, const Frame& frame, uint64_t offset = 0);
+  // One slice of room pushes: about `budget` more deliveries (each recipient
+  // examined gets every push, in order, and counts once per push), lowering
+  // `budget`; true once all had their turn. The recipients are the room's
+  // members on this shard when the first slice runs: a connection that logs
+  // in later does not get the pushes, one that is unlinked before its turn is
+  // skipped. A room that fits in the first slice is delivered at once,
+  // without a list.
+  bool deliver_room(RoomFanout& fanout, std::size_t& budget);
 
   // Recovery (docs/history.md): the connection got its room stream up to
   // `room` and its user stream up to `user` from history; live deliveries at
@@ -169,6 +209,7 @@ class Shard {
   // index is a flat set; a user's connections on this shard are a list
   // threaded through Conn.
   struct Conn {
+    ConnId id = 0;
     Peer* peer = nullptr;
     const UserKey* key = nullptr;  // the user_conns_ entry's key; null until login
     Conn* next_of_user = nullptr;  // next connection of the same user on this shard
@@ -176,6 +217,10 @@ class Shard {
   };
 
   void check_liveness(ConnId id, TimePoint now);
+  // A room push to one member: held, skipped (`except_user`, below its
+  // floor) or sent; true when sent.
+  bool deliver_to_member(Conn* conn, std::string_view except_user, const Frame& frame,
+                         uint64_t offset, bool check_floors);
   void index_login(Conn& conn, AppId app, std::string_view user);
   void unindex_login(Conn& conn);
 
@@ -214,7 +259,9 @@ class Hub {
   // thread runs what its own thread posts after what other threads post
   // meanwhile, so plain posting does not keep that order.) Pushes go this way:
   // their order on each shard is the order in which they were created, which
-  // stream offsets and enter / exit rely on.
+  // stream offsets and enter / exit rely on. A room push delivered in slices
+  // keeps its place: what was sent after it runs after its last slice, so no
+  // push overtakes an earlier one to the same connection.
   void send(uint32_t index, Task task);
 
   Hub(uint32_t shards, LivenessSettings liveness, Counters& counters, TimePoint start);
@@ -247,8 +294,27 @@ class Hub {
   const LivenessSettings& liveness() const { return liveness_; }
 
   // Fan-out from any thread: one task per shard, each carrying the same frame
-  // (and its stream offset when history is on).
+  // (and its stream offset when history is on), delivered in slices (drain()).
   void push_room(AppId app, std::string except_user, Frame frame, uint64_t offset = 0);
+
+  // Deliveries per turn of a shard's loop (drain()): a room push to more
+  // members goes on in the next turn, after the work the loop got meanwhile
+  // (HTTP requests, WebSocket reads, timers). docs/architecture.md has the
+  // measurement behind the default.
+  static constexpr std::size_t kFanoutSlice = 256;
+  void set_fanout_slice(std::size_t deliveries) { slice_ = std::max<std::size_t>(deliveries, 1); }
+
+  // Room pushes created and not yet delivered on every shard. The API answers
+  // a room push once this is at most kRoomPushesInFlight (after_room_backlog):
+  // a sender cannot queue pushes faster than the shards deliver them.
+  static constexpr std::size_t kRoomPushesInFlight = 64;
+  std::size_t room_pushes_in_flight() const;
+  // Runs `then` now if at most kRoomPushesInFlight room pushes are in flight,
+  // else on the shard thread that brings them back to that number.
+  void after_room_backlog(std::function<void()> then);
+  // Shutdown, before the loops go: forgets the waiting `then`s (an answer
+  // holds its session, which belongs to a loop).
+  void drop_waiting();
   // Returns false when the user has no connection on this node. History on:
   // the push's position (offset, epoch) becomes the user's delivered mark.
   bool push_user(const UserKey& key, Frame frame, uint64_t offset = 0,
@@ -269,15 +335,34 @@ class Hub {
   LivenessSettings liveness_;
   Counters& counters_;
   Poster poster_;
+  // What a shard's inbox holds: a task (one delivery's worth) or a room push.
+  struct Item {
+    Task task;
+    std::shared_ptr<RoomPush> push;
+  };
   // One ordered inbox per shard (send()): filled under its mutex, emptied by
-  // one posted drain at a time.
+  // one posted drain at a time, `slice_` deliveries per drain.
   struct Inbox {
     std::mutex mu;
-    std::vector<Task> tasks;
+    std::vector<Item> work;
     bool scheduled = false;
+    // The shard thread's: the room pushes being delivered (first), then the
+    // items taken out of `work`, oldest first.
+    std::optional<RoomFanout> active;
+    std::deque<Item> taken;
   };
+  // Room pushes taken together at most (Inbox::active): the frames a
+  // recipient gets in one turn.
+  static constexpr std::size_t kMaxPushesTogether = 64;
   std::vector<std::unique_ptr<Inbox>> inboxes_;
+  std::size_t slice_ = kFanoutSlice;
+  void enqueue(uint32_t index, Item item);
   void drain(uint32_t index);
+  void room_pushes_done(const RoomFanout& fanout);
+  void room_push_done();
+  mutable std::mutex flight_mu_;
+  std::size_t room_pushes_in_flight_ = 0;
+  std::vector<std::function<void()>> waiting_;  // after_room_backlog(), oldest first
   // This node alone decides: enter / exit to the local room, within the policy.
   class LocalPresence final : public PresenceSink {
    public:

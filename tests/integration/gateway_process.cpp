@@ -35,12 +35,20 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout) {
+namespace {
+
+HttpResponse http_call(uint16_t port, http::verb verb, std::string_view target, std::string body,
+                       std::string_view content_type, Millis timeout) {
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
-  http::request<http::empty_body> req{http::verb::get, target, 11};
+  http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
   req.set(http::field::connection, "close");
+  if (verb != http::verb::get) {
+    req.set(http::field::content_type, content_type);
+    req.body() = std::move(body);
+    req.prepare_payload();
+  }
   http::response<http::string_body> res;
   beast::flat_buffer buffer;
   boost::system::error_code result = asio::error::timed_out;
@@ -63,10 +71,22 @@ HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout) {
   });
   ioc.run();
   if (result) {
-    throw std::runtime_error("GET " + std::string(target) + " on port " + std::to_string(port) +
-                             ": " + result.message());
+    throw std::runtime_error(std::string(http::to_string(verb)) + " " + std::string(target) +
+                             " on port " + std::to_string(port) + ": " + result.message());
   }
   return {res.result_int(), std::string(res[http::field::content_type]), res.body()};
+}
+
+}  // namespace
+
+HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout) {
+  return http_call(port, http::verb::get, target, {}, {}, timeout);
+}
+
+HttpResponse http_post_form(uint16_t port, std::string_view target, std::string body,
+                            Millis timeout) {
+  return http_call(port, http::verb::post, target, std::move(body),
+                   "application/x-www-form-urlencoded", timeout);
 }
 
 std::optional<std::vector<std::string>> listed(uint16_t port, uint32_t app) {

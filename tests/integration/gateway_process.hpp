@@ -37,6 +37,9 @@ struct HttpResponse {
 // One HTTP/1.1 GET to 127.0.0.1:port with a deadline for the whole exchange.
 // Throws std::runtime_error on connection errors and timeouts.
 HttpResponse http_get(uint16_t port, std::string_view target, Millis timeout = 5s);
+// The same as a POST of a form (`body`: "a=1&b=2", already percent-encoded).
+HttpResponse http_post_form(uint16_t port, std::string_view target, std::string body,
+                            Millis timeout = 5s);
 
 // The sorted userList of a successful /user/list?appID=app, asserting nothing
 // (for polling); nullopt for any other answer.
