@@ -176,6 +176,22 @@ def main():
             f"{fmt(statistics.mean(b) / 1024, 1)} MiB held)")
     add("memory", "load client RSS per connection",
         f"{spread([r.get('client_bytes_per_connection') for r in setups])} B")
+    if run.has("login-start", "idle-end") and "slab_kb" in run.marks["login-start"] and held:
+        a, b = run.marks["login-start"], run.marks["idle-end"]
+        add("memory", "**kernel memory per connection, both ends** (/proc/meminfo `Slab` Δ; "
+            "TCP buffer pages Δ from /proc/net/sockstat), login start → idle end",
+            f"**{fmt((b['slab_kb'] - a['slab_kb']) * 1024 / held)} B** slab "
+            f"(unreclaimable {fmt((b['sunreclaim_kb'] - a['sunreclaim_kb']) * 1024 / held)} B) + "
+            f"{fmt((b['tcp_mem_pages'] - a['tcp_mem_pages']) * 4096 / held)} B TCP buffers; "
+            f"TCP sockets in use {fmt(a['tcp_inuse'])} → {fmt(b['tcp_inuse'])}")
+        add("memory", "the machine's memory per connection (MemAvailable Δ: nodes, load clients, "
+            "Redis, kernel, and whatever else ran meanwhile)",
+            f"{fmt((a['mem_available_kb'] - b['mem_available_kb']) * 1024 / held)} B "
+            f"({fmt((a['mem_available_kb'] - b['mem_available_kb']) / 1048576, 2)} GiB in all; "
+            f"{fmt(b['mem_available_kb'] / 1048576, 2)} GiB still available)")
+    if run.redis.get("used_memory_peak_per_process"):
+        add("memory", "Redis used_memory_peak per process (MiB)",
+            " / ".join(fmt(v / 1048576, 1) for v in run.redis["used_memory_peak_per_process"]))
     if run.has("idle-start", "idle-end"):
         w = run.wall("idle-start", "idle-end")
         nodes = run.cpu("idle-start", "idle-end", "nodes")
