@@ -55,7 +55,13 @@ CLUSTER_PHASES=${CLUSTER_PHASES:-"fanout roompush unicast kill"}
 CLUSTER_UNICAST_KEEP_UP=${CLUSTER_UNICAST_KEEP_UP:-0.9}  # ramp: next rate only if sent >= this × due
 CLUSTER_KILL_CHECK_NODES=${CLUSTER_KILL_CHECK_NODES:-0}  # survivors asked after the kill; 0: all
 CLUSTER_NODE_FLAGS=${CLUSTER_NODE_FLAGS:-}               # more imgate flags for every node
+CLUSTER_HEARTBEAT=${CLUSTER_HEARTBEAT:-25}                # seconds between a held connection's heartbeats
 CLUSTER_MIN_AVAILABLE_MB=${CLUSTER_MIN_AVAILABLE_MB:-1024}  # below this MemAvailable: stop the load
+
+# python3 resolved once: a version manager's shim (pyenv) costs seconds per call
+# on a loaded machine, and the scenario calls it a few times per node and phase.
+cluster_python=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || command -v python3)
+python3() { "$cluster_python" "$@"; }
 
 cluster_node_pids=() cluster_node_http=() cluster_node_ws=() cluster_member_pids=() cluster_member_fds=()
 cluster_redis_pids=() cluster_redis_ports=() cluster_watchdog_pid=
@@ -240,7 +246,7 @@ cluster_scenario() {
   for port in "${cluster_redis_ports[@]}"; do
     redis-cli -p "$port" CONFIG SET slowlog-log-slower-than 1000 >/dev/null  # µs: the reap's run
   done
-  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"inflight\":$CLUSTER_INFLIGHT,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"phases\":\"$CLUSTER_PHASES\",\"imgate\":\"${imgate_label:-$imgate}\",\"load_before\":$(cut -d' ' -f1 /proc/loadavg),$(kernel_memory_json)}"
+  record "{\"scenario\":\"cluster-config\",\"nodes\":$k,\"conns_per_node\":$n,\"node_threads\":$CLUSTER_NODE_THREADS,\"inflight\":$CLUSTER_INFLIGHT,\"node_ttl\":$CLUSTER_NODE_TTL,\"redis\":\"$CLUSTER_REDIS\",\"redis_processes\":${#cluster_redis_pids[@]},\"idle_seconds\":$CLUSTER_IDLE_SECONDS,\"fanout_rate\":$CLUSTER_FANOUT_RATE,\"fanout_seconds\":$CLUSTER_FANOUT_SECONDS,\"roompush_count\":$CLUSTER_ROOMPUSH_COUNT,\"unicast_rates\":[$(join_by , $CLUSTER_UNICAST_RATES)],\"unicast_seconds\":$CLUSTER_UNICAST_SECONDS,\"phases\":\"$CLUSTER_PHASES\",\"heartbeat\":$CLUSTER_HEARTBEAT,\"imgate\":\"${imgate_label:-$imgate}\",\"load_before\":$(cut -d' ' -f1 /proc/loadavg),$(kernel_memory_json)}"
 
   # The nodes: one room (101), quiet (no enter / exit: 144,000 users in one
   # room would cost 144,000^2 of them), ports below the ephemeral range.
@@ -272,7 +278,7 @@ cluster_scenario() {
   for j in $(seq 0 $((k - 1))); do
     mkfifo "$out/cluster-ctl.$j"
     "$bench" members -n "$n" --user-prefix "n$j-" --app-base 101 --apps 1 --inflight "$CLUSTER_INFLIGHT" \
-      --first-source $((CLUSTER_FIRST_SOURCE + j)) --ws-port "${cluster_node_ws[$j]}" \
+      --heartbeat "$CLUSTER_HEARTBEAT" --first-source $((CLUSTER_FIRST_SOURCE + j)) --ws-port "${cluster_node_ws[$j]}" \
       --http-port "${cluster_node_http[$j]}" --pid "${cluster_node_pids[$j]}" --threads 1 \
       --json-out "$out/cluster-members.$j.jsonl" <"$out/cluster-ctl.$j" \
       >"$out/cluster-members.$j.out" 2>"$out/cluster-members.$j.progress" &
@@ -508,7 +514,7 @@ cluster_scale_scenario() {
 # A step-wise ramp over MILLION_STEPS (node counts, default "16 32 56"), each a
 # fresh cluster_scenario of that many nodes × MILLION_CONNS (18,000) users on a
 # MILLION_SHARDS-master Redis Cluster (3): login, MILLION_IDLE_SECONDS (30: more
-# than one heartbeat round of 25 s) held, one push to everyone, unicasts across
+# than one heartbeat round) held with heartbeats every MILLION_HEARTBEAT s, one push to everyone, unicasts across
 # nodes at MILLION_UNICAST_RATE for 10 s, one node SIGKILLed. The next step runs
 # only if this one held every connection and the memory watchdog did not stop
 # it. Each step lands in <results>/million-<nodes>/ with its cluster.md.
@@ -517,6 +523,13 @@ MILLION_CONNS=${MILLION_CONNS:-18000}
 MILLION_SHARDS=${MILLION_SHARDS:-3}
 MILLION_IDLE_SECONDS=${MILLION_IDLE_SECONDS:-30}
 MILLION_UNICAST_RATE=${MILLION_UNICAST_RATE:-1000}
+# A heartbeat costs the node ~25 µs and the load client ~17 µs (measured at 288,000): every 25 s
+# from 1,000,000 connections that is ~1.7 of the 2 cores, so the million heartbeats every 60 s
+# (the gateway drops a connection after 360 s without one).
+MILLION_HEARTBEAT=${MILLION_HEARTBEAT:-60}
+# Setups in flight per load process: 32 processes × 512 starved the 2 cores (setup timeouts of
+# 15 s, Redis command timeouts on the nodes); 64 each keeps the login CPU-bound, not queued.
+MILLION_INFLIGHT=${MILLION_INFLIGHT:-64}
 
 cluster_million_scenario() {
   local base=$out k held
@@ -528,7 +541,8 @@ cluster_million_scenario() {
     CLUSTER_REDIS=cluster CLUSTER_SHARDS=$MILLION_SHARDS CLUSTER_NODES=$k CLUSTER_CONNS=$MILLION_CONNS \
       CLUSTER_PHASES="fanout unicast kill" CLUSTER_IDLE_SECONDS=$MILLION_IDLE_SECONDS \
       CLUSTER_FANOUT_RATE=1 CLUSTER_FANOUT_SECONDS=1 CLUSTER_UNICAST_RATES=$MILLION_UNICAST_RATE \
-      CLUSTER_KILL_CHECK_NODES=3 cluster_scenario
+      CLUSTER_KILL_CHECK_NODES=3 CLUSTER_HEARTBEAT=$MILLION_HEARTBEAT \
+      CLUSTER_INFLIGHT=$MILLION_INFLIGHT cluster_scenario
     python3 "$root/bench/cluster_table.py" "$out/results.jsonl" | tee "$out/cluster.md" || true
     held=$(python3 -c 'import json, sys
 print(sum(json.loads(l).get("held", 0) for l in open(sys.argv[1])

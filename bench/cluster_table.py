@@ -195,11 +195,14 @@ def main():
     if run.has("idle-start", "idle-end"):
         w = run.wall("idle-start", "idle-end")
         nodes = run.cpu("idle-start", "idle-end", "nodes")
-        add("idle", f"held {fmt(c.get('idle_seconds'))} s, heartbeat every 25 s per connection: "
+        hb = c.get("heartbeat", 25)
+        members = run.cpu("idle-start", "idle-end", "members")
+        add("idle", f"held {fmt(c.get('idle_seconds'))} s, heartbeat every {fmt(hb)} s per connection: "
             "cores of nodes / Redis / load clients",
             f"{fmt(nodes / w, 3)} / {fmt(run.cpu('idle-start', 'idle-end', 'redis') / w, 3)} / "
-            f"{fmt(run.cpu('idle-start', 'idle-end', 'members') / w, 3)}; nodes "
-            f"{fmt(per_us(nodes / w, held), 2)} µs per connection per second")
+            f"{fmt(members / w, 3)}; nodes {fmt(per_us(nodes / w, held), 2)} µs per connection per "
+            f"second, **{fmt(per_us(nodes / w, held / hb if held else 0), 1)} µs per heartbeat** "
+            f"(load clients {fmt(per_us(members / w, held / hb if held else 0), 1)} µs)")
 
     fan, push = run.phase("fanout"), run.push.get("fanout", {})
     if fan and push and run.has("fanout-start", "fanout-end"):
