@@ -176,14 +176,33 @@ def main():
             f"{fmt(statistics.mean(b) / 1024, 1)} MiB held)")
     add("memory", "load client RSS per connection",
         f"{spread([r.get('client_bytes_per_connection') for r in setups])} B")
+    if run.has("login-start", "idle-end") and "slab_kb" in run.marks["login-start"] and held:
+        a, b = run.marks["login-start"], run.marks["idle-end"]
+        add("memory", "**kernel memory per connection, both ends** (/proc/meminfo `Slab` Δ; "
+            "TCP buffer pages Δ from /proc/net/sockstat), login start → idle end",
+            f"**{fmt((b['slab_kb'] - a['slab_kb']) * 1024 / held)} B** slab "
+            f"(unreclaimable {fmt((b['sunreclaim_kb'] - a['sunreclaim_kb']) * 1024 / held)} B) + "
+            f"{fmt((b['tcp_mem_pages'] - a['tcp_mem_pages']) * 4096 / held)} B TCP buffers; "
+            f"TCP sockets in use {fmt(a['tcp_inuse'])} → {fmt(b['tcp_inuse'])}")
+        add("memory", "the machine's memory per connection (MemAvailable Δ: nodes, load clients, "
+            "Redis, kernel, and whatever else ran meanwhile)",
+            f"{fmt((a['mem_available_kb'] - b['mem_available_kb']) * 1024 / held)} B "
+            f"({fmt((a['mem_available_kb'] - b['mem_available_kb']) / 1048576, 2)} GiB in all; "
+            f"{fmt(b['mem_available_kb'] / 1048576, 2)} GiB still available)")
+    if run.redis.get("used_memory_peak_per_process"):
+        add("memory", "Redis used_memory_peak per process (MiB)",
+            " / ".join(fmt(v / 1048576, 1) for v in run.redis["used_memory_peak_per_process"]))
     if run.has("idle-start", "idle-end"):
         w = run.wall("idle-start", "idle-end")
         nodes = run.cpu("idle-start", "idle-end", "nodes")
-        add("idle", f"held {fmt(c.get('idle_seconds'))} s, heartbeat every 25 s per connection: "
+        hb = c.get("heartbeat", 25)
+        members = run.cpu("idle-start", "idle-end", "members")
+        add("idle", f"held {fmt(c.get('idle_seconds'))} s, heartbeat every {fmt(hb)} s per connection: "
             "cores of nodes / Redis / load clients",
             f"{fmt(nodes / w, 3)} / {fmt(run.cpu('idle-start', 'idle-end', 'redis') / w, 3)} / "
-            f"{fmt(run.cpu('idle-start', 'idle-end', 'members') / w, 3)}; nodes "
-            f"{fmt(per_us(nodes / w, held), 2)} µs per connection per second")
+            f"{fmt(members / w, 3)}; nodes {fmt(per_us(nodes / w, held), 2)} µs per connection per "
+            f"second, **{fmt(per_us(nodes / w, held / hb if held else 0), 1)} µs per heartbeat** "
+            f"(load clients {fmt(per_us(members / w, held / hb if held else 0), 1)} µs)")
 
     fan, push = run.phase("fanout"), run.push.get("fanout", {})
     if fan and push and run.has("fanout-start", "fanout-end"):
