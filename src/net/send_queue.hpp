@@ -25,6 +25,16 @@ class SendQueue {
     frames_.push_back(std::move(frame));
   }
 
+  // Only while nothing of the front frame is written.
+  void push_front(Frame frame) {
+    bytes_ += frame->size();
+    if (head_ > 0) {
+      frames_[--head_] = std::move(frame);
+    } else {
+      frames_.insert(frames_.begin(), std::move(frame));
+    }
+  }
+
   void pop_front() {
     bytes_ -= frames_[head_]->size();
     frames_[head_].reset();

@@ -162,42 +162,56 @@ WsConnection::~WsConnection() {
   if (loop_.sessions) loop_.sessions->fetch_sub(1, std::memory_order_relaxed);
 }
 
-bool WsConnection::open_socket(std::string& response) {
-  // The 101 goes out at once (the client waits for it before sending
-  // anything); whatever the socket does not take waits at the queue's front.
-  // Over TLS it waits for the loop's flush (SSL_write).
-  const ssize_t n =
-      tls_ ? 0 : ::send(fd_, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+bool WsConnection::watch_socket() {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.ptr = this;
-  if ((n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
-      ::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_ADD, fd_, &ev) != 0) {
+  if (::epoll_ctl(loop_.epoll_fd, EPOLL_CTL_ADD, fd_, &ev) != 0) {
     state_ = State::kDone;  // gone before the upgrade completed: never opened
     ::close(fd_);
     fd_ = -1;
     return false;
   }
   link();  // the epoll set refers to us until finish()
-  if (static_cast<std::size_t>(std::max<ssize_t>(n, 0)) < response.size()) {
-    response.erase(0, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-    queue_.push_back(ws::WireFrame::raw(std::move(response)));
+  return true;
+}
+
+bool WsConnection::send_response(std::string& response) {
+  // The 101 goes out at once (the client waits for it before sending
+  // anything); whatever the socket does not take goes to the queue's front,
+  // before any frame queued since (nothing of those is written yet: writes
+  // wait for the loop's flush). Over TLS all of it waits for that flush
+  // (SSL_write).
+  const ssize_t n =
+      tls_ ? 0 : ::send(fd_, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+  const auto sent = static_cast<std::size_t>(std::max<ssize_t>(n, 0));
+  if (sent < response.size()) {
+    response.erase(0, sent);
+    queue_.push_front(ws::WireFrame::raw(std::move(response)));
     cork();
   }
   return true;
 }
 
 void WsConnection::start_refused(std::string response, uint16_t code, std::string_view reason) {
-  if (!open_socket(response)) return;
+  if (!watch_socket()) return;
   ended_ = true;  // never opened for the handler: nothing to end
+  if (!send_response(response)) return finish();
   loop_.counters.count_close(code);
   queue_close(ws::make_close_frame(code, reason));
 }
 
 void WsConnection::start(std::string response, std::string_view early) {
-  if (!open_socket(response)) return;
+  if (!watch_socket()) return;
+  // Counted and indexed before the client can see its 101: a client that
+  // asks /system/state once upgraded finds itself there.
   Counters::bump(loop_.counters.connections_opened);
   loop_.handler.on_open(*this);
+  if (!send_response(response)) {
+    end(EndReason::kNetworkError);
+    return finish();
+  }
   // Bytes the client sent right behind its upgrade request.
   while (!early.empty() && state_ != State::kDone) {
     const std::size_t chunk = std::min(early.size(), LoopIo::kReadBufferSize);

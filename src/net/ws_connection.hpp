@@ -209,7 +209,8 @@ class WsConnection final : public Peer {
   ssize_t tls_read(char* buffer, std::size_t size);
   ssize_t tls_write(const iovec* iov, std::size_t count, std::size_t& offered);
   void tls_shutdown();
-  bool open_socket(std::string& response);   // start(): false when the socket is gone
+  bool watch_socket();                       // start(): false when the socket is gone
+  bool send_response(std::string& response); // start(): false on a socket error
   bool parse(char* data, std::size_t size);  // false: stop reading
   bool within_message_rate();                // false: it closed the connection (1008)
   void on_peer_close(std::string_view payload);

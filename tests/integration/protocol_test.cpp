@@ -320,6 +320,19 @@ TEST_F(ProtocolTest, SystemStateDescribesConnectionsUsersAndCounters) {
   EXPECT_EQ(after.rooms_len(), 0) << after.dump();
 }
 
+// A client that has its 101 finds itself in /system/state at once: the
+// connection is counted and indexed before its upgrade response is written.
+TEST_F(ProtocolTest, AClientThatHasIts101IsAlreadyCounted) {
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int64_t i = 1; i <= 40; ++i) {
+    clients.push_back(std::make_unique<WsClient>());
+    clients.back()->connect(gw.ws_port());
+    const State s = gw.state();
+    ASSERT_EQ(s.clients_len(), i) << s.dump();
+    ASSERT_EQ(s.counter("connectionsOpened"), i) << s.dump();
+  }
+}
+
 TEST(AppIdsFlag, OnlyConfiguredAppIdsMayLogIn) {
   Gateway gw;
   gw.start({{"--app-ids", "7,4000000000"}});
