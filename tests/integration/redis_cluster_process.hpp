@@ -68,7 +68,8 @@ class RedisCluster {
     // cluster-node-timeout. 1 s (the default is 15 s): a killed master is
     // replaced about 2-3 s after the kill.
     Millis node_timeout = Millis(1000);
-    // Start-up to healthy; generous for a loaded 2-core CI machine (a healthy
+    // Start-up to healthy (each redis-server also gets up to 10 s to answer,
+    // beyond this if need be); generous for a loaded 2-core CI machine (a healthy
     // start takes about 2 s: masters report cluster_state:fail for their
     // first 2 s, CLUSTER_WRITABLE_DELAY in cluster.c).
     Millis ready_timeout = Millis(30000);
