@@ -92,12 +92,12 @@ class Backend {
   // carries its "epoch" and "offset".
   virtual void publish(PushRequest push, PushDone done) = 0;
 
-  // Cluster mode (docs/cluster.md, "Subscriptions on demand"): false when
-  // this node does not hear room `app`'s pushes yet; `ready` then runs, on
-  // any thread, once it does (or Redis is unreachable). Called after the
-  // login that made the user count on this node. Embedded: always true.
-  virtual bool await_room(AppId app, std::function<void()> ready) {
-    (void)app, (void)ready;
+  // Cluster mode (docs/cluster.md, "Subscriptions on demand"): called right
+  // after a login of `key`; false when it is answered later: `ready` then
+  // runs, on any thread, once Redis routes the user's pushes to this node
+  // (or Redis is unreachable). Embedded: always true.
+  virtual bool await_login(const UserKey& key, std::function<void()> ready) {
+    (void)key, (void)ready;
     return true;
   }
 

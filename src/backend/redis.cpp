@@ -118,15 +118,17 @@ void RedisBackend::online(AppId app, std::string user, std::function<void(bool, 
 void RedisBackend::publish(PushRequest push, PushDone done) {
   if (push.to_room) done = paced(hub_, std::move(done));
   if (push.dedup_key.empty()) return route(std::move(push), std::move(done), {});
-  // One Redis server, history off: the msgID is set in the push's own script
-  // (one round trip). Otherwise its key is in another slot than the push's
-  // (Redis Cluster) or the history script would need it too: SET NX first.
-  if (!history_ && !cluster_.on_redis_cluster()) {
+  // History off: the msgID is set in the push's own script (one round trip;
+  // on a Redis Cluster its key is in the target's slot). History on: the
+  // history script would need it too: SET NX first.
+  if (!history_) {
     std::string once = push.dedup_key;
     return route(std::move(push), std::move(done), std::move(once));
   }
   std::string id = push.dedup_key;
-  cluster_.first_msg_id(id, [this, push = std::move(push), done = std::move(done)](
+  const AppId app = push.app;
+  const std::string user = push.to_room ? std::string() : push.user;
+  cluster_.first_msg_id(app, user, id, [this, push = std::move(push), done = std::move(done)](
                                 bool ok, bool first) mutable {
     // Without Redis, the node's own memory de-duplicates (degraded).
     if (!ok) first = local_dedup_.first_seen(push.dedup_key, Clock::now());

@@ -32,8 +32,8 @@ class RedisBackend final : public Backend {
   void list_users(AppId app, std::function<void(bool, std::vector<std::string>)> done) override;
   void online(AppId app, std::string user, std::function<void(bool, bool)> done) override;
   void publish(PushRequest push, PushDone done) override;
-  bool await_room(AppId app, std::function<void()> ready) override {
-    return cluster_.await_app(app, std::move(ready));
+  bool await_login(const UserKey& key, std::function<void()> ready) override {
+    return cluster_.await_login(key, std::move(ready));
   }
 
   // History in Redis (docs/history.md, docs/cluster.md): a meta hash and a

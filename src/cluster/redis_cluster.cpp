@@ -190,35 +190,24 @@ void RedisCluster::update_health() {
 
 // ---- subscriptions on demand (docs/cluster.md) ----
 
-bool RedisCluster::await_app(AppId app, std::function<void()> ready) {
-  auto it = subs_.find(app);
-  if (it == subs_.end()) return true;
-  {
-    std::lock_guard lock(subs_mu_);
-    if (it->second.ready) return true;
-  }
-  // After the user_online() of the login that calls this (posted before it).
-  post([this, app, ready = std::move(ready)]() mutable {
-    AppSubscription& a = subs_.at(app);
-    bool heard = false;
-    {
-      std::lock_guard lock(subs_mu_);
-      heard = a.ready;
-    }
-    if (heard || !a.wanted || !link_->can_subscribe(app_channels(app))) return ready();
-    a.waiters.push_back(std::move(ready));
-    if (a.waiters.size() != 1) return;
-    a.deadline->expires_after(kSubscribeDeadline);
-    a.deadline->async_wait([this, app](const boost::system::error_code& ec) {
-      AppSubscription& late = subs_.at(app);
-      if (ec || late.waiters.empty()) return;
-      spdlog::warn("cluster: the channels of app {} are not confirmed subscribed after {} s; "
-                   "answering its logins degraded",
-                   app, std::chrono::seconds(kSubscribeDeadline).count());
-      release_app(late);
-    });
+bool RedisCluster::await_login(const UserKey& key, std::function<void()> ready) {
+  if (subs_.find(key.app) == subs_.end()) return true;
+  // After the user_online() of the login that calls this (posted before it,
+  // from the same thread), if that was the user's first login on this node.
+  post([this, key, ready = std::move(ready)]() mutable {
+    auto it = logins_pending_.find(key);
+    if (it == logins_pending_.end()) return ready();
+    it->second.waiters.push_back(std::move(ready));
   });
   return false;
+}
+
+void RedisCluster::login_ran(const UserKey& key) {
+  auto it = logins_pending_.find(key);
+  if (it == logins_pending_.end() || --it->second.scripts != 0) return;
+  auto waiters = std::move(it->second.waiters);
+  logins_pending_.erase(it);
+  for (auto& ready : waiters) ready();
 }
 
 void RedisCluster::want_app(AppId app) {
@@ -266,6 +255,17 @@ void RedisCluster::when_heard(AppId app, std::function<void()> task) {
       heard = a.ready;
     }
     if (heard || !link_->can_subscribe(app_channels(app))) return task();
+    // Not confirmed within the deadline although Redis is reachable (a
+    // refused SUBSCRIBE: an ACL, a stale slot map): run them degraded.
+    a.deadline->expires_after(kSubscribeDeadline);
+    a.deadline->async_wait([this, app](const boost::system::error_code& ec) {
+      AppSubscription& late = subs_.at(app);
+      if (ec || late.held.empty()) return;
+      spdlog::warn("cluster: the channels of app {} are not confirmed subscribed after {} s; "
+                   "answering its logins degraded",
+                   app, std::chrono::seconds(kSubscribeDeadline).count());
+      release_app(late);
+    });
   }
   a.held.push_back(std::move(task));
 }
@@ -291,12 +291,9 @@ void RedisCluster::check_app(AppId app, AppSubscription& a) {
 
 void RedisCluster::release_app(AppSubscription& a) {
   a.deadline->cancel();
-  auto waiters = std::move(a.waiters);
-  a.waiters.clear();
   auto held = std::move(a.held);
   a.held.clear();
   for (auto& task : held) task();
-  for (auto& ready : waiters) ready();
 }
 
 void RedisCluster::refresh_loop() {
@@ -637,6 +634,7 @@ void RedisCluster::user_online(const UserKey& key) {
   }
   post([this, key] {
     unannounced_.insert(key);  // until login.lua has run
+    ++logins_pending_[key].scripts;
     want_app(key.app);
     // login.lua makes Redis route the user's pushes here: not before the
     // node hears them.
@@ -677,6 +675,7 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
   const std::string hash = user_hash(key);
   if (!link_->reachable(hash)) {
     local_fallback();
+    if (online) login_ran(key);  // answered degraded
     return;
   }
   const uint32_t bucket = bucket_of(key.user);
@@ -710,6 +709,7 @@ void RedisCluster::presence_script(const UserKey& key, bool online, bool announc
                      if (r.is_error()) spdlog::error("cluster: presence script: {}", r.str);
                      local_fallback();
                    }
+                   if (online) login_ran(key);
                  });
 }
 
@@ -899,9 +899,15 @@ void RedisCluster::online(AppId app, std::string user, std::function<void(bool, 
   });
 }
 
-void RedisCluster::first_msg_id(std::string id, std::function<void(bool, bool)> done) {
-  dispatch([this, id = std::move(id), done = std::move(done)] {
-    const std::string key = msg_id_key(id);
+std::string RedisCluster::msg_id_key(AppId app, uint32_t bucket, std::string_view id) const {
+  return (sharded_ ? bucket_base(app, bucket) : prefix_) + "msgid:" + std::string(id);
+}
+
+void RedisCluster::first_msg_id(AppId app, std::string_view user, std::string id,
+                                std::function<void(bool, bool)> done) {
+  const uint32_t bucket = user.empty() ? 0 : bucket_of(user);
+  dispatch([this, app, bucket, id = std::move(id), done = std::move(done)] {
+    const std::string key = msg_id_key(app, bucket, id);
     link_->command(key, {"SET", key, "1", "NX", "PX", std::to_string(config_.msg_id_ttl.count())},
                    [done](bool ok, const RedisReply& r) {
                      done(ok && !r.is_error(), r.type == RedisReply::Type::kStatus);
@@ -918,7 +924,7 @@ void RedisCluster::send_user(UserKey key, PushMessage msg, std::string msg_id,
     std::vector<std::string> args{node_channel_prefix(key.app, bucket_of(key.user)),
                                   payload(msg, key.app, key.user, false), publish_verb()};
     if (!msg_id.empty()) {
-      keys.push_back(msg_id_key(msg_id));
+      keys.push_back(msg_id_key(key.app, bucket_of(key.user), msg_id));
       args.push_back(std::to_string(config_.msg_id_ttl.count()));
     }
     link_->command(hash, evalsha(kUnicastScript, std::move(keys), std::move(args)),
@@ -942,11 +948,11 @@ void RedisCluster::send_room(AppId app, std::string except, PushMessage msg, std
       link_->command(channel, {publish_verb(), channel, payload(msg, app, except, true)}, reply);
       return;
     }
-    const std::string key = msg_id_key(msg_id);
+    const std::string key = msg_id_key(app, 0, msg_id);
     link_->command(key,
                    evalsha(kPublishOnceScript, {key},
                            {std::to_string(config_.msg_id_ttl.count()), channel,
-                            payload(msg, app, except, true)}),
+                            payload(msg, app, except, true), publish_verb()}),
                    reply);
   });
 }

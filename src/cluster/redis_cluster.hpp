@@ -14,8 +14,8 @@
 //
 // Subscriptions on demand (docs/cluster.md, "Subscriptions on demand"): the
 // node hears an app's channels (app_channels) only while it holds users of
-// the app, plus a linger; the first login of an app on the node is answered,
-// and its login.lua run, once they are confirmed subscribed (await_app).
+// the app, plus a linger; a login's login.lua runs once they are confirmed
+// subscribed, and the login is answered once its login.lua ran (await_login).
 //
 // On one Redis server or a Redis Cluster (RedisLink). On a Redis Cluster a
 // room's (appID's) users are spread over --redis-buckets buckets, each with
@@ -83,17 +83,22 @@ class RedisCluster final : public PresenceSink {
   void online(AppId app, std::string user, std::function<void(bool ok, bool online)> done);
   // The send path (first_msg_id, send_user, send_room) runs at once when
   // called on the cluster thread (from another's callback): no second hand-off.
-  void first_msg_id(std::string id, std::function<void(bool ok, bool first)> done);
+  // The msgID's key: one Redis server, <prefix>msgid:<id> (one set for every
+  // appID and target, as upstream's); a Redis Cluster, in the slot of the
+  // push's target (the user's bucket; bucket 0 for a room push), so that the
+  // SET NX runs in the push's own script (docs/cluster.md, "msgID").
+  // `user` "" for a room push.
+  void first_msg_id(AppId app, std::string_view user, std::string id,
+                    std::function<void(bool ok, bool first)> done);
   // How a push sent through Redis went: Redis ran it (kDone); its msgID was
   // used already and nothing was sent (kDuplicate); it never left this node
   // (kNotSent: Redis unreachable, or a Redis error); or the connection broke
   // after it was written (kUnknown: it may have run, stored and published, or
   // not).
   enum class Sent { kDone, kDuplicate, kNotSent, kUnknown };
-  // `msg_id` (one Redis server only; "" = none): the msgID de-duplication
-  // key, set in the same script as the push (SET NX PX --msg-id-ttl), which
-  // is then sent only if the key was new. On a Redis Cluster the msgID key
-  // is in another slot than the room's: the caller runs first_msg_id first.
+  // `msg_id` ("" = none): the msgID, set in the same script as the push
+  // (SET NX PX --msg-id-ttl), which is then sent only if it was new. With
+  // history on, the caller runs first_msg_id first instead.
   void send_user(UserKey key, PushMessage msg, std::string msg_id,
                  std::function<void(Sent, bool delivered)> done);
   void send_room(AppId app, std::string except, PushMessage msg, std::string msg_id,
@@ -120,12 +125,13 @@ class RedisCluster final : public PresenceSink {
   void read_stored(UserKey stream, int64_t after, bool offline,
                    std::function<void(bool ok, StoredStream)> done);
 
-  // True when this node hears app_channels(app) now (confirmed subscribed),
-  // or cannot subscribe while Redis is unreachable (a login then answers
-  // degraded, as before). Otherwise false, and `ready` runs on the cluster
-  // thread once they are confirmed (or Redis became unreachable). From any
-  // thread, after the login that made the app's users count on this node.
-  bool await_app(AppId app, std::function<void()> ready);
+  // From a shard thread, right after a login of `key` on it: false, and
+  // `ready` runs on the cluster thread once the login.lua of every login of
+  // `key` on this node so far has run in Redis (it runs once the node hears
+  // the app's channels), or failed (Redis unreachable: the login is answered
+  // degraded, as before). So Redis routes to this node every push sent after
+  // the login's answer. True (answer now) for an app that is not configured.
+  bool await_login(const UserKey& key, std::function<void()> ready);
   // How long the channels of an app stay subscribed after its last user on
   // this node left: a user who comes back within it costs no round trip.
   static constexpr auto kUnsubscribeLinger = std::chrono::seconds(2);
@@ -166,7 +172,7 @@ class RedisCluster final : public PresenceSink {
   void leave_on_shared_loop(std::chrono::milliseconds deadline);
   // Runs `task` now on the cluster thread, else posts it (the send path).
   void dispatch(std::function<void()> task);
-  std::string msg_id_key(std::string_view id) const { return prefix_ + "msgid:" + std::string(id); }
+  std::string msg_id_key(AppId app, uint32_t bucket, std::string_view id) const;
   void on_link_ready(const RedisLink::Owns& owns);
   void on_message(const RedisReply& reply);
   void update_health();
@@ -177,21 +183,30 @@ class RedisCluster final : public PresenceSink {
     std::size_t users = 0;  // this node's users of the app (user_online - user_offline)
     bool ready = false;     // confirmed subscribed, no unsubscribe since
     // Cluster thread only.
-    std::vector<std::function<void()>> waiters;  // await_app() callers
     bool wanted = false;  // link_->subscribe()d, not unsubscribed since
     // Presence scripts of the app's users held until the subscription is
     // confirmed, in order (login.lua makes Redis route to this node).
     std::vector<std::function<void()>> held;
     std::unique_ptr<boost::asio::steady_timer> linger;
-    std::unique_ptr<boost::asio::steady_timer> deadline;  // kSubscribeDeadline of the waiters
+    std::unique_ptr<boost::asio::steady_timer> deadline;  // kSubscribeDeadline of the held
   };
+  // Cluster thread: the logins of a user on this node whose login.lua has
+  // not run yet, and the answers waiting for them (await_login). An entry
+  // lives from the user_online() of a login until its login.lua's reply: at
+  // most the node's users.
+  struct PendingLogin {
+    std::size_t scripts = 0;
+    std::vector<std::function<void()>> waiters;
+  };
+  std::unordered_map<UserKey, PendingLogin, UserKeyHash> logins_pending_;
+  void login_ran(const UserKey& key);
   // Cluster thread: a user of `app` came / left: subscribe, or unsubscribe after the linger.
   void want_app(AppId app);
   void linger_app(AppId app);
   // Cluster thread: `task` (a presence script) now, or after the subscription.
   void when_heard(AppId app, std::function<void()> task);
   // Cluster thread: the link confirmed or lost subscriptions: release the
-  // waiters of apps now heard, or that cannot be subscribed (Redis unreachable).
+  // held scripts of apps now heard, or that cannot be subscribed (Redis unreachable).
   void check_apps();
   void check_app(AppId app, AppSubscription& a);
   void release_app(AppSubscription& a);

@@ -54,10 +54,11 @@ void GatewayHandler::publish_room(AppId app, std::string from, std::string msg_i
   });
 }
 
-bool GatewayHandler::await_room(ConnId conn, AppId app, std::function<void(Shard&)> then) {
+bool GatewayHandler::await_login(ConnId conn, const UserKey& key,
+                                 std::function<void(Shard&)> then) {
   const uint32_t index = Shard::index_of(conn);
   if (index >= ctx_.hub.shard_count()) return true;
-  return ctx_.backend->await_room(app, [this, index, then = std::move(then)]() mutable {
+  return ctx_.backend->await_login(key, [this, index, then = std::move(then)]() mutable {
     // Through the shard's ordered inbox, as read_later.
     ctx_.hub.send(index, [this, index, then = std::move(then)] { then(ctx_.hub.shard(index)); });
   });

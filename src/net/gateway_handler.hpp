@@ -27,7 +27,7 @@ class GatewayHandler final : public WsHandler, public CommandServices {
   void send_later(ConnId conn, std::string text) override;
   void list_room_users(AppId app,
                        std::function<void(bool, std::vector<std::string>)> done) override;
-  bool await_room(ConnId conn, AppId app, std::function<void(Shard&)> then) override;
+  bool await_login(ConnId conn, const UserKey& key, std::function<void(Shard&)> then) override;
   bool history_on() const override;
   StreamRead read_stream(const UserKey& stream, const std::optional<StreamPos>& since,
                          std::string_view reader) override;

@@ -249,9 +249,9 @@ struct LoginAnswer {
 
 void catch_up_later(Shard& shard, CommandServices& services, const LoginAnswer& a);
 
-// Cluster mode, the first login of an app on this node: the login was held
-// until the node heard the room (CommandServices::await_room); answer it now,
-// then what was delivered to it meanwhile.
+// Cluster mode: the login was held until Redis routes the user's pushes here
+// (CommandServices::await_login); answer it now, then what was delivered to
+// it meanwhile.
 void answer_login(Shard& shard, CommandServices& services, const LoginAnswer& a) {
   if (a.history) return catch_up_later(shard, services, a);  // releases the hold itself
   std::vector<Shard::Held> held = shard.release_hold(a.conn);
@@ -343,13 +343,13 @@ Reply login(CommandContext& ctx, const json::value& data) {
       }
       const bool later = history && !ctx.services->history_inline();
       if (ctx.services) {
-        // Cluster mode: not answered before this node hears the room, so
-        // that every push sent after the reply reaches the client.
+        // Cluster mode: not answered before Redis routes the user's pushes
+        // here, so that every push sent after the reply reaches the client.
         auto a = std::make_shared<LoginAnswer>(LoginAnswer{
             ctx.conn, std::string(ctx.seq), std::string(ctx.cmd), user, app, recover, first, later,
             tokens || history ? json::value(reply) : json::value(nullptr)});
         CommandServices* services = ctx.services;
-        if (!services->await_room(ctx.conn, app, [services, a](Shard& shard) {
+        if (!services->await_login(ctx.conn, UserKey{app, user}, [services, a](Shard& shard) {
               answer_login(shard, *services, *a);
             })) {
           // Deliveries wait behind the reply (the answer runs on this

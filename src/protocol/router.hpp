@@ -54,11 +54,13 @@ class CommandServices {
                                std::function<void(bool ok, std::vector<std::string> users)> done) = 0;
 
   // Cluster mode (docs/cluster.md, "Subscriptions on demand"): false when
-  // this node does not hear room `app`'s pushes yet (its first user there);
-  // `then` runs later on connection `conn`'s shard thread once it does (or
-  // Redis is unreachable), after every delivery queued to that shard before.
-  virtual bool await_room(ConnId conn, AppId app, std::function<void(Shard& shard)> then) {
-    (void)conn, (void)app, (void)then;
+  // the login of `key` just made on `conn` is answered later: once Redis
+  // routes the user's pushes to this node (its login.lua ran, after the node
+  // heard the room), or Redis is unreachable; `then` runs on `conn`'s shard
+  // thread, after every delivery queued to that shard before.
+  virtual bool await_login(ConnId conn, const UserKey& key,
+                           std::function<void(Shard& shard)> then) {
+    (void)conn, (void)key, (void)then;
     return true;
   }
 

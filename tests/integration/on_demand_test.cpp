@@ -340,6 +340,49 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   for (auto& n : nodes) EXPECT_TRUE(n.wait_idle());
 }
 
+// On a node that hears the room already, a login is answered only once its
+// login.lua ran: before that Redis does not route the user's unicasts here,
+// and one sent through another node right after the reply was lost.
+TEST(OnDemandRaceTest, ALoginIsAnsweredOnlyOnceRedisRoutesTheUsersPushesHere) {
+  RedisServer redis;
+  redis.start();
+  TcpProxy proxy(redis.port());
+  std::array<Gateway, 2> nodes;
+  const std::string prefix = "od:routed:";
+  nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
+  nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
+  for (auto& node : nodes) {
+    ASSERT_TRUE(eventually([&] {
+      const State state = node.state();
+      const json::value* v = state.find({"imgate", "cluster", "redis"});
+      return v != nullptr && v->is_string() && v->get_string() == "up";
+    }, 15s));
+  }
+  // bob keeps A subscribed to the room: alice's login waits for no subscription.
+  WsClient bob;
+  bob.connect(nodes[0].ws_port());
+  ASSERT_EQ(bob.login(kApp, "bob"), 200);
+
+  // A's login.lua for alice (its arguments name her), when it comes.
+  proxy.hold_writes_with("$6\r\nalice7\r\n");
+  WsClient alice;
+  alice.connect(nodes[0].ws_port());
+  ASSERT_FALSE(alice.send_text(make_request("l-1", "login", R"({"appID":102,"userID":"alice7"})")));
+  ASSERT_TRUE(eventually([&] { return proxy.holds() == 1; })) << "A never ran alice7's login.lua";
+  EXPECT_FALSE(alice.read_json(500ms).has_value()) << "answered before Redis routes alice7 to A";
+  proxy.release_held();
+  const auto reply = alice.read_json(5s);
+  ASSERT_TRUE(reply.has_value()) << "never answered";
+  EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
+  // Right after the reply, through the other node.
+  EXPECT_EQ(send(nodes[1].http_port(), "/user/sendMessage", kApp, "alice7", "u-1", "routed"),
+            kSent);
+  EXPECT_TRUE(got(alice, "msg", "routed"));
+  alice.close();
+  bob.close();
+  for (auto& n : nodes) EXPECT_TRUE(n.wait_idle());
+}
+
 // A subscription Redis never confirms although it is reachable (here held by
 // the relay for good): the login is answered, degraded, after the deadline
 // (RedisCluster::kSubscribeDeadline, 5 s) with a warning, instead of never.

@@ -234,6 +234,11 @@ TEST_F(RedisClusterModeTest, NodesActAsOneGatewayAndEveryKeyOfARoomIsInItsSlot) 
   EXPECT_EQ(online(http(A), 0, "nobody"), std::optional<bool>(false));
 
   // Unicast from a node that does not hold the user.
+  for (uint16_t port : redis.master_ports()) {  // every command in SLOWLOG
+    redis.command(port, {"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+    redis.command(port, {"CONFIG", "SET", "slowlog-max-len", "10000"});
+    redis.command(port, {"SLOWLOG", "RESET"});
+  }
   EXPECT_EQ(send(http(C), "/user/sendMessage", 101, "bob", "u-1", "to bob"), kSent);
   EXPECT_TRUE(got(*bob, "msg", "to bob"));
   // Room push: every node's users of the room, not the other room.
@@ -248,18 +253,38 @@ TEST_F(RedisClusterModeTest, NodesActAsOneGatewayAndEveryKeyOfARoomIsInItsSlot) 
   // A duplicate msgID through another node delivers nothing.
   EXPECT_EQ(send(http(B), "/user/sendMessage", 101, "bob", "u-1", "again"),
             R"({"code":200,"msg":"Success","data":{}})");
+  EXPECT_EQ(send(http(A), "/user/sendMessageAll", 101, "zed", "r-1", "again"),
+            R"({"code":200,"msg":"Success","data":{}})");
+  // Each msgID is in its target's slot (a unicast's in the user's bucket, a
+  // room push's in bucket 0, beside the room channel), so it is set by the
+  // push's own script: no node sent a SET of its own.
+  for (const auto& [id, tag] : std::vector<std::pair<std::string, std::string>>{
+           {"u-1", user_tag(101, "bob")}, {"r-1", room_tag(101)}, {"r-2", room_tag(102)}}) {
+    const std::string key = tag + ":msgid:" + id;
+    EXPECT_GT(redis.command(redis.master_for_key(key), {"PTTL", key}).integer, 0) << key;
+  }
+  // (SLOWLOG lists a script's own commands too, as client "?:0".)
+  std::size_t scripts = 0;
+  for (uint16_t port : redis.master_ports()) {
+    for (const auto& entry : redis.command(port, {"SLOWLOG", "GET", "-1"}).elements) {
+      ASSERT_GE(entry.elements.size(), 5u) << entry.dump();
+      ASSERT_FALSE(entry.elements[3].elements.empty()) << entry.dump();
+      if (entry.elements[4].str == "?:0") continue;
+      const std::string& verb = entry.elements[3].elements[0].str;
+      EXPECT_NE(verb, "SET") << port << ": " << entry.dump();
+      scripts += verb == "EVALSHA" ? 1 : 0;
+    }
+  }
+  EXPECT_GE(scripts, 3u) << "the three pushes' scripts are not in SLOWLOG: nothing was checked";
 
   // The key schema: room keys carry a bucket tag of their room (a user's
-  // keys its bucket's) and live on the master owning its slot; only the node
-  // registry, its schema hash and msgIDs are elsewhere.
+  // keys and msgIDs its bucket's) and live on the master owning its slot;
+  // only the node registry and its schema hash are elsewhere.
   const auto all = keys();
   ASSERT_FALSE(all.empty());
   std::size_t room_keys = 0;
   for (const auto& [port, key] : all) {
-    if (key == prefix_ + "nodes" || key == "{" + prefix_ + "nodes}:schema" ||
-        key.starts_with(prefix_ + "msgid:")) {
-      continue;
-    }
+    if (key == prefix_ + "nodes" || key == "{" + prefix_ + "nodes}:schema") continue;
     const bool of_101 = key.starts_with("{" + prefix_ + "101/");
     const bool of_102 = key.starts_with("{" + prefix_ + "102/");
     EXPECT_TRUE(of_101 || of_102) << key << " has no bucket hash tag of its room";

@@ -1,9 +1,10 @@
 -- Routes a push to the nodes holding a user: one PUBLISH per such node, on
 -- that node's own channel (cost independent of the number of nodes).
 -- KEYS[1] user hash <prefix>user:<app>:<user>
--- KEYS[2] (optional; one Redis server only, on a Redis Cluster it is in
--- another slot) the msgID key <prefix>msgid:<msgID>: set first (SET NX PX
--- ARGV[4]); when it exists, nothing is published and -1 is returned.
+-- KEYS[2] (optional) the msgID key (one Redis server: <prefix>msgid:<msgID>;
+-- a Redis Cluster: in the user's bucket, <bucket tag>:msgid:<msgID>): set
+-- first (SET NX PX ARGV[4]); when it exists, nothing is published and -1 is
+-- returned.
 -- ARGV[1] node channel prefix (<prefix>ch:node:; Redis Cluster: the room's
 -- {<prefix><app>}:ch:node:, in the user's slot), ARGV[2] payload (JSON),
 -- ARGV[3] PUBLISH or SPUBLISH, ARGV[4] msgID TTL in ms (with KEYS[2])
