@@ -56,6 +56,7 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub, asio::io_context* sha
       node_id_(random_node_id()),
       sharded_(!config.redis_cluster.empty()),
       buckets_(sharded_ ? config.redis_buckets : 1),
+      bases_(make_bases(config.app_ids)),
       own_loop_(shared_loop ? nullptr : std::make_unique<asio::io_context>()),
       loop_(shared_loop ? *shared_loop : *own_loop_),
       refresh_timer_(loop_),
@@ -76,7 +77,6 @@ RedisCluster::RedisCluster(const Config& config, Hub& hub, asio::io_context* sha
       seeds.push_back(std::move(ep));
     }
     link_ = std::make_unique<ShardedRedis>(loop_, std::move(seeds), node_id_);
-    for (AppId app : config.app_ids) bucket_base(app, 0);  // the tags, once per app
   } else {
     RedisEndpoint ep = RedisEndpoint::parse(config.redis_addr);
     ep.password = config.redis_password;
@@ -569,16 +569,23 @@ int64_t RedisCluster::expiry_ms() const {
   return now_ms() + config_.node_ttl.count();
 }
 
-const std::string& RedisCluster::bucket_base(AppId app, uint32_t bucket) const {
-  auto it = bases_.find(app);
-  if (it == bases_.end()) {
-    std::vector<std::string> bases;
+std::map<AppId, std::vector<std::string>> RedisCluster::make_bases(
+    const std::vector<AppId>& apps) const {
+  std::map<AppId, std::vector<std::string>> bases;
+  for (AppId app : apps) {
+    auto& of_app = bases[app];
     for (uint32_t k = 0; k < buckets_; ++k) {
-      bases.push_back(sharded_ ? "{" + bucket_tag(prefix_, app, k, buckets_) + "}:" : prefix_);
+      of_app.push_back(sharded_ ? "{" + bucket_tag(prefix_, app, k, buckets_) + "}:" : prefix_);
     }
-    it = bases_.emplace(app, std::move(bases)).first;
   }
-  return it->second[bucket];
+  return bases;
+}
+
+std::string RedisCluster::bucket_base(AppId app, uint32_t bucket) const {
+  if (auto it = bases_.find(app); it != bases_.end()) return it->second[bucket];
+  // An appID that is not configured (the HTTP API takes any): computed, not
+  // kept, so that no request can grow the table.
+  return sharded_ ? "{" + bucket_tag(prefix_, app, bucket, buckets_) + "}:" : prefix_;
 }
 
 std::vector<std::string> RedisCluster::app_channels(AppId app) const {

@@ -276,7 +276,7 @@ class RedisCluster final : public PresenceSink {
   // k of a room begin with its hash tag "{<prefix><app>/<k>~<n>}:" and share
   // its slot; a user's are in its bucket, the room's pushes and history in 0.
   uint32_t bucket_of(std::string_view user) const { return user_bucket(user, buckets_); }
-  const std::string& bucket_base(AppId app, uint32_t bucket) const;
+  std::string bucket_base(AppId app, uint32_t bucket) const;
   std::string user_hash(const UserKey& key) const;
   std::string room_set(AppId app, uint32_t bucket) const;
   std::string node_users(AppId app, uint32_t bucket, const std::string& node) const;
@@ -307,8 +307,10 @@ class RedisCluster final : public PresenceSink {
   const std::string node_id_;
   const bool sharded_;
   const uint32_t buckets_;  // 1 on one Redis server
-  // The bucket key bases of each app ("{tag}:"), computed once per app.
-  mutable std::map<AppId, std::vector<std::string>> bases_;
+  // The bucket key bases ("{tag}:") of each configured app, computed in the
+  // constructor and never changed (any thread reads them).
+  std::map<AppId, std::vector<std::string>> make_bases(const std::vector<AppId>& apps) const;
+  const std::map<AppId, std::vector<std::string>> bases_;
   std::unique_ptr<boost::asio::io_context> own_loop_;  // null on a shared loop
   boost::asio::io_context& loop_;
   bool started_ = false;  // start() ran and stop() not yet

@@ -270,8 +270,14 @@ void RedisCluster::resync_wait_subscribers(const std::shared_ptr<Resync>& r) {
         const int64_t live = std::max<int64_t>(nodes.integer, live_seen_.load());
         for (AppId app : r->apps) {
           AppSubscription& a = subs_.at(app);
-          std::lock_guard lock(subs_mu_);
-          if (a.users != 0 && !a.ready) return resync_poll(r);  // this node first
+          bool unheard = false;
+          {
+            // Not held across resync_poll: it may take the Directory's
+            // mutex, which a login holds while it takes subs_mu_.
+            std::lock_guard lock(subs_mu_);
+            unheard = a.users != 0 && !a.ready;
+          }
+          if (unheard) return resync_poll(r);  // this node first
         }
         if (r->apps.empty()) return resync_advance(r);
         // One Redis: every room (one bucket); a Redis Cluster: the scope's bucket of its room.

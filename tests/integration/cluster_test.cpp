@@ -1151,8 +1151,10 @@ TEST_F(ClusterResyncTest, ResyncWhoseRedisCallsFailIsRetriedUntilUsersWhoLeftAre
   const auto got = drain({&alice_a, &bob_c});
   EXPECT_EQ(got[0], Pushes{"exit:eve"}) << alice_a.name;
   EXPECT_EQ(got[1], Pushes{"exit:eve"}) << bob_c.name;
-  // Each retry is logged with its reason.
-  EXPECT_NE(nodes[B].log().find("failed at step wait for subscribers: ZCOUNT: error reply: NOPERM"),
+  // Each retry is logged with its reason (on A, which holds alice: B, with
+  // nobody left, may have unsubscribed from the room after the linger by the
+  // time Redis is back on a slow machine, and then has no room to resync).
+  EXPECT_NE(nodes[A].log().find("failed at step wait for subscribers: ZCOUNT: error reply: NOPERM"),
             std::string::npos);
 }
 
