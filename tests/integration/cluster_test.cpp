@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "cluster_fixture.hpp"
 #include "gateway_process.hpp"
 #include "redis_process.hpp"
 #include "ws_client.hpp"
@@ -36,10 +37,6 @@ constexpr std::string_view kNodeTtl = "2";  // seconds
 constexpr auto kNodeTtlBound = 2s + 2s;     // docs: detection within node-ttl + 2 s
 constexpr std::string_view kRedisDown = "redis unavailable";
 constexpr std::string_view kMarkerSender = "~marker";
-
-Millis since(Clock::time_point t0) {
-  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
-}
 
 // ---- HTTP API -------------------------------------------------------------------
 
@@ -100,12 +97,6 @@ bool user_online(uint16_t port, uint32_t app, std::string_view user) {
   return online != nullptr && online->is_bool() && online->get_bool();
 }
 
-std::string send_target(std::string_view endpoint, uint32_t app, std::string_view user,
-                        std::string_view msg_id, std::string_view message) {
-  return std::string(endpoint) + "?appID=" + std::to_string(app) + "&userID=" + pct(user) +
-         "&msgID=" + pct(msg_id) + "&message=" + pct(message);
-}
-
 // The raw body of a send (GET with query parameters, as upstream accepts).
 std::string send_raw(uint16_t port, std::string_view endpoint, uint32_t app,
                      std::string_view user, std::string_view msg_id, std::string_view message) {
@@ -114,7 +105,6 @@ std::string send_raw(uint16_t port, std::string_view endpoint, uint32_t app,
   return res.body;
 }
 
-constexpr std::string_view kSent = R"({"code":200,"msg":"Success","data":{"sendResults":true}})";
 constexpr std::string_view kNotSent =
     R"({"code":200,"msg":"Success","data":{"sendResults":false}})";
 constexpr std::string_view kDuplicate = R"({"code":200,"msg":"Success","data":{}})";
@@ -205,17 +195,7 @@ class ClusterTest : public testing::Test {
   }
 
   void TearDown() override {
-    for (std::size_t i = 0; i < kNodes; ++i) {
-      Gateway& n = nodes[i];
-      if (n.pid() <= 0) continue;
-      if (n.running()) {
-        EXPECT_TRUE(n.wait_idle()) << "node " << i
-                                   << ": connections, users or sessions left behind";
-      } else if (!n.terminate_requested()) {
-        ADD_FAILURE() << "node " << i << " exited unexpectedly with status "
-                      << n.exit_status().value_or(-1);
-      }
-    }
+    expect_nodes_idle_or_stopped(nodes);
     // Nor any presence in Redis: only the node registrations and msgIDs stay.
     if (!redis.running()) return;
     std::vector<std::string> left;
@@ -238,9 +218,7 @@ class ClusterTest : public testing::Test {
 
   // imgate.cluster.<field> of a node's /system/state ("" when missing).
   std::string cluster_field(std::size_t node, std::string_view field) const {
-    const State s = nodes[node].state();
-    const json::value* v = s.find({"imgate", "cluster", field});
-    return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
+    return cluster_status(nodes[node], field);
   }
   std::string node_id(std::size_t node) const { return cluster_field(node, "nodeId"); }
 
@@ -685,9 +663,15 @@ TEST_F(ClusterTest, DuplicateMsgIdThroughAnotherNodeIsAnsweredEmptyAndDeliversNo
   expect_before_marker({&alice_c, &bob_a}, {}, B);
 }
 
+// From now on Redis's SLOWLOG logs every command (node_commands reads it).
+void log_every_command(const RedisServer& redis) {
+  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+  redis.command({"SLOWLOG", "RESET"});
+}
+
 // The commands a node sent on its own command connection (CLIENT SETNAME
 // imgate-<node>-cmd) that name `needle` among their arguments, from Redis's
-// SLOWLOG (every command logged: slowlog-log-slower-than 0, set by the test).
+// SLOWLOG (every command logged: log_every_command, run by the test).
 // Commands run by a script are logged too, without the client name. Oldest first.
 std::vector<std::vector<std::string>> node_commands(const RedisServer& redis,
                                                     const std::string& node,
@@ -713,8 +697,7 @@ TEST_F(ClusterTest, OnOneRedisASendWithMsgIdIsOneScriptCallOnBothRoutes) {
   auto bob_b = join(B, 101, "bob");
   ASSERT_TRUE(room_is(101, {"alice", "bob"}));
   drain({&alice_c, &bob_b});
-  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
-  redis.command({"SLOWLOG", "RESET"});
+  log_every_command(redis);
 
   EXPECT_EQ(send_raw(http(A), "/user/sendMessage", 101, "alice", "one-1", "to alice"), kSent);
   expect_next_frame(*alice_c, push_frame("one-1", "to alice", "alice"), alice_c.name);
@@ -741,8 +724,7 @@ TEST_F(ClusterTest, AfterAScriptFlushSendsFallBackToTheWholeScriptAndStayDedupli
   auto bob_b = join(B, 101, "bob");
   ASSERT_TRUE(room_is(101, {"alice", "bob"}));
   drain({&alice_c, &bob_b});
-  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
-  redis.command({"SLOWLOG", "RESET"});
+  log_every_command(redis);
   // Every script gone from Redis's cache: the nodes' next EVALSHA gets NOSCRIPT.
   ASSERT_EQ(redis.command({"SCRIPT", "FLUSH"}).str, "OK");
 

@@ -52,6 +52,11 @@ int connect_loopback_nonblocking(uint16_t port);
 // Polls `pred` every 20 ms until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& pred, Millis timeout = 5s);
 
+// The time since `t0` on the steady clock, in whole milliseconds.
+inline Millis since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0);
+}
+
 // Percent-encodes every byte outside [A-Za-z0-9-._~].
 std::string pct(std::string_view s);
 

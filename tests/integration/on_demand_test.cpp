@@ -21,6 +21,7 @@
 
 #include "cluster/buckets.hpp"
 #include "cluster/redis_link.hpp"
+#include "cluster_fixture.hpp"
 #include "gateway_process.hpp"
 #include "redis_cluster_process.hpp"
 #include "redis_process.hpp"
@@ -37,33 +38,6 @@ using Clock = std::chrono::steady_clock;
 constexpr uint32_t kApp = 102;
 constexpr auto kLinger = 2s;  // RedisCluster::kUnsubscribeLinger
 constexpr auto kFlipBound = kLinger + 3s;
-constexpr std::string_view kSent = R"({"code":200,"msg":"Success","data":{"sendResults":true}})";
-
-std::string send(uint16_t port, std::string_view endpoint, uint32_t app, std::string_view user,
-                 std::string_view msg_id, std::string_view message) {
-  return http_get(port, std::string(endpoint) + "?appID=" + std::to_string(app) +
-                            "&userID=" + pct(user) + "&msgID=" + pct(msg_id) +
-                            "&message=" + pct(message))
-      .body;
-}
-
-std::string field_of(const json::object& push, std::string_view name) {
-  const json::value data = data_of(push);
-  const json::value* v = data.is_object() ? data.get_object().if_contains(name) : nullptr;
-  return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
-}
-
-// Waits for a push `cmd` whose text (msg) or sender (enter / exit) is `what`,
-// skipping others.
-bool got(WsClient& c, std::string_view cmd, std::string_view what, Millis timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    auto push = c.next_push(cmd, std::chrono::duration_cast<Millis>(deadline - Clock::now()));
-    if (!push) return false;
-    if (field_of(*push, "msg") == what || field_of(*push, "from") == what) return true;
-  }
-  return false;
-}
 
 // GetParam(): true on a Redis Cluster, false on one Redis.
 std::string mode_name(const testing::TestParamInfo<bool>& mode) {
@@ -89,8 +63,7 @@ class OnDemandTest : public testing::TestWithParam<bool> {
     for (auto& [k, v] : extra_flags()) flags[k] = v;
     for (auto& n : nodes) n.start(flags);
     for (std::size_t i : {A, B}) {
-      ASSERT_TRUE(eventually([&] { return cluster_field(i, "redis") == "up"; }, 15s))
-          << "node " << i << " never saw Redis up";
+      ASSERT_TRUE(redis_up_on(nodes[i])) << "node " << i << " never saw Redis up";
     }
   }
 
@@ -105,9 +78,7 @@ class OnDemandTest : public testing::TestWithParam<bool> {
   virtual Flags extra_flags() const { return {}; }
 
   std::string cluster_field(std::size_t node, std::string_view field) const {
-    const State s = nodes[node].state();
-    const json::value* v = s.find({"imgate", "cluster", field});
-    return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
+    return cluster_status(nodes[node], field);
   }
   uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
 
@@ -165,10 +136,7 @@ class OnDemandTest : public testing::TestWithParam<bool> {
   }
 
   std::unique_ptr<WsClient> join(std::size_t node, uint32_t app, std::string_view user) {
-    auto c = std::make_unique<WsClient>();
-    c->connect(nodes[node].ws_port());
-    EXPECT_EQ(c->login(app, user), 200) << user;
-    return c;
+    return joined(nodes[node], app, user);
   }
 
   RedisServer single_;
@@ -299,12 +267,7 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   const std::string prefix = "od:race:";
   nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
   nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
-  auto state_of = [&](std::size_t i) {
-    const State state = nodes[i].state();
-    const json::value* v = state.find({"imgate", "cluster", "redis"});
-    return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
-  };
-  for (std::size_t i : {0u, 1u}) ASSERT_TRUE(eventually([&] { return state_of(i) == "up"; }, 15s));
+  for (std::size_t i : {0u, 1u}) ASSERT_TRUE(redis_up_on(nodes[i]));
   const std::string room = prefix + "ch:room:" + std::to_string(kApp);
 
   // A's SUBSCRIBE of the room (RESP), when it comes.
@@ -393,11 +356,7 @@ TEST(OnDemandRaceTest, ALoginWhoseSubscriptionIsNeverConfirmedIsAnsweredAtTheDea
   Gateway node;
   const std::string prefix = "od:deadline:";
   node.start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
-  ASSERT_TRUE(eventually([&] {
-    const State state = node.state();
-    const json::value* v = state.find({"imgate", "cluster", "redis"});
-    return v != nullptr && v->is_string() && v->get_string() == "up";
-  }, 15s));
+  ASSERT_TRUE(redis_up_on(node));
   const std::string room = prefix + "ch:room:" + std::to_string(kApp);
   proxy.hold_writes_with("SUBSCRIBE\r\n$" + std::to_string(room.size()) + "\r\n" + room);
   WsClient alice;

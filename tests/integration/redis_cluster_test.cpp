@@ -22,6 +22,7 @@
 
 #include "cluster/buckets.hpp"
 #include "cluster/redis_link.hpp"
+#include "cluster_fixture.hpp"
 #include "gateway_process.hpp"
 #include "redis_cluster_process.hpp"
 #include "stream_helpers.hpp"
@@ -40,10 +41,6 @@ constexpr auto kReapBound = 2s + 2s + 2s;    // node-ttl + reap interval + slack
 // plus an election (about 1-2 s); the nodes see the new map within their
 // 250 ms degraded refresh. The bound leaves room for a loaded CI machine.
 constexpr auto kResumeBound = 12s;
-
-Millis since(Clock::time_point t0) {
-  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
-}
 
 std::optional<json::object> json_of(const std::string& body) {
   boost::system::error_code ec;
@@ -64,40 +61,8 @@ std::optional<bool> online(uint16_t port, uint32_t app, std::string_view user) {
   return v->get_bool();
 }
 
-std::string send(uint16_t port, std::string_view endpoint, uint32_t app, std::string_view user,
-                 std::string_view msg_id, std::string_view message) {
-  return http_get(port, std::string(endpoint) + "?appID=" + std::to_string(app) +
-                            "&userID=" + pct(user) + "&msgID=" + pct(msg_id) +
-                            "&message=" + pct(message))
-      .body;
-}
-
-constexpr std::string_view kSent = R"({"code":200,"msg":"Success","data":{"sendResults":true}})";
-
 // The msg text of a push ("" for none).
-std::string text_of(const json::object& push) {
-  const json::value data = data_of(push);
-  const json::value* msg = data.is_object() ? data.get_object().if_contains("msg") : nullptr;
-  return msg != nullptr && msg->is_string() ? std::string(msg->get_string()) : "";
-}
-
-std::string from_of(const json::object& push) {
-  const json::value data = data_of(push);
-  const json::value* from = data.is_object() ? data.get_object().if_contains("from") : nullptr;
-  return from != nullptr && from->is_string() ? std::string(from->get_string()) : "";
-}
-
-// Waits for a push `cmd` whose text (msg) or sender (enter / exit) is `what`,
-// skipping others.
-bool got(WsClient& c, std::string_view cmd, std::string_view what, Millis timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    auto push = c.next_push(cmd, std::chrono::duration_cast<Millis>(deadline - Clock::now()));
-    if (!push) return false;
-    if (text_of(*push) == what || from_of(*push) == what) return true;
-  }
-  return false;
-}
+std::string text_of(const json::object& push) { return field_of(push, "msg"); }
 
 class RedisClusterModeTest : public testing::Test {
  protected:
@@ -120,31 +85,18 @@ class RedisClusterModeTest : public testing::Test {
     }
   }
 
-  void TearDown() override {
-    for (std::size_t i = 0; i < kNodes; ++i) {
-      Gateway& n = nodes[i];
-      if (n.pid() <= 0) continue;
-      if (n.running()) {
-        EXPECT_TRUE(n.wait_idle()) << "node " << i << ": connections or users left behind";
-      } else if (!n.terminate_requested()) {
-        ADD_FAILURE() << "node " << i << " exited unexpectedly with status "
-                      << n.exit_status().value_or(-1);
-      }
-    }
-  }
+  void TearDown() override { expect_nodes_idle_or_stopped(nodes); }
 
   virtual Flags extra_flags() const { return {}; }
 
   uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
 
   std::string cluster_field(std::size_t node, std::string_view field) const {
-    const State s = nodes[node].state();
-    const json::value* v = s.find({"imgate", "cluster", field});
-    return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
+    return cluster_status(nodes[node], field);
   }
 
   bool redis_up(std::size_t node, Millis timeout = 15s) const {
-    return eventually([&] { return cluster_field(node, "redis") == "up"; }, timeout);
+    return redis_up_on(nodes[node], timeout);
   }
 
   // "imgate_redis_up 1" or "... 0" of /metrics: the value, or -1.
@@ -157,23 +109,12 @@ class RedisClusterModeTest : public testing::Test {
   }
 
   std::unique_ptr<WsClient> join(std::size_t node, uint32_t app, std::string_view user) {
-    auto c = std::make_unique<WsClient>();
-    c->connect(nodes[node].ws_port());
-    EXPECT_EQ(c->login(app, user), 200) << user;
-    return c;
+    return joined(nodes[node], app, user);
   }
 
   testing::AssertionResult list_is(std::size_t node, uint32_t app, Users want,
                                    Millis timeout = 5s) const {
-    std::sort(want.begin(), want.end());
-    std::optional<Users> last;
-    if (eventually([&] { return (last = listed(http(node), app)) == want; }, timeout)) {
-      return testing::AssertionSuccess();
-    }
-    return testing::AssertionFailure()
-           << "/user/list?appID=" << app << " on node " << node << " is "
-           << (last ? testing::PrintToString(*last) : "an error") << ", expected "
-           << testing::PrintToString(want);
+    return list_becomes(nodes[node], node, app, std::move(want), timeout);
   }
 
   // The keys under this test's prefix on every master.

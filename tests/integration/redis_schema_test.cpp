@@ -31,6 +31,7 @@
 
 
 #include "cluster/buckets.hpp"
+#include "cluster_fixture.hpp"
 #include "gateway_process.hpp"
 #include "redis_cluster_process.hpp"
 #include "redis_process.hpp"
@@ -46,25 +47,6 @@ using Users = std::vector<std::string>;
 constexpr uint32_t kBuckets = 16;             // --redis-buckets' default
 constexpr std::string_view kNodeTtl = "2";    // seconds
 constexpr auto kReapBound = 2s + 2s + 2s;     // node-ttl + reap interval + slack
-constexpr std::string_view kSent = R"({"code":200,"msg":"Success","data":{"sendResults":true}})";
-
-Millis since(Clock::time_point t0) {
-  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
-}
-
-std::string send(uint16_t port, std::string_view endpoint, uint32_t app, std::string_view user,
-                 std::string_view msg_id, std::string_view message) {
-  return http_get(port, std::string(endpoint) + "?appID=" + std::to_string(app) +
-                            "&userID=" + pct(user) + "&msgID=" + pct(msg_id) +
-                            "&message=" + pct(message))
-      .body;
-}
-
-std::string field_of(const json::object& push, std::string_view name) {
-  const json::value data = data_of(push);
-  const json::value* v = data.is_object() ? data.get_object().if_contains(name) : nullptr;
-  return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
-}
 
 // The msg texts `c` receives up to and including `last`; nullopt when `last`
 // does not come within `timeout`.
@@ -155,51 +137,21 @@ class RedisSchemaTest : public testing::Test {
     }
   }
 
-  void TearDown() override {
-    for (std::size_t i = 0; i < kNodes; ++i) {
-      Gateway& n = nodes[i];
-      if (n.pid() <= 0) continue;
-      if (n.running()) {
-        EXPECT_TRUE(n.wait_idle()) << "node " << i << ": connections or users left behind";
-      } else if (!n.terminate_requested() && !exit_expected_) {
-        ADD_FAILURE() << "node " << i << " exited unexpectedly with status "
-                      << n.exit_status().value_or(-1);
-      }
-    }
-  }
+  void TearDown() override { expect_nodes_idle_or_stopped(nodes, exit_expected_); }
 
   uint16_t http(std::size_t node) const { return nodes[node].http_port(); }
 
   bool redis_up(std::size_t node, Millis timeout = 15s) const {
-    return eventually([&] {
-      const State st = nodes[node].state();
-      const json::value* v = st.find({"imgate", "cluster", "redis"});
-      return v != nullptr && v->is_string() && v->get_string() == "up";
-    }, timeout);
+    return redis_up_on(nodes[node], timeout);
   }
 
   std::unique_ptr<WsClient> join(std::size_t node, uint32_t app, std::string_view user) {
-    auto c = std::make_unique<WsClient>();
-    c->connect(nodes[node].ws_port());
-    EXPECT_EQ(c->login(app, user), 200) << user;
-    return c;
+    return joined(nodes[node], app, user);
   }
 
   testing::AssertionResult list_is(std::size_t node, uint32_t app, Users want,
                                    Millis timeout = 5s) const {
-    std::sort(want.begin(), want.end());
-    std::optional<Users> last;
-    auto sorted = [](std::optional<Users> u) {
-      if (u) std::sort(u->begin(), u->end());
-      return u;
-    };
-    if (eventually([&] { return (last = sorted(listed(http(node), app))) == want; }, timeout)) {
-      return testing::AssertionSuccess();
-    }
-    return testing::AssertionFailure()
-           << "/user/list?appID=" << app << " on node " << node << " has "
-           << (last ? std::to_string(last->size()) + " users" : "an error") << ", expected "
-           << want.size() << (last && last->size() < 20 ? ": " + testing::PrintToString(*last) : "");
+    return list_becomes(nodes[node], node, app, std::move(want), timeout);
   }
 
   std::string tag(uint32_t app, uint32_t bucket, uint32_t buckets = kBuckets) const {

@@ -57,10 +57,6 @@ constexpr auto kPace = 1ms;  // between two pushes of the backend; between two p
 // its first retry); about a third of the unicasts among them go to those clients.
 constexpr std::size_t kPushesWhileAway = 40;
 
-Millis since(Clock::time_point t0) {
-  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
-}
-
 // Faults seen on the helper threads, asserted on the test thread.
 class Faults {
  public:

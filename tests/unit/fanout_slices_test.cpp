@@ -10,26 +10,21 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
-#include "protocol/envelope.hpp"
-#include "registry/shard.hpp"
+#include "shard_fixture.hpp"
 
 namespace imgate {
 namespace {
 
 using namespace std::chrono_literals;
 using test::FakePeer;
-using test::TaskQueues;
 
 const TimePoint kStart{std::chrono::hours(2)};
 constexpr AppId kRoom = 101;
 constexpr std::size_t kSlice = 3;
 
-class FanoutSlices : public ::testing::Test {
+class FanoutSlices : public test::HubFixture {
  protected:
-  FanoutSlices() : hub_(1, LivenessSettings{10s, 5s}, counters_, kStart), queues_(1) {
-    hub_.set_poster(queues_.poster());
-    hub_.set_presence_frames(make_presence_push);
+  FanoutSlices() : HubFixture(1, LivenessSettings{10s, 5s}, kStart) {
     hub_.set_presence_policy(PresencePolicy{0, {kRoom}});  // no enter / exit: msg pushes only
     hub_.set_fanout_slice(kSlice);
   }
@@ -38,10 +33,7 @@ class FanoutSlices : public ::testing::Test {
 
   // A logged-in member "u<i>" of the room; returns its index in peers_.
   std::size_t join(const std::string& user) {
-    peers_.push_back(std::make_unique<FakePeer>());
-    const ConnId id = shard().add(*peers_.back(), kStart);
-    EXPECT_EQ(shard().login(id, kRoom, user, kStart), LoginStatus::kOk);
-    ids_.push_back(id);
+    ids_.push_back(online(0, kRoom, user).second);
     return peers_.size() - 1;
   }
   void join_many(std::size_t n) {
@@ -69,11 +61,6 @@ class FanoutSlices : public ::testing::Test {
     return n;
   }
 
-  test::QuietLogs quiet_;
-  Counters counters_;
-  Hub hub_;
-  TaskQueues queues_;
-  std::vector<std::unique_ptr<FakePeer>> peers_;
   std::vector<ConnId> ids_;
 };
 

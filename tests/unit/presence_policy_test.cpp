@@ -5,41 +5,28 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
-#include "protocol/envelope.hpp"
-#include "registry/shard.hpp"
+#include "shard_fixture.hpp"
 
 namespace imgate {
 namespace {
 
 using namespace std::chrono_literals;
 using test::FakePeer;
-using test::TaskQueues;
 
 const TimePoint kStart{std::chrono::hours(1)};
 
-class Presence : public ::testing::Test {
+class Presence : public test::HubFixture {
  protected:
-  Presence() : hub_(1, LivenessSettings{10s, 5s}, counters_, kStart), queues_(1) {
-    hub_.set_poster(queues_.poster());
-    hub_.set_presence_frames(make_presence_push);
-  }
+  Presence() : HubFixture(1, LivenessSettings{10s, 5s}, kStart) {}
 
   // A logged-in connection of `user` in `app`; returns its peer.
   FakePeer* join(AppId app, const std::string& user) {
-    peers_.push_back(std::make_unique<FakePeer>());
-    ConnId id = hub_.shard(0).add(*peers_.back(), kStart);
+    auto [peer, id] = online(0, app, user);
     ids_.push_back(id);
-    EXPECT_EQ(hub_.shard(0).login(id, app, user, kStart), LoginStatus::kOk);
     queues_.drain();
-    return peers_.back().get();
+    return peer;
   }
 
-  test::QuietLogs quiet_;
-  Counters counters_;
-  Hub hub_;
-  TaskQueues queues_;
-  std::vector<std::unique_ptr<FakePeer>> peers_;
   std::vector<ConnId> ids_;
 };
 

@@ -10,18 +10,17 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/envelope.hpp"
 #include "registry/directory.hpp"
 #include "registry/shard.hpp"
+#include "shard_fixture.hpp"
 
 namespace imgate {
 namespace {
 
 using namespace std::chrono_literals;
 using test::FakePeer;
-using test::TaskQueues;
 
 const TimePoint kStart{std::chrono::hours(2)};
 constexpr auto kTimeout = 2000ms;
@@ -31,35 +30,11 @@ std::set<std::string> as_set(const std::vector<std::string>& v) {
   return {v.begin(), v.end()};
 }
 
-class Registry : public ::testing::Test {
+class Registry : public test::HubFixture {
  protected:
-  Registry() : hub_(2, LivenessSettings{kTimeout, kPing}, counters_, kStart), queues_(2) {
-    hub_.set_poster(queues_.poster());
-    hub_.set_presence_frames(make_presence_push);
-  }
+  Registry() : HubFixture(2, LivenessSettings{kTimeout, kPing}, kStart) {}
 
-  Shard& shard(uint32_t i) { return hub_.shard(i); }
   Directory& dir() { return hub_.directory(); }
-
-  // A new peer and its connection on shard `s`.
-  std::pair<FakePeer*, ConnId> connect(uint32_t s, TimePoint now = kStart) {
-    peers_.push_back(std::make_unique<FakePeer>());
-    FakePeer* peer = peers_.back().get();
-    return {peer, shard(s).add(*peer, now)};
-  }
-  // Connects and logs in; returns the peer and id.
-  std::pair<FakePeer*, ConnId> online(uint32_t s, AppId app, std::string user,
-                                      TimePoint now = kStart) {
-    auto [peer, id] = connect(s, now);
-    EXPECT_EQ(shard(s).login(id, app, user, now), LoginStatus::kOk);
-    return {peer, id};
-  }
-
-  test::QuietLogs quiet_;
-  Counters counters_;
-  Hub hub_;
-  TaskQueues queues_;
-  std::vector<std::unique_ptr<FakePeer>> peers_;
 };
 
 // --- add / login / unlink ---
