@@ -111,5 +111,29 @@ def main():
                 print(f"| {side} | {fmt(rate)}/s | {masters} | {fmt(v['top'], 0)} % | "
                       f"{fmt(v['ceiling'])}/s | {fmt(ratio, 2) + '×' if ratio else '–'} |")
 
+    # At saturation every master runs at one core, so the masters are compared at the same
+    # load each: M masters at M x r unicasts/s against one master at r (each master then
+    # runs about r/s worth of commands, batched alike per wake-up). Pairs of rates present
+    # in SCALE_RATES (e.g. "2000 6000") that both runs carried.
+    pairs = []
+    for side, runs in sorted(summary.items()):
+        for masters in sorted(m for m in runs if m > 1):
+            for rate, one_v in sorted(runs.get(1, {}).items()):
+                v = runs[masters].get(rate * masters)
+                if not v or not one_v["carried"] or not v["carried"]:
+                    continue
+                if not one_v["ceiling"] or not v["ceiling"]:
+                    continue
+                pairs.append(f"| {side} | {masters} | {fmt(rate * masters)}/s vs one master at "
+                             f"{fmt(rate)}/s | {fmt(v['top'], 0)} % | {fmt(v['ceiling'])}/s vs "
+                             f"{fmt(one_v['ceiling'])}/s | **{fmt(v['ceiling'] / one_v['ceiling'], 2)}×** |")
+    if pairs:
+        print()
+        print("| gateway | masters | compared at the same load per master | busiest master's share | "
+              "**ceiling, derived** | ceiling / 1 master's |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(pairs))
+
+
 if __name__ == "__main__":
     main()

@@ -314,13 +314,7 @@ TEST(OnDemandRaceTest, ALoginIsAnsweredOnlyOnceRedisRoutesTheUsersPushesHere) {
   const std::string prefix = "od:routed:";
   nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
   nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
-  for (auto& node : nodes) {
-    ASSERT_TRUE(eventually([&] {
-      const State state = node.state();
-      const json::value* v = state.find({"imgate", "cluster", "redis"});
-      return v != nullptr && v->is_string() && v->get_string() == "up";
-    }, 15s));
-  }
+  for (auto& node : nodes) ASSERT_TRUE(redis_up_on(node));
   // bob keeps A subscribed to the room: alice's login waits for no subscription.
   WsClient bob;
   bob.connect(nodes[0].ws_port());
