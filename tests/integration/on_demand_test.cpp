@@ -252,6 +252,29 @@ INSTANTIATE_TEST_SUITE_P(OneRedisAndRedisCluster, OnDemandHistoryTest,
                          testing::Values(false, true),
                          mode_name);
 
+// Node 0 on Redis through `proxy` (a relay that can hold its writes), node 1
+// straight on it; both with Redis up.
+void start_relayed_pair(std::array<Gateway, 2>& nodes, const TcpProxy& proxy,
+                        const RedisServer& redis, const std::string& prefix) {
+  nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
+  nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
+  for (auto& node : nodes) ASSERT_TRUE(redis_up_on(node));
+}
+
+// Sends `user`'s login on `client`, whose node's relay holds (its `holds`-th
+// hold) the write the login waits for: no answer while held, 200 once released.
+void expect_login_answered_after_release(WsClient& client, TcpProxy& proxy, int holds,
+                                         const std::string& user, std::string_view waits_for) {
+  ASSERT_FALSE(client.send_text(
+      make_request("l-" + user, "login", R"({"appID":102,"userID":")" + user + "\"}")));
+  ASSERT_TRUE(eventually([&] { return proxy.holds() == holds; })) << "never sent " << waits_for;
+  EXPECT_FALSE(client.read_json(500ms).has_value()) << "answered before " << waits_for;
+  proxy.release_held();
+  const auto reply = client.read_json(5s);
+  ASSERT_TRUE(reply.has_value()) << "never answered";
+  EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
+}
+
 // The race made slow, on one Redis: node A reaches Redis through a proxy that
 // holds A's SUBSCRIBE of the room. The first login there is not answered
 // while the subscription is not confirmed; once it is, the push sent right
@@ -265,22 +288,15 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   TcpProxy proxy(redis.port());
   std::array<Gateway, 2> nodes;
   const std::string prefix = "od:race:";
-  nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
-  nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
-  for (std::size_t i : {0u, 1u}) ASSERT_TRUE(redis_up_on(nodes[i]));
+  ASSERT_NO_FATAL_FAILURE(start_relayed_pair(nodes, proxy, redis, prefix));
   const std::string room = prefix + "ch:room:" + std::to_string(kApp);
 
   // A's SUBSCRIBE of the room (RESP), when it comes.
   proxy.hold_writes_with("SUBSCRIBE\r\n$" + std::to_string(room.size()) + "\r\n" + room);
   WsClient alice;
   alice.connect(nodes[0].ws_port());
-  ASSERT_FALSE(alice.send_text(make_request("l-1", "login", R"({"appID":102,"userID":"alice"})")));
-  ASSERT_TRUE(eventually([&] { return proxy.holds() == 1; })) << "A never subscribed to the room";
-  EXPECT_FALSE(alice.read_json(500ms).has_value()) << "answered before the node hears the room";
-  proxy.release_held();
-  const auto reply = alice.read_json(5s);
-  ASSERT_TRUE(reply.has_value()) << "never answered";
-  EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
+  ASSERT_NO_FATAL_FAILURE(
+      expect_login_answered_after_release(alice, proxy, 1, "alice", "A hears the room"));
   EXPECT_EQ(send(nodes[1].http_port(), "/user/sendMessageAll", kApp, "zed", "r-1", "after"), kSent);
   EXPECT_TRUE(got(alice, "msg", "after"));
 
@@ -291,12 +307,8 @@ TEST(OnDemandRaceTest, TheFirstLoginOfARoomIsAnsweredOnlyOnceTheNodeHearsIt) {
   ASSERT_TRUE(eventually([&] { return proxy.holds() == 2; }, kFlipBound)) << "never unsubscribed";
   WsClient again;
   again.connect(nodes[0].ws_port());
-  ASSERT_FALSE(again.send_text(make_request("l-2", "login", R"({"appID":102,"userID":"alice"})")));
-  EXPECT_FALSE(again.read_json(500ms).has_value()) << "answered while unsubscribing";
-  proxy.release_held();
-  const auto reply2 = again.read_json(5s);
-  ASSERT_TRUE(reply2.has_value()) << "never answered";
-  EXPECT_EQ(code_of(*reply2), 200) << json::serialize(*reply2);
+  ASSERT_NO_FATAL_FAILURE(expect_login_answered_after_release(
+      again, proxy, 2, "alice", "the UNSUBSCRIBE and the SUBSCRIBE after it"));
   EXPECT_EQ(send(nodes[1].http_port(), "/user/sendMessageAll", kApp, "zed", "r-2", "again"), kSent);
   EXPECT_TRUE(got(again, "msg", "again"));
   again.close();
@@ -311,26 +323,18 @@ TEST(OnDemandRaceTest, ALoginIsAnsweredOnlyOnceRedisRoutesTheUsersPushesHere) {
   redis.start();
   TcpProxy proxy(redis.port());
   std::array<Gateway, 2> nodes;
-  const std::string prefix = "od:routed:";
-  nodes[0].start({{"--redis-addr", proxy.addr()}, {"--redis-prefix", prefix}});
-  nodes[1].start({{"--redis-addr", redis.addr()}, {"--redis-prefix", prefix}});
-  for (auto& node : nodes) ASSERT_TRUE(redis_up_on(node));
+  ASSERT_NO_FATAL_FAILURE(start_relayed_pair(nodes, proxy, redis, "od:routed:"));
   // bob keeps A subscribed to the room: alice's login waits for no subscription.
   WsClient bob;
   bob.connect(nodes[0].ws_port());
   ASSERT_EQ(bob.login(kApp, "bob"), 200);
 
-  // A's login.lua for alice (its arguments name her), when it comes.
+  // A's login.lua for alice7 (its arguments name her), when it comes.
   proxy.hold_writes_with("$6\r\nalice7\r\n");
   WsClient alice;
   alice.connect(nodes[0].ws_port());
-  ASSERT_FALSE(alice.send_text(make_request("l-1", "login", R"({"appID":102,"userID":"alice7"})")));
-  ASSERT_TRUE(eventually([&] { return proxy.holds() == 1; })) << "A never ran alice7's login.lua";
-  EXPECT_FALSE(alice.read_json(500ms).has_value()) << "answered before Redis routes alice7 to A";
-  proxy.release_held();
-  const auto reply = alice.read_json(5s);
-  ASSERT_TRUE(reply.has_value()) << "never answered";
-  EXPECT_EQ(code_of(*reply), 200) << json::serialize(*reply);
+  ASSERT_NO_FATAL_FAILURE(expect_login_answered_after_release(
+      alice, proxy, 1, "alice7", "A's login.lua for alice7 ran (Redis routes her to A)"));
   // Right after the reply, through the other node.
   EXPECT_EQ(send(nodes[1].http_port(), "/user/sendMessage", kApp, "alice7", "u-1", "routed"),
             kSent);
