@@ -635,6 +635,13 @@ void WsConnection::flush_loop(LoopIo& loop) {
   if (loop.corked.empty()) loop.corked.swap(batch);  // keep the capacity
 }
 
+void WsConnection::run_then_flush(LoopIo& loop, const std::function<void()>& task) {
+  if (loop.flush_posted || loop.settings.flush_interval > Clock::duration::zero()) return task();
+  loop.flush_posted = true;  // cork() posts nothing: the flush follows the task
+  task();
+  flush_loop(loop);
+}
+
 void WsConnection::flush() {
   corked_ = false;
   if (state_ == State::kDone || write_waiting_) return;

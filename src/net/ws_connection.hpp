@@ -13,7 +13,8 @@
 //
 // Writes are corked: send() only queues a shared, pre-framed buffer and marks
 // the connection for its loop's flush, which runs once per pass of the loop
-// (a posted task) and writes every queued frame of each marked connection in
+// (a posted task, or the end of the registry task that sent the frames:
+// run_then_flush) and writes every queued frame of each marked connection in
 // one writev. A write that would block resumes on writability where it
 // stopped. The queue is bounded in bytes: overflow closes with 1008.
 //
@@ -46,6 +47,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -182,6 +184,10 @@ class WsConnection final : public Peer {
 
   // Writes every queued frame of every corked connection of `loop`.
   static void flush_loop(LoopIo& loop);
+  // Runs `task` (work the registry posted to this loop) and then writes what
+  // it corked, in the same pass: no flush of its own is posted. With a
+  // flush_interval, or a flush already on its way, the task just runs.
+  static void run_then_flush(LoopIo& loop, const std::function<void()>& task);
   // epoll reported `events` for this connection.
   void on_events(uint32_t events);
   // Closes the descriptor at once, without a close handshake (the loop is
