@@ -27,6 +27,7 @@
 #include "http/api.hpp"
 #include "net/tls.hpp"
 #include "net/upgrade.hpp"
+#include "net/ws_connection.hpp"
 #include "security/access.hpp"
 #include "security/limits.hpp"
 
@@ -298,12 +299,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
       write(text_response(request, http::status::not_found, "404 page not found"));
       return;
     }
+    // Registry work the request posts to this loop (a delivery) runs right
+    // after it, in this pass (LoopIo::after_request).
+    LoopIo& loop = *ctx_.loop_io[shard_];
+    loop.serving_request = true;
     serve_api(request, ctx_, [self = this->shared_from_this()](HttpResponse response) {
       asio::dispatch(self->stream().get_executor(),
                      [self, response = std::move(response)]() mutable {
                        self->write(std::move(response));
                      });
     });
+    loop.serving_request = false;
+    loop.run_after_request();
   }
 
   // The per-client limits' verdict on this upgrade (docs/security.md): the

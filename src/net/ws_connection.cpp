@@ -67,10 +67,17 @@ LoopIo::~LoopIo() {
 
 void LoopIo::stop() {
   while (registered) registered->abandon();
+  after_request.clear();
   corked.clear();  // after: ending a connection may queue frames for others
   // Gone before the io_context: their services must outlive them.
   flush_timer.reset();
   epoll_watch_.reset();
+}
+
+void LoopIo::run_after_request() {
+  std::vector<std::function<void()>> tasks;
+  tasks.swap(after_request);  // serving_request is false: later posts go to the io_context
+  for (const auto& task : tasks) WsConnection::run_then_flush(*this, task);
 }
 
 void LoopIo::watch() {

@@ -117,6 +117,8 @@ struct LoopIo {
   // stops watching the epoll set; must be called before the io_context is
   // destroyed (and is, by Server and imgate-echo).
   void stop();
+  // Runs the tasks `after_request` collected (see there).
+  void run_after_request();
 
   boost::asio::io_context& io;
   const uint32_t index;
@@ -137,6 +139,12 @@ struct LoopIo {
   std::unique_ptr<char[]> tls_write_buffer;  // allocated by the loop's first TLS write
   // Connections with frames waiting for this pass's flush.
   std::vector<WsConnectionPtr> corked;
+  // While an HTTP request is served on this loop (HttpSession), registry
+  // tasks posted to the loop from its thread wait here and run (with
+  // run_then_flush) as soon as the request's handler returns, in the same
+  // pass: run_after_request(). Touched only on the loop's thread.
+  bool serving_request = false;
+  std::vector<std::function<void()>> after_request;
   bool flush_posted = false;  // a flush is posted or its timer armed
   std::unique_ptr<boost::asio::steady_timer> flush_timer;  // flush_interval > 0 only
   int epoll_fd = -1;
