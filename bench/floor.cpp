@@ -273,7 +273,7 @@ int main(int argc, char** argv) {
               "(/proc/PID/schedstat)\n",
               answered, static_cast<double>(elapsed) / 1e9,
               static_cast<double>(answered) * 1e9 / static_cast<double>(elapsed), backlog_max,
-              o.request_bytes, o.answer_bytes, o.frame_bytes, o.ws_connections, per_stat, after.ticks - before.ticks,
-              per_sched);
+              o.request_bytes, o.answer_bytes, o.frame_bytes, o.ws_connections, per_stat,
+              after.ticks - before.ticks, per_sched);
   return answered == messages ? 0 : 1;
 }
