@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -15,6 +19,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <cerrno>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -22,6 +27,7 @@
 #include "http/api.hpp"
 #include "net/tls.hpp"
 #include "net/upgrade.hpp"
+#include "net/ws_connection.hpp"
 #include "security/access.hpp"
 #include "security/limits.hpp"
 
@@ -77,6 +83,35 @@ bool unsupported_transfer_coding(const http::request<http::string_body>& request
   return false;
 }
 
+// The response as it goes on the wire (status line, fields, body), for one
+// send(). Only for a response with a Content-Length (prepare_payload() on a
+// string body): a chunked one goes through Beast's serializer.
+void serialize(const http::response<http::string_body>& res, std::string& out) {
+  const unsigned version = res.version();
+  const beast::string_view reason = res.reason();
+  std::size_t size = 32 + reason.size() + res.body().size();
+  for (const auto& field : res) size += field.name_string().size() + field.value().size() + 4;
+  out.clear();
+  out.reserve(size);
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+  out += ' ';
+  out += std::to_string(res.result_int());
+  out += ' ';
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  for (const auto& field : res) {
+    out.append(field.name_string().data(), field.name_string().size());
+    out += ": ";
+    out.append(field.value().data(), field.value().size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += res.body();
+}
+
 beast::tcp_stream& tcp_of(PlainStream& stream) { return stream; }
 beast::tcp_stream& tcp_of(TlsStream& stream) { return stream.next_layer(); }
 
@@ -97,7 +132,11 @@ template <class Holder>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
  public:
   HttpSession(asio::ip::tcp::socket socket, ServerContext& ctx, uint32_t shard, PortRole role)
-      : holder_(std::move(socket), ctx), ctx_(ctx), shard_(shard), role_(role) {
+      : holder_(std::move(socket), ctx),
+        deadline_timer_(holder_.stream.get_executor()),
+        ctx_(ctx),
+        shard_(shard),
+        role_(role) {
     if (counts_as_http_connection(role, ctx)) slot_.emplace();
   }
 
@@ -161,10 +200,45 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(kBodyLimit);
-    tcp().expires_after(role_.api ? std::chrono::milliseconds(kRequestTimeout)
-                                  : ctx_.config.handshake_timeout);
-    http::async_read(stream(), buffer_, *parser_,
-                     beast::bind_front_handler(&Self::on_read, this->shared_from_this()));
+    const auto timeout = role_.api ? std::chrono::milliseconds(kRequestTimeout)
+                                   : std::chrono::milliseconds(ctx_.config.handshake_timeout);
+    if constexpr (kTls) {
+      tcp().expires_after(timeout);
+      http::async_read(stream(), buffer_, *parser_,
+                       beast::bind_front_handler(&Self::on_read, this->shared_from_this()));
+    } else {
+      // Plain: straight from the socket, under the session's own deadline
+      // (tcp_stream would arm and cancel a timer around every read and write).
+      set_deadline(timeout);
+      http::async_read(tcp().socket(), buffer_, *parser_,
+                       beast::bind_front_handler(&Self::on_read, this->shared_from_this()));
+    }
+  }
+
+  // Plain sessions: the socket is closed once `timeout` passes without the
+  // deadline being moved again (a pending read or write then fails). One
+  // timer wait at a time, re-armed when it fires early: moving the deadline
+  // is a store, not a timer operation.
+  void set_deadline(std::chrono::milliseconds timeout) {
+    deadline_ = std::chrono::steady_clock::now() + timeout;
+    if (deadline_waiting_) return;
+    deadline_waiting_ = true;
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+      if (const auto self = weak.lock()) self->on_deadline(ec);
+    });
+  }
+
+  void on_deadline(beast::error_code ec) {
+    deadline_waiting_ = false;
+    if (ec) return;  // the session is going away
+    const auto now = std::chrono::steady_clock::now();
+    if (now < deadline_) {
+      set_deadline(std::chrono::ceil<std::chrono::milliseconds>(deadline_ - now));
+      return;
+    }
+    beast::error_code ignored;
+    tcp().socket().close(ignored);  // the pending read or write ends with operation_aborted
   }
 
   // The peer gets no more from us: TCP half-close (plain), close_notify (TLS,
@@ -225,12 +299,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
       write(text_response(request, http::status::not_found, "404 page not found"));
       return;
     }
+    // Registry work the request posts to this loop (a delivery) runs right
+    // after it, in this pass (LoopIo::after_request).
+    LoopIo& loop = *ctx_.loop_io[shard_];
+    loop.serving_request = true;
     serve_api(request, ctx_, [self = this->shared_from_this()](HttpResponse response) {
       asio::dispatch(self->stream().get_executor(),
                      [self, response = std::move(response)]() mutable {
                        self->write(std::move(response));
                      });
     });
+    loop.serving_request = false;
+    loop.run_after_request();
   }
 
   // The per-client limits' verdict on this upgrade (docs/security.md): the
@@ -294,9 +374,31 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
     const bool refusal = status >= 400 && status != 404;
     bool keep_alive = shared->keep_alive() && role_.api && !refusal;
     shared->keep_alive(keep_alive);
+    if constexpr (!kTls) {
+      if (!shared->chunked()) return send_now(*shared, keep_alive);
+    }
     http::async_write(stream(), *shared,
                       [self = this->shared_from_this(), shared, keep_alive](beast::error_code ec,
                                                                             std::size_t bytes) {
+                        self->on_write(keep_alive, ec, bytes);
+                      });
+  }
+
+  // Plain: the answer in one send() (it fits the socket buffer unless the peer
+  // stopped reading); what does not fit follows asynchronously.
+  void send_now(const Response& response, bool keep_alive) {
+    serialize(response, out_);
+    auto& socket = tcp().socket();
+    const ssize_t n =
+        ::send(socket.native_handle(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return on_write(keep_alive, beast::error_code(errno, boost::system::system_category()), 0);
+    }
+    const auto sent = static_cast<std::size_t>(std::max<ssize_t>(n, 0));
+    if (sent == out_.size()) return on_write(keep_alive, {}, sent);
+    asio::async_write(socket, asio::buffer(out_.data() + sent, out_.size() - sent),
+                      [self = this->shared_from_this(), keep_alive](beast::error_code ec,
+                                                                    std::size_t bytes) {
                         self->on_write(keep_alive, ec, bytes);
                       });
   }
@@ -308,6 +410,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   }
 
   Holder holder_;
+  asio::steady_timer deadline_timer_;  // plain only (set_deadline)
+  std::chrono::steady_clock::time_point deadline_{};
+  bool deadline_waiting_ = false;
+  std::string out_;  // plain only: the answer being written (send_now)
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Request request_;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "net/descriptors.hpp"
+#include "net/ws_connection.hpp"
 
 namespace imgate {
 
@@ -102,7 +103,20 @@ Server::Server(Config config)
       ctx_{config_, counters_, hub_, router_, loops_, Clock::now()},
       signals_(std::make_unique<asio::signal_set>(*loops_[0], SIGINT, SIGTERM)) {
   hub_.set_poster([this](uint32_t shard, Hub::Task task) {
-    asio::post(*loops_[shard], std::move(task));
+    // Posted from an HTTP request served on the task's own loop (a unicast
+    // to a user of this loop): the task runs as soon as the request's
+    // handler returns, without a pass of the loop of its own.
+    if (shard < loop_io_.size() && loops_[shard]->get_executor().running_in_this_thread() &&
+        loop_io_[shard]->serving_request) {
+      loop_io_[shard]->after_request.push_back(std::move(task));
+      return;
+    }
+    // Frames the task sends leave at its end, not in a flush posted after it
+    // (one pass of the loop less per delivery).
+    asio::post(*loops_[shard], [this, shard, task = std::move(task)] {
+      if (shard < loop_io_.size()) return WsConnection::run_then_flush(*loop_io_[shard], task);
+      task();
+    });
   });
   for (auto& loop : loops_) guards_.emplace_back(asio::make_work_guard(*loop));
   hub_.set_presence_policy(PresencePolicy{config_.presence_max_room, config_.quiet_app_ids});

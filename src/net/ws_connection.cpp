@@ -67,10 +67,17 @@ LoopIo::~LoopIo() {
 
 void LoopIo::stop() {
   while (registered) registered->abandon();
+  after_request.clear();
   corked.clear();  // after: ending a connection may queue frames for others
   // Gone before the io_context: their services must outlive them.
   flush_timer.reset();
   epoll_watch_.reset();
+}
+
+void LoopIo::run_after_request() {
+  std::vector<std::function<void()>> tasks;
+  tasks.swap(after_request);  // serving_request is false: later posts go to the io_context
+  for (const auto& task : tasks) WsConnection::run_then_flush(*this, task);
 }
 
 void LoopIo::watch() {
@@ -633,6 +640,13 @@ void WsConnection::flush_loop(LoopIo& loop) {
   for (auto& conn : batch) conn->flush();
   batch.clear();
   if (loop.corked.empty()) loop.corked.swap(batch);  // keep the capacity
+}
+
+void WsConnection::run_then_flush(LoopIo& loop, const std::function<void()>& task) {
+  if (loop.flush_posted || loop.settings.flush_interval > Clock::duration::zero()) return task();
+  loop.flush_posted = true;  // cork() posts nothing: the flush follows the task
+  task();
+  flush_loop(loop);
 }
 
 void WsConnection::flush() {

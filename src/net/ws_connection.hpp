@@ -13,7 +13,8 @@
 //
 // Writes are corked: send() only queues a shared, pre-framed buffer and marks
 // the connection for its loop's flush, which runs once per pass of the loop
-// (a posted task) and writes every queued frame of each marked connection in
+// (a posted task, or the end of the registry task that sent the frames:
+// run_then_flush) and writes every queued frame of each marked connection in
 // one writev. A write that would block resumes on writability where it
 // stopped. The queue is bounded in bytes: overflow closes with 1008.
 //
@@ -46,6 +47,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -115,6 +117,8 @@ struct LoopIo {
   // stops watching the epoll set; must be called before the io_context is
   // destroyed (and is, by Server and imgate-echo).
   void stop();
+  // Runs the tasks `after_request` collected (see there).
+  void run_after_request();
 
   boost::asio::io_context& io;
   const uint32_t index;
@@ -135,6 +139,12 @@ struct LoopIo {
   std::unique_ptr<char[]> tls_write_buffer;  // allocated by the loop's first TLS write
   // Connections with frames waiting for this pass's flush.
   std::vector<WsConnectionPtr> corked;
+  // While an HTTP request is served on this loop (HttpSession), registry
+  // tasks posted to the loop from its thread wait here and run (with
+  // run_then_flush) as soon as the request's handler returns, in the same
+  // pass: run_after_request(). Touched only on the loop's thread.
+  bool serving_request = false;
+  std::vector<std::function<void()>> after_request;
   bool flush_posted = false;  // a flush is posted or its timer armed
   std::unique_ptr<boost::asio::steady_timer> flush_timer;  // flush_interval > 0 only
   int epoll_fd = -1;
@@ -182,6 +192,10 @@ class WsConnection final : public Peer {
 
   // Writes every queued frame of every corked connection of `loop`.
   static void flush_loop(LoopIo& loop);
+  // Runs `task` (work the registry posted to this loop) and then writes what
+  // it corked, in the same pass: no flush of its own is posted. With a
+  // flush_interval, or a flush already on its way, the task just runs.
+  static void run_then_flush(LoopIo& loop, const std::function<void()>& task);
   // epoll reported `events` for this connection.
   void on_events(uint32_t events);
   // Closes the descriptor at once, without a close handshake (the loop is

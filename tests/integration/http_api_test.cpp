@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -29,6 +30,7 @@
 #include <thread>
 
 #include "gateway_process.hpp"
+#include "raw_connection.hpp"
 #include "ws_client.hpp"
 
 namespace imgate::test {
@@ -1020,6 +1022,37 @@ TEST_F(HttpApiTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   EXPECT_EQ(res.result_int(), 200u);
   EXPECT_FALSE(res.keep_alive());
   EXPECT_TRUE(conn.closed_by_server()) << "the server kept a Connection: close session open";
+}
+
+// An answer bigger than the socket takes at once (a 6 MiB file, more than the
+// kernel's largest send buffer, to a client with a 4 KiB receive buffer): the
+// gateway writes what fits and the rest as the client reads; the body arrives
+// whole, and the connection then serves its next request.
+TEST(HttpAnswerTest, AnAnswerTheSocketCannotTakeAtOnceArrivesWholeAndTheConnectionGoesOn) {
+  namespace fs = std::filesystem;
+  const fs::path root =
+      fs::temp_directory_path() / ("imgate-big-answer-" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  std::string big(6 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  }
+  std::ofstream(root / "big.txt", std::ios::binary) << big;
+  std::ofstream(root / "index.html") << "<!doctype html>\n";  // else the embedded pages are served
+  Gateway gw;
+  gw.start({{"--web-root", root.string()}});
+  RawConnection raw;
+  raw.connect(gw.http_port(), 4096);
+  ASSERT_EQ(raw.exchange("GET /web/big.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 10s), 200u);
+  EXPECT_NE(raw.head().find("Content-Length: " + std::to_string(big.size())), std::string::npos)
+      << raw.head();
+  ASSERT_TRUE(raw.receive_at_least(big.size(), 30s)) << "got " << raw.buffered() << " bytes";
+  EXPECT_TRUE(raw.take(big.size()) == big) << "the body differs from the file";
+  EXPECT_EQ(raw.buffered(), 0u);
+  ASSERT_EQ(raw.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 5s), 200u);
+  ASSERT_TRUE(raw.receive_at_least(3));
+  EXPECT_EQ(raw.take(3), "ok\n");
+  fs::remove_all(root);
 }
 
 }  // namespace

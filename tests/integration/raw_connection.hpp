@@ -183,6 +183,21 @@ class RawConnection {
   }
   // Received bytes not yet returned as frames.
   std::size_t buffered() const { return rx_.size(); }
+  // Receives until at least `size` bytes are buffered; false on timeout or
+  // end of stream.
+  bool receive_at_least(std::size_t size, Millis timeout = Millis(3000)) {
+    const auto deadline = Clock::now() + timeout;
+    while (rx_.size() < size) {
+      if (receive_some(left(deadline)) <= 0) return false;
+    }
+    return true;
+  }
+  // The first `size` buffered bytes, removed from the buffer.
+  std::string take(std::size_t size) {
+    std::string out = rx_.substr(0, size);
+    rx_.erase(0, out.size());
+    return out;
+  }
   // errno of the receive error that ended the stream (0: none, or an orderly end).
   int receive_error() const { return error_; }
 
