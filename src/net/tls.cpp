@@ -6,6 +6,8 @@
 
 #include <stdexcept>
 
+#include "net/tls13_records.hpp"
+
 namespace imgate {
 
 namespace ssl = boost::asio::ssl;
@@ -38,6 +40,8 @@ TlsContextPtr TlsContext::load(const std::string& cert_file, const std::string& 
   // client for its lifetime.
   ::SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
   ::SSL_CTX_set_num_tickets(native, 1);
+  // What an upgraded TLS 1.3 connection needs to leave its SSL object behind.
+  Tls13Records::install_capture(native);
   if (::SSL_CTX_use_certificate_chain_file(native, cert_file.c_str()) != 1) {
     throw std::runtime_error("TLS certificate " + cert_file + ": " + openssl_errors());
   }
