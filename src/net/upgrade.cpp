@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "net/tls13_records.hpp"
 #include "protocol/codes.hpp"
 #include "websocket/handshake.hpp"
 
@@ -81,6 +82,14 @@ bool hand_over(boost::beast::ssl_stream<boost::beast::tcp_stream>& stream,
     return false;
   }
   stream.next_layer().expires_never();
+  // TLS 1.3: the connection keeps only its record state; the SSL object goes
+  // with the Asio stream (docs/security.md, "TLS memory").
+  if (auto records = Tls13Records::take_over(ssl)) {
+    const int fd = stream.next_layer().release_socket().release();
+    WsConnectionPtr conn(new WsConnection(fd, loop, std::move(records)));
+    start(*conn, buffer, request, admission);
+    return true;
+  }
   ::SSL_up_ref(ssl);  // ours now; the Asio stream drops its reference when destroyed
   const int fd = stream.next_layer().release_socket().release();
   // The SSL object reads and writes the (non-blocking) socket itself; the

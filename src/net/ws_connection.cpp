@@ -14,6 +14,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "net/tls13_records.hpp"
 #include "protocol/codes.hpp"
 
 namespace imgate {
@@ -135,11 +136,25 @@ class WsConnection::Sink final : public ws::FrameSink {
   WsConnection& c_;
 };
 
-// A wss connection's TLS state (null for plain connections).
+// A wss connection's TLS state (null for plain connections): TLS 1.3's
+// record state, or a TLS 1.2 connection's SSL object.
 struct WsConnection::TlsState {
   explicit TlsState(SSL* s) : ssl(s) {}
-  ~TlsState() { ::SSL_free(ssl); }
-  SSL* ssl;
+  explicit TlsState(std::unique_ptr<Tls13Records> r) : records(std::move(r)) {}
+  ~TlsState() {
+    if (ssl) ::SSL_free(ssl);
+  }
+  SSL* ssl = nullptr;
+  std::unique_ptr<Tls13Records> records;
+  // TLS 1.3: the start of a record still arriving (in_len bytes), and
+  // encrypted bytes the socket did not take yet (out_pending[out_off,
+  // out_len)); each allocated only while it holds something.
+  std::unique_ptr<unsigned char[]> in_pending;
+  std::unique_ptr<unsigned char[]> out_pending;
+  uint32_t in_len = 0;
+  uint32_t out_len = 0;
+  uint32_t out_off = 0;
+  bool peer_closed = false;  // close_notify read
   // Length of an SSL_write that would block: its record is encrypted and
   // half sent, the retry must offer the same bytes (at least this many).
   std::size_t write_pending = 0;
@@ -152,6 +167,11 @@ struct WsConnection::TlsState {
 WsConnection::WsConnection(int fd, LoopIo& loop, SSL* ssl) : loop_(loop), fd_(fd) {
   if (ssl) tls_ = new TlsState(ssl);
   if (loop_.upgraded) loop_.upgraded->fetch_add(1, std::memory_order_relaxed);
+}
+
+WsConnection::WsConnection(int fd, LoopIo& loop, std::unique_ptr<Tls13Records> records)
+    : WsConnection(fd, loop) {
+  tls_ = new TlsState(std::move(records));
 }
 
 // The per-connection state budget (docs/architecture.md, memory per
@@ -282,9 +302,9 @@ void WsConnection::on_readable() {
     finish();
     return;
   }
-  // TLS: a record read only in part is in OpenSSL's buffer, where epoll does
-  // not see it.
-  if (tls_ && state_ != State::kDone && ::SSL_has_pending(tls_->ssl)) {
+  // TLS 1.2: a record read only in part is in OpenSSL's buffer, where epoll
+  // does not see it. (TLS 1.3 decrypts every whole record it read.)
+  if (tls_ && tls_->ssl && state_ != State::kDone && ::SSL_has_pending(tls_->ssl)) {
     asio::post(loop_.io, [self = WsConnectionPtr(this)] {
       if (self->state_ != State::kDone) self->on_readable();
     });
@@ -292,7 +312,7 @@ void WsConnection::on_readable() {
 }
 
 ssize_t WsConnection::read_some(char* buffer, std::size_t size) {
-  if (tls_) return tls_read(buffer, size);
+  if (tls_) return tls_->records ? records_read(buffer, size) : tls_read(buffer, size);
   while (true) {
     const ssize_t n = ::recv(fd_, buffer, size, MSG_DONTWAIT);
     if (n > 0) return n;
@@ -305,7 +325,7 @@ ssize_t WsConnection::read_some(char* buffer, std::size_t size) {
 }
 
 ssize_t WsConnection::write_some(const iovec* iov, std::size_t count, std::size_t& offered) {
-  if (tls_) return tls_write(iov, count, offered);
+  if (tls_) return tls_->records ? records_write(iov, count, offered) : tls_write(iov, count, offered);
   while (true) {
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);
@@ -420,10 +440,115 @@ ssize_t WsConnection::tls_write(const iovec* iov, std::size_t count, std::size_t
   return static_cast<ssize_t>(done);
 }
 
+ssize_t WsConnection::records_read(char* buffer, std::size_t size) {
+  TlsState& t = *tls_;
+  if (t.peer_closed) return kEof;
+  if (!loop_.tls_read_buffer) loop_.tls_read_buffer.reset(new unsigned char[LoopIo::kReadBufferSize]);
+  unsigned char* const raw = loop_.tls_read_buffer.get();
+  std::size_t len = t.in_len;
+  if (len > 0) {
+    std::memcpy(raw, t.in_pending.get(), len);
+    t.in_pending.reset();
+    t.in_len = 0;
+  }
+  bool eof = false;
+  ssize_t n;
+  do {
+    n = ::recv(fd_, raw + len, LoopIo::kReadBufferSize - len, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    len += static_cast<std::size_t>(n);
+  } else if (n == 0) {
+    eof = true;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    spdlog::debug("connection {:x}: read error: {}", tag, std::strerror(errno));
+    t.broken = true;
+    return kIoError;
+  }
+  // Plaintext is shorter than its record: every whole record fits in `buffer`
+  // (as large as the raw buffer), only an incomplete one is left.
+  const auto opened = t.records->open(raw, len, reinterpret_cast<unsigned char*>(buffer), size);
+  if (opened.status == Tls13Records::Status::kError) {
+    spdlog::debug("connection {:x}: TLS read error: {}", tag, t.records->error());
+    t.broken = true;
+    return kIoError;
+  }
+  if (const std::size_t rest = len - opened.consumed; rest > 0 && !eof) {
+    t.in_pending.reset(new unsigned char[rest]);
+    std::memcpy(t.in_pending.get(), raw + opened.consumed, rest);
+    t.in_len = static_cast<uint32_t>(rest);
+  }
+  if (t.records->key_update_due()) cork();  // our KeyUpdate goes out with the next flush
+  if (opened.status == Tls13Records::Status::kClosed) {
+    t.peer_closed = true;
+    return opened.produced > 0 ? static_cast<ssize_t>(opened.produced) : kEof;
+  }
+  if (opened.produced > 0) return static_cast<ssize_t>(opened.produced);
+  return eof ? kEof : kWouldRead;  // at EOF a record cut short is dropped
+}
+
+ssize_t WsConnection::records_write(const iovec* iov, std::size_t count, std::size_t& offered) {
+  TlsState& t = *tls_;
+  auto send_bytes = [this](const unsigned char* data, std::size_t len) -> ssize_t {
+    while (true) {
+      const ssize_t n = ::send(fd_, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      spdlog::debug("connection {:x}: write error: {}", tag, std::strerror(errno));
+      return -1;
+    }
+  };
+  // What the socket did not take last time goes first, whole.
+  if (t.out_off < t.out_len) {
+    const ssize_t n = send_bytes(t.out_pending.get() + t.out_off, t.out_len - t.out_off);
+    if (n < 0) return t.broken = true, kIoError;
+    t.out_off += static_cast<uint32_t>(n);
+    if (t.out_off < t.out_len) return kWouldWrite;
+    t.out_pending.reset();
+    t.out_len = t.out_off = 0;
+  }
+  if (!loop_.tls_write_buffer) loop_.tls_write_buffer.reset(new char[LoopIo::kTlsWriteBufferSize]);
+  auto* out = reinterpret_cast<unsigned char*>(loop_.tls_write_buffer.get());
+  std::size_t taken = 0;
+  const std::size_t sealed = t.records->seal(iov, count, out, LoopIo::kTlsWriteBufferSize, taken);
+  if (t.records->error()) {
+    spdlog::debug("connection {:x}: TLS write error: {}", tag, t.records->error());
+    return t.broken = true, kIoError;
+  }
+  offered = taken;
+  const ssize_t n = sealed > 0 ? send_bytes(out, sealed) : 0;
+  if (n < 0) return t.broken = true, kIoError;
+  if (static_cast<std::size_t>(n) < sealed) {
+    // Encrypted, so written as far as the queue is concerned; the rest of
+    // the records is ours to send (at most one write buffer).
+    const std::size_t rest = sealed - static_cast<std::size_t>(n);
+    t.out_pending.reset(new unsigned char[rest]);
+    std::memcpy(t.out_pending.get(), out + n, rest);
+    t.out_len = static_cast<uint32_t>(rest);
+    t.out_off = 0;
+    offered = taken + 1;  // less than offered went out: the caller waits for writability
+  }
+  return static_cast<ssize_t>(taken);
+}
+
+bool WsConnection::tls_output_due() const {
+  return tls_ && tls_->records && (tls_->out_off < tls_->out_len || tls_->records->key_update_due());
+}
+
 void WsConnection::tls_shutdown() {
   // close_notify, best effort: never waited for.
   if (!tls_ || tls_->broken || tls_->shut) return;
   tls_->shut = true;
+  if (tls_->records) {
+    if (tls_->out_off < tls_->out_len) return;  // cut off mid-record: no alert can follow
+    unsigned char alert[Tls13Records::kOverhead + 2];
+    const std::size_t n = tls_->records->seal_close_notify(alert);
+    if (n > 0) {
+      [[maybe_unused]] const ssize_t sent = ::send(fd_, alert, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    return;
+  }
   ::ERR_clear_error();
   ::SSL_shutdown(tls_->ssl);
   ::ERR_clear_error();
@@ -652,7 +777,7 @@ void WsConnection::run_then_flush(LoopIo& loop, const std::function<void()>& tas
 void WsConnection::flush() {
   corked_ = false;
   if (state_ == State::kDone || write_waiting_) return;
-  while (!queue_.empty()) {
+  while (!queue_.empty() || tls_output_due()) {
     iovec iov[kMaxIov];
     std::size_t count = 0;
     std::size_t wanted = 0;

@@ -31,13 +31,18 @@
 //    answers one), and cut off after close_timeout if the peer never
 //    finishes.
 //
-// TLS (wss): a connection made with an SSL object (handed over from the HTTP
-// phase, net/upgrade.cpp) reads and writes through it, on the same readiness
-// events: read_some() / write_some() are the only places that differ. Reads
-// decrypt into the loop's read buffer; writes gather the queued frames into
-// the loop's write buffer (up to 64 KiB) for one SSL_write, and a write that
-// would block is retried with the same bytes. Its TLS state lives in a
-// separate allocation, so a plain connection pays one null pointer for it.
+// TLS (wss), on the same readiness events: read_some() / write_some() are the
+// only places that differ. A TLS 1.3 connection comes with its record state
+// (net/tls13_records.hpp, handed over from the HTTP phase by net/upgrade.cpp,
+// its SSL object freed): reads take the socket's bytes into the loop's TLS
+// read buffer and decrypt the whole records there into the loop's read
+// buffer (a record still incomplete waits in an allocation of its own until
+// the rest arrives); writes encrypt the queued frames into the loop's write
+// buffer (up to 64 KiB) and send them, and what the socket does not take
+// waits in an allocation of its own, sent before anything else. A TLS 1.2
+// connection keeps its SSL object and reads and writes through it (a write
+// that would block is retried with the same bytes). The TLS state lives in
+// a separate allocation, so a plain connection pays one null pointer for it.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -63,6 +68,7 @@ struct ssl_st;  // OpenSSL's SSL
 namespace imgate {
 
 class WsConnection;
+class Tls13Records;
 void intrusive_ptr_add_ref(WsConnection* conn);
 void intrusive_ptr_release(WsConnection* conn);
 // References to a connection: held by the loop's epoll set while the
@@ -137,6 +143,9 @@ struct LoopIo {
   ClientTable* clients = nullptr;
   std::unique_ptr<char[]> read_buffer;
   std::unique_ptr<char[]> tls_write_buffer;  // allocated by the loop's first TLS write
+  // TLS 1.3 (Tls13Records): the socket's bytes before decryption
+  // (kReadBufferSize), allocated by the loop's first such read.
+  std::unique_ptr<unsigned char[]> tls_read_buffer;
   // Connections with frames waiting for this pass's flush.
   std::vector<WsConnectionPtr> corked;
   // While an HTTP request is served on this loop (HttpSession), registry
@@ -161,9 +170,11 @@ struct LoopIo {
 class WsConnection final : public Peer {
  public:
   // Takes ownership of `fd`, a connected TCP socket, and of one reference to
-  // `ssl` (TLS, set to talk to `fd`), if given; create with
+  // `ssl` (TLS 1.2, set to talk to `fd`), if given; create with
   // WsConnectionPtr(new WsConnection(...)).
   WsConnection(int fd, LoopIo& loop, ssl_st* ssl = nullptr);
+  // TLS 1.3: `records` protects the connection's records from the 101 on.
+  WsConnection(int fd, LoopIo& loop, std::unique_ptr<Tls13Records> records);
   ~WsConnection();
   WsConnection(const WsConnection&) = delete;
   WsConnection& operator=(const WsConnection&) = delete;
@@ -222,6 +233,9 @@ class WsConnection final : public Peer {
   ssize_t write_some(const iovec* iov, std::size_t count, std::size_t& offered);
   ssize_t tls_read(char* buffer, std::size_t size);
   ssize_t tls_write(const iovec* iov, std::size_t count, std::size_t& offered);
+  ssize_t records_read(char* buffer, std::size_t size);
+  ssize_t records_write(const iovec* iov, std::size_t count, std::size_t& offered);
+  bool tls_output_due() const;  // TLS 1.3: encrypted bytes wait, or a KeyUpdate answer
   void tls_shutdown();
   bool watch_socket();                       // start(): false when the socket is gone
   bool send_response(std::string& response); // start(): false on a socket error
