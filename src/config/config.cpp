@@ -447,6 +447,10 @@ constexpr OptionSpec kOptions[] = {
      bind<&Config::tls_cert, parse_text>()},
     {"imgate.tlsKey", "tls-key", "FILE", "PEM private key of --tls-cert",
      bind<&Config::tls_key, parse_text>()},
+    {"imgate.tlsTicketKeyFile", "tls-ticket-key-file", "FILE",
+     "TLS session ticket keys, one a line (openssl rand -hex 80), the first for new tickets; "
+     "the same file on every node resumes anywhere (SIGHUP rereads)",
+     bind<&Config::tls_ticket_key_file, parse_text>()},
     {"imgate.apiKeys", "api-key", "KEY",
      "API key required by /user/* (Bearer or X-API-Key); repeatable, or comma-separated",
      bind<&Config::api_keys, parse_api_keys>()},
@@ -802,6 +806,8 @@ void validate(const Config& cfg) {
   check(cfg.tls_cert.empty() == cfg.tls_key.empty(),
         cfg.tls_cert.empty() ? "imgate.tlsCert" : "imgate.tlsKey",
         "must be set too: TLS needs both a certificate and a key");
+  check(cfg.tls_ticket_key_file.empty() || !cfg.tls_cert.empty(), "imgate.tlsTicketKeyFile",
+        "needs imgate.tlsCert and imgate.tlsKey: tickets are for TLS sessions");
   check(cfg.auth_hmac_secret.empty() || cfg.auth_hmac_secret_file.empty(), "imgate.authHmacSecret",
         "and imgate.authHmacSecretFile are exclusive: give the secret one way");
   check(cfg.auth_leeway <= Millis(3'600'000), "imgate.authLeeway",

@@ -58,6 +58,7 @@ struct Config {
   std::string redis_prefix = "imgate:";       // cluster: prefix of every Redis key and channel
   std::string tls_cert;                       // PEM certificate chain; set with tls_key: wss / https
   std::string tls_key;                        // PEM private key of tls_cert
+  std::string tls_ticket_key_file;            // session ticket keys (empty: generated, per process)
   // Access control (docs/security.md). Empty api_keys: the HTTP API is open (upstream).
   std::vector<std::string> api_keys;          // /user/* needs one of these (Bearer or X-API-Key)
   std::string api_key_file;                   // one key a line; its keys join api_keys at load

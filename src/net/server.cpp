@@ -174,7 +174,8 @@ Server::Server(Config config)
     loop_io_.push_back(std::move(io));
   }
   if (!config_.tls_cert.empty()) {
-    tls_ = std::make_unique<TlsContext>(config_.tls_cert, config_.tls_key);  // throws: not started
+    tls_ = std::make_unique<TlsContext>(config_.tls_cert, config_.tls_key,
+                                        config_.tls_ticket_key_file);  // throws: not started
     ctx_.tls = tls_.get();
     reload_signal_ = std::make_unique<asio::signal_set>(*loops_[0], SIGHUP);
   }

@@ -1,9 +1,15 @@
 #include "net/tls.hpp"
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include "net/tls13_records.hpp"
@@ -23,9 +29,140 @@ std::string openssl_errors() {
   }
   return out.empty() ? "unknown error" : out;
 }
+
+// The ticket keys of a context (its ex_data: a heap shared_ptr, freed with
+// the context).
+void free_tickets(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<std::shared_ptr<TicketKeys>*>(ptr);
+}
+int tickets_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_tickets);
+  return index;
+}
+
+// OpenSSL's ticket key callback: encrypt a new ticket with the current key
+// (enc = 1), or find the key a presented ticket names (enc = 0).
+int ticket_key_callback(SSL* ssl, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                        EVP_MAC_CTX* mac, int enc) {
+  const auto* keys =
+      static_cast<std::shared_ptr<TicketKeys>*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tickets_index()));
+  if (!keys || !*keys) return -1;
+  TicketKeys::Key key;
+  int found = 1;
+  if (enc) {
+    key = (*keys)->current();
+    std::memcpy(key_name, key.name, sizeof key.name);
+    if (RAND_bytes(iv, 16) != 1 ||
+        EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) {
+      found = -1;
+    }
+  } else {
+    found = (*keys)->find(key_name, key);
+    if (found != 0 && EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) {
+      found = -1;
+    }
+  }
+  if (found > 0) {
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac, sizeof key.hmac),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_MAC_CTX_set_params(mac, params) != 1) found = -1;
+  }
+  OPENSSL_cleanse(&key, sizeof key);
+  return found;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 }  // namespace
 
-TlsContextPtr TlsContext::load(const std::string& cert_file, const std::string& key_file) {
+// ---- TicketKeys ---------------------------------------------------------------
+
+TicketKeys::Key TicketKeys::random_key() {
+  Key key;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key) != 1) {
+    throw std::runtime_error("TLS ticket key: no random bytes: " + openssl_errors());
+  }
+  return key;
+}
+
+std::shared_ptr<TicketKeys> TicketKeys::generated(std::chrono::seconds rotation) {
+  auto keys = std::make_shared<TicketKeys>();
+  keys->rotation_ = rotation;
+  keys->keys_.push_back({random_key(), std::chrono::steady_clock::now()});
+  return keys;
+}
+
+std::shared_ptr<TicketKeys> TicketKeys::from_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("TLS ticket key file " + path + ": cannot be read");
+  auto keys = std::make_shared<TicketKeys>();
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    const std::string_view hex = std::string_view(line).substr(first, last - first + 1);
+    Stored stored{};
+    auto* bytes = reinterpret_cast<unsigned char*>(&stored.key);
+    bool ok = hex.size() == 2 * kKeyBytes;
+    for (std::size_t i = 0; ok && i < kKeyBytes; ++i) {
+      const int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+      ok = hi >= 0 && lo >= 0;
+      bytes[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    if (!ok) {
+      OPENSSL_cleanse(&stored, sizeof stored);
+      throw std::runtime_error("TLS ticket key file " + path + " line " + std::to_string(number) +
+                               ": not a key (160 hex digits, e.g. from `openssl rand -hex 80`)");
+    }
+    keys->keys_.push_back(stored);
+  }
+  OPENSSL_cleanse(line.data(), line.size());
+  if (keys->keys_.empty()) throw std::runtime_error("TLS ticket key file " + path + ": no key");
+  return keys;
+}
+
+TicketKeys::Key TicketKeys::current() {
+  std::lock_guard lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  if (rotation_.count() > 0 && now - keys_.front().made >= rotation_) {
+    keys_.insert(keys_.begin(), Stored{random_key(), now});
+    if (keys_.size() > 3) {
+      OPENSSL_cleanse(&keys_.back(), sizeof(Stored));
+      keys_.pop_back();
+    }
+  }
+  return keys_.front().key;
+}
+
+int TicketKeys::find(const unsigned char* name, Key& out) const {
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < keys_.size(); ++i) {
+    if (CRYPTO_memcmp(keys_[i].key.name, name, sizeof out.name) == 0) {
+      out = keys_[i].key;
+      return i == 0 ? 1 : 2;
+    }
+  }
+  return 0;
+}
+
+std::size_t TicketKeys::size() const {
+  std::lock_guard lock(mutex_);
+  return keys_.size();
+}
+
+// ---- TlsContext ---------------------------------------------------------------
+
+TlsContextPtr TlsContext::load(const std::string& cert_file, const std::string& key_file,
+                               std::shared_ptr<TicketKeys> tickets) {
   ::ERR_clear_error();
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = ctx->native_handle();
@@ -40,6 +177,15 @@ TlsContextPtr TlsContext::load(const std::string& cert_file, const std::string& 
   // client for its lifetime.
   ::SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
   ::SSL_CTX_set_num_tickets(native, 1);
+  ::SSL_CTX_set_timeout(native, static_cast<long>(TicketKeys::kTicketLifetime.count()));
+  if (tickets) {
+    auto* stored = new std::shared_ptr<TicketKeys>(std::move(tickets));
+    if (::SSL_CTX_set_ex_data(native, tickets_index(), stored) != 1) {
+      delete stored;
+      throw std::runtime_error("TLS ticket keys: " + openssl_errors());
+    }
+    ::SSL_CTX_set_tlsext_ticket_key_evp_cb(native, ticket_key_callback);
+  }
   // What an upgraded TLS 1.3 connection needs to leave its SSL object behind.
   Tls13Records::install_capture(native);
   if (::SSL_CTX_use_certificate_chain_file(native, cert_file.c_str()) != 1) {
@@ -55,10 +201,13 @@ TlsContextPtr TlsContext::load(const std::string& cert_file, const std::string& 
   return ctx;
 }
 
-TlsContext::TlsContext(std::string cert_file, std::string key_file)
+TlsContext::TlsContext(std::string cert_file, std::string key_file, std::string ticket_key_file)
     : cert_file_(std::move(cert_file)),
       key_file_(std::move(key_file)),
-      current_(load(cert_file_, key_file_)) {}
+      ticket_key_file_(std::move(ticket_key_file)),
+      tickets_(ticket_key_file_.empty() ? TicketKeys::generated()
+                                        : TicketKeys::from_file(ticket_key_file_)),
+      current_(load(cert_file_, key_file_, tickets_)) {}
 
 TlsContextPtr TlsContext::current() const {
   std::lock_guard lock(mutex_);
@@ -67,17 +216,25 @@ TlsContextPtr TlsContext::current() const {
 
 bool TlsContext::reload() {
   TlsContextPtr fresh;
+  std::shared_ptr<TicketKeys> tickets;
   try {
-    fresh = load(cert_file_, key_file_);
+    {
+      std::lock_guard lock(mutex_);
+      tickets = tickets_;  // generated keys live on: tickets issued before still resume
+    }
+    if (!ticket_key_file_.empty()) tickets = TicketKeys::from_file(ticket_key_file_);
+    fresh = load(cert_file_, key_file_, tickets);
   } catch (const std::exception& e) {
-    spdlog::error("TLS reload failed, keeping the previous certificate: {}", e.what());
+    spdlog::error("TLS reload failed, keeping the previous certificate and ticket keys: {}", e.what());
     return false;
   }
   {
     std::lock_guard lock(mutex_);
     current_.swap(fresh);
+    tickets_ = std::move(tickets);
   }
-  spdlog::info("TLS certificate and key reloaded from {} and {}", cert_file_, key_file_);
+  spdlog::info("TLS certificate and key reloaded from {} and {}{}", cert_file_, key_file_,
+               ticket_key_file_.empty() ? "" : ", session ticket keys from " + ticket_key_file_);
   return true;  // the old context goes when its last session does
 }
 

@@ -38,7 +38,9 @@ class TlsClient {
 
   // TCP connect to 127.0.0.1:port (with SO_RCVBUF = receive_buffer if > 0)
   // and the TLS handshake. Returns false (no throw) when either fails.
-  bool connect(uint16_t port, int receive_buffer = 0, Millis timeout = 5s) {
+  // With `resume`: offer that session (its ticket) in the handshake.
+  bool connect(uint16_t port, int receive_buffer = 0, Millis timeout = 5s,
+               SSL_SESSION* resume = nullptr) {
     reset();
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return false;
@@ -57,9 +59,16 @@ class TlsClient {
     ssl_ = ::SSL_new(ctx_);
     ::SSL_set_tlsext_host_name(ssl_, "localhost");
     ::SSL_set_fd(ssl_, fd_);
+    if (resume) ::SSL_set_session(ssl_, resume);
     ::ERR_clear_error();
     return ::SSL_connect(ssl_) == 1;
   }
+
+  // The session to resume later (its ticket: TLS 1.3 sends it after the
+  // handshake, so read something first); free with SSL_SESSION_free.
+  SSL_SESSION* session() const { return ssl_ ? ::SSL_get1_session(ssl_) : nullptr; }
+  // The handshake resumed the offered session.
+  bool resumed() const { return ssl_ && ::SSL_session_reused(ssl_) == 1; }
 
   // SHA-256 of the server certificate (DER), hex.
   std::string peer_fingerprint() const {
@@ -212,6 +221,9 @@ class TlsClient {
   int fd() const { return fd_; }
 
   void reset() {
+    // Dropped without close_notify, OpenSSL would mark the session not
+    // resumable; a client that lost its connection still resumes (TLS 1.3).
+    if (ssl_) ::SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     if (ssl_) ::SSL_free(ssl_);
     if (ctx_) ::SSL_CTX_free(ctx_);
     if (fd_ >= 0) ::close(fd_);

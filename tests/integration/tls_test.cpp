@@ -5,12 +5,15 @@
 // on the TLS port, the shared-port case, and SIGHUP reloading the
 // certificate for new connections while open ones keep working.
 #include <netinet/in.h>
+#include <openssl/rand.h>
 #include <sys/socket.h>
 
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "gateway_process.hpp"
 #include "raw_connection.hpp"
@@ -328,6 +331,147 @@ TEST_F(TlsTest, ShutdownClosesWssConnectionsWith1001) {
   EXPECT_FALSE(c.recv_text(5s));
   EXPECT_EQ(c.close_code(), 1001);
   EXPECT_EQ(gw.wait_exit(10s), 0);
+}
+
+// A session ticket from a first connection (read after the 101: TLS 1.3
+// sends it after the handshake); null when none came.
+SSL_SESSION* ticket_from(uint16_t port) {
+  TlsClient c;
+  if (!c.connect(port) || c.upgrade() != 101u) return nullptr;
+  SSL_SESSION* session = c.session();
+  if (session && ::SSL_SESSION_is_resumable(session) != 1) {
+    ::SSL_SESSION_free(session);
+    return nullptr;
+  }
+  return session;
+}
+
+// Connects offering `session`; whether the server resumed it (the
+// connection must work either way: a ticket it cannot use means a full
+// handshake, not a failure).
+bool resumes(uint16_t port, SSL_SESSION* session) {
+  TlsClient c;
+  EXPECT_TRUE(c.connect(port, 0, 5s, session)) << "TLS connect failed";
+  EXPECT_EQ(c.upgrade(), 101u);
+  return c.resumed();
+}
+
+// `count` ticket keys of 160 hex digits (`openssl rand -hex 80`).
+std::vector<std::string> ticket_keys(int count) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < count; ++i) {
+    unsigned char bytes[80];
+    ::RAND_bytes(bytes, sizeof bytes);
+    std::string hex;
+    for (const unsigned char b : bytes) {
+      static const char* digits = "0123456789abcdef";
+      hex += digits[b >> 4];
+      hex += digits[b & 15];
+    }
+    keys.push_back(hex);
+  }
+  return keys;
+}
+
+void write_keys(const fs::path& file, const std::vector<std::string>& keys) {
+  const fs::path next = file.string() + ".next";
+  {
+    std::ofstream out(next, std::ios::trunc);
+    out << "# imgate session ticket keys, newest first\n\n";
+    for (const auto& key : keys) out << key << "\n";
+  }
+  fs::rename(next, file);
+}
+
+TEST_F(TlsTest, ASessionTicketResumesTheSessionAlsoAfterASighupReload) {
+  start();
+  SSL_SESSION* session = ticket_from(gw.ws_port());
+  ASSERT_NE(session, nullptr) << "no resumable session ticket";
+  EXPECT_TRUE(resumes(gw.ws_port(), session));
+  // A resumed connection is a working wss connection (its record layer
+  // taken over like any other).
+  TlsClient c;
+  ASSERT_TRUE(c.connect(gw.ws_port(), 0, 5s, session));
+  EXPECT_TRUE(c.resumed());
+  ASSERT_EQ(c.upgrade(), 101u);
+  ASSERT_TRUE(c.send_text(login_request("resumed")));
+  ASSERT_TRUE(c.recv_text());
+  expect_pong(c);
+  // The reload makes a new OpenSSL context; the generated ticket keys stay.
+  ASSERT_EQ(::kill(gw.pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return gw.log().find("reloaded from") != std::string::npos; }, 5s));
+  EXPECT_TRUE(resumes(gw.ws_port(), session)) << "a reload lost the ticket keys";
+  ::SSL_SESSION_free(session);
+  expect_pong(c);
+  EXPECT_TRUE(c.close());
+}
+
+TEST_F(TlsTest, GatewaysWithTheSameTicketKeyFileResumeEachOthersSessionsAndRotationKeepsOldTickets) {
+  const fs::path keys_file = dir_ / "tickets.keys";
+  const auto keys = ticket_keys(2);
+  write_keys(keys_file, {keys[0]});
+  start({{"--tls-ticket-key-file", keys_file.string()}});
+  Gateway other;
+  other.start({{"--tls-cert", cert_.string()},
+               {"--tls-key", key_.string()},
+               {"--tls-ticket-key-file", keys_file.string()}});
+  Gateway stranger;  // generated keys of its own
+  stranger.start({{"--tls-cert", cert_.string()}, {"--tls-key", key_.string()}});
+
+  SSL_SESSION* session = ticket_from(gw.ws_port());
+  ASSERT_NE(session, nullptr);
+  EXPECT_TRUE(resumes(other.ws_port(), session)) << "the other node could not read the ticket";
+  EXPECT_FALSE(resumes(stranger.ws_port(), session)) << "a node with other keys resumed it";
+
+  // Rotation: a new first key, the old one kept for decryption.
+  write_keys(keys_file, {keys[1], keys[0]});
+  ASSERT_EQ(::kill(other.pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return other.log().find("session ticket keys from") != std::string::npos; }, 5s));
+  EXPECT_TRUE(resumes(other.ws_port(), session)) << "an old ticket stopped working at the rotation";
+  // New tickets come under the new key: the first gateway (old file) cannot
+  // read them until it reloads too.
+  SSL_SESSION* fresh = ticket_from(other.ws_port());
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_FALSE(resumes(gw.ws_port(), fresh));
+  ASSERT_EQ(::kill(gw.pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return resumes(gw.ws_port(), fresh); }, 5s));
+
+  // The old key removed: its tickets mean a full handshake, which works.
+  write_keys(keys_file, {keys[1]});
+  const auto reloads = [](Gateway& g) {
+    std::size_t n = 0;
+    for (std::size_t at = 0; (at = g.log().find("session ticket keys from", at)) != std::string::npos; ++at) ++n;
+    return n;
+  };
+  const std::size_t before = reloads(other);
+  ASSERT_EQ(::kill(other.pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return reloads(other) > before; }, 5s));
+  EXPECT_FALSE(resumes(other.ws_port(), session));
+  EXPECT_TRUE(resumes(other.ws_port(), fresh));
+
+  // A broken file on reload: logged, the keys in use stay.
+  {
+    std::ofstream(keys_file, std::ios::trunc) << "not a key\n";
+  }
+  ASSERT_EQ(::kill(other.pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return other.log().find("TLS reload failed") != std::string::npos; }, 5s))
+      << other.log();
+  EXPECT_NE(other.log().find("line 1: not a key"), std::string::npos) << other.log();
+  EXPECT_TRUE(resumes(other.ws_port(), fresh));
+  ::SSL_SESSION_free(fresh);
+  ::SSL_SESSION_free(session);
+  EXPECT_EQ(other.terminate(), 0);
+  EXPECT_EQ(stranger.terminate(), 0);
+}
+
+TEST_F(TlsTest, ATicketKeyFileThatIsNoneStopsStartUp) {
+  const fs::path keys_file = dir_ / "tickets.keys";
+  {
+    std::ofstream(keys_file) << "# nothing but a comment\n";
+  }
+  EXPECT_THROW(start({{"--tls-ticket-key-file", keys_file.string()}}), std::runtime_error);
+  gw.signal(SIGTERM);
+  EXPECT_NE(gw.log().find("no key"), std::string::npos) << gw.log();
 }
 
 TEST_F(TlsTest, BadCertificateStopsStartUp) {
