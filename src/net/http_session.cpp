@@ -173,6 +173,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
       ctx_.http_connections->idle(*slot_);
     }
     if constexpr (kTls) {
+      // On the WebSocket port a TLS handshake takes the address's upgrade
+      // token (the upgrade that may follow does not take another): a client
+      // cannot make the server run handshakes faster than it may upgrade.
+      if (role_.websocket && ctx_.clients && ctx_.clients->active()) {
+        handshake_peer_ = peer_address();
+        if (handshake_peer_ && !ctx_.clients->take_handshake(*handshake_peer_, to_ns(Clock::now()))) {
+          ctx_.counters.count_limit(Limit::kIpUpgradeRate);
+          spdlog::debug("TLS handshake from {} refused: upgrade rate", to_string(*handshake_peer_));
+          beast::error_code ignored;
+          tcp().socket().close(ignored);
+          return;
+        }
+      }
       tcp().expires_after(ctx_.config.handshake_timeout);
       stream().async_handshake(asio::ssl::stream_base::server,
                                [self = this->shared_from_this()](beast::error_code ec) {
@@ -316,20 +329,28 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   // The per-client limits' verdict on this upgrade (docs/security.md): the
   // client's address is the TCP peer's, or X-Forwarded-For's behind a
   // trusted proxy. Refusals are counted here and closed after the upgrade.
-  ClientTable::Admission admit(const Request& request) {
-    if (!ctx_.clients || !ctx_.clients->active()) return {};
+  // The TCP peer's address (IPv4 as IPv4-mapped IPv6); nullopt when the
+  // socket is gone.
+  std::optional<IpAddress> peer_address() {
     beast::error_code ec;
     const auto endpoint = tcp().socket().remote_endpoint(ec);
-    if (ec) return {};  // gone already: the hand-over fails too
-    const asio::ip::address peer_address = endpoint.address();
+    if (ec) return std::nullopt;
+    const asio::ip::address address = endpoint.address();
     IpAddress peer{};
-    if (peer_address.is_v4()) {
+    if (address.is_v4()) {
       peer = *parse_ip("::ffff:0.0.0.0");
-      const auto bytes = peer_address.to_v4().to_bytes();
+      const auto bytes = address.to_v4().to_bytes();
       std::copy(bytes.begin(), bytes.end(), peer.begin() + 12);
     } else {
-      peer = peer_address.to_v6().to_bytes();
+      peer = address.to_v6().to_bytes();
     }
+    return peer;
+  }
+
+  ClientTable::Admission admit(const Request& request) {
+    if (!ctx_.clients || !ctx_.clients->active()) return {};
+    const std::optional<IpAddress> peer = peer_address();
+    if (!peer) return {};  // gone already: the hand-over fails too
     std::string forwarded;
     if (!ctx_.trusted_proxies.empty()) {
       for (const auto& field : request) {
@@ -338,8 +359,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
         forwarded.append(field.value().data(), field.value().size());
       }
     }
-    const IpAddress client = client_address(peer, forwarded, ctx_.trusted_proxies);
-    const ClientTable::Admission admission = ctx_.clients->admit(client, to_ns(Clock::now()));
+    const IpAddress client = client_address(*peer, forwarded, ctx_.trusted_proxies);
+    const bool token_paid = handshake_peer_ == client;
+    handshake_peer_.reset();
+    const ClientTable::Admission admission =
+        ctx_.clients->admit(client, to_ns(Clock::now()), token_paid);
     switch (admission.verdict) {
       case ClientTable::Verdict::kAdmitted:
         return admission;
@@ -420,6 +444,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Holder>> {
   ServerContext& ctx_;
   uint32_t shard_;
   PortRole role_;
+  // TLS on the WebSocket port: the address whose upgrade token the handshake
+  // took (the upgrade from that address takes none; used once).
+  std::optional<IpAddress> handshake_peer_;
   bool upgraded_ = false;
   std::optional<HttpConnections::Slot> slot_;  // counted by ctx_.http_connections
 };

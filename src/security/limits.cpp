@@ -211,6 +211,18 @@ struct ClientTable::Stripe {
       ++cursor;
     }
   }
+  // The entry of `key` (added when new, after a few sweep steps); nullopt
+  // when it is new and the stripe is full.
+  std::optional<uint32_t> entry_for(const IpAddress& key, std::size_t capacity, uint64_t now) {
+    sweep(kSweepStep, now);
+    if (auto it = index.find(key); it != index.end()) return it->second;
+    if (index.size() >= capacity && now - last_full_sweep >= kFullSweepIntervalNs) {
+      last_full_sweep = now;
+      sweep(entries.size(), now);
+    }
+    if (index.size() >= capacity) return std::nullopt;
+    return add(key, capacity);
+  }
   uint32_t add(const IpAddress& key, std::size_t capacity) {
     uint32_t i;
     if (!free.empty()) {
@@ -249,27 +261,32 @@ ClientTable::Stripe& ClientTable::stripe_of(const IpAddress& key, std::size_t& i
   return stripes_[index];
 }
 
-ClientTable::Admission ClientTable::admit(const IpAddress& address, uint64_t now_ns) {
+bool ClientTable::take_handshake(const IpAddress& address, uint64_t now_ns) {
+  if (!limits_.upgrades.enabled()) return true;
+  const IpAddress key = key_of(address);
+  std::size_t stripe_index = 0;
+  Stripe& s = stripe_of(key, stripe_index);
+  const std::lock_guard lock(s.mutex);
+  const auto i = s.entry_for(key, stripe_capacity_, now_ns);
+  if (!i) return false;
+  const bool taken = limits_.upgrades.take(s.entries[*i].bucket, now_ns);
+  if (s.removable(s.entries[*i], now_ns)) s.remove(*i);  // nothing left to remember
+  return taken;
+}
+
+ClientTable::Admission ClientTable::admit(const IpAddress& address, uint64_t now_ns,
+                                          bool token_paid) {
   if (!active()) return {};
   const IpAddress key = key_of(address);
   std::size_t stripe_index = 0;
   Stripe& s = stripe_of(key, stripe_index);
   const std::lock_guard lock(s.mutex);
-  s.sweep(kSweepStep, now_ns);
-  uint32_t i;
-  if (auto it = s.index.find(key); it != s.index.end()) {
-    i = it->second;
-  } else {
-    if (s.index.size() >= stripe_capacity_ && now_ns - s.last_full_sweep >= kFullSweepIntervalNs) {
-      s.last_full_sweep = now_ns;
-      s.sweep(s.entries.size(), now_ns);
-    }
-    if (s.index.size() >= stripe_capacity_) return {Verdict::kTableFull, 0};
-    i = s.add(key, stripe_capacity_);
-  }
+  const auto found = s.entry_for(key, stripe_capacity_, now_ns);
+  if (!found) return {Verdict::kTableFull, 0};
+  const uint32_t i = *found;
   Entry& e = s.entries[i];
   Verdict verdict = Verdict::kAdmitted;
-  if (!limits_.upgrades.take(e.bucket, now_ns)) {
+  if (!token_paid && !limits_.upgrades.take(e.bucket, now_ns)) {
     verdict = Verdict::kUpgradeRate;
   } else if (limits_.max_connections != 0 && e.connections >= limits_.max_connections) {
     verdict = Verdict::kTooManyConnections;

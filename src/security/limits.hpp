@@ -138,7 +138,14 @@ class ClientTable {
 
   // An upgrade from `address` at `now_ns`: takes an upgrade token, then
   // counts the connection if the address holds fewer than max_connections.
-  Admission admit(const IpAddress& address, uint64_t now_ns);
+  // `token_paid`: the connection's TLS handshake took the token already
+  // (take_handshake()); only the connection count is checked.
+  Admission admit(const IpAddress& address, uint64_t now_ns, bool token_paid = false);
+  // A TLS handshake from `address` on the WebSocket port is about to start:
+  // it takes an upgrade token (false: the bucket is empty, or the table full,
+  // and the handshake must not run). The upgrade that may follow on the same
+  // connection then passes token_paid.
+  bool take_handshake(const IpAddress& address, uint64_t now_ns);
   // The connection admitted with `slot` ended (exactly once per admitted
   // connection; 0 is ignored).
   void release(uint32_t slot, uint64_t now_ns);

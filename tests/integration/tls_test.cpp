@@ -474,6 +474,46 @@ TEST_F(TlsTest, ATicketKeyFileThatIsNoneStopsStartUp) {
   EXPECT_NE(gw.log().find("no key"), std::string::npos) << gw.log();
 }
 
+TEST_F(TlsTest, TlsHandshakesTakeTheAddressesUpgradeTokensAndAnUpgradeAfterOneTakesNoMore) {
+  // Three tokens, one more every 100 s: the test never sees a refill.
+  start({{"--ip-upgrade-rate", "0.01"}, {"--ip-upgrade-burst", "3"}});
+  TlsClient handshake_only;
+  ASSERT_TRUE(handshake_only.connect(gw.ws_port()));  // token 1, no upgrade
+  TlsClient alice, bob;
+  join(alice, "alice");  // token 2: handshake and upgrade together
+  join(bob, "bob");      // token 3
+  TlsClient refused;
+  EXPECT_FALSE(refused.connect(gw.ws_port())) << "a fourth handshake ran";
+  const State s = gw.state();
+  const boost::json::value* refusals = s.find({"imgate", "counters", "limitCloses", "ipUpgradeRate"});
+  ASSERT_NE(refusals, nullptr) << s.dump();
+  EXPECT_EQ(refusals->to_number<int64_t>(), 1) << s.dump();
+  expect_pong(alice);
+  expect_pong(bob);
+  EXPECT_TRUE(alice.close());
+  EXPECT_TRUE(bob.close());
+}
+
+TEST_F(TlsTest, AClientThatNeverFinishesItsTlsHandshakeIsCutAfterTheHandshakeTimeout) {
+  start({{"--handshake-timeout", "1"}});
+  TlsClient established;
+  join(established, "stays");
+  RawConnection silent, partial;
+  const auto began = std::chrono::steady_clock::now();
+  silent.connect(gw.ws_port());
+  partial.connect(gw.ws_port());
+  // The start of a ClientHello record that never goes on.
+  ASSERT_TRUE(partial.send_all(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11)));
+  EXPECT_TRUE(silent.wait_closed(5s)) << "a silent TCP connection was never cut";
+  EXPECT_TRUE(partial.wait_closed(5s)) << "a half-sent ClientHello was never cut";
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, 900ms) << "cut before the handshake timeout";
+  // The established connection is not affected.
+  expect_pong(established);
+  EXPECT_TRUE(established.close());
+  EXPECT_TRUE(gw.wait_idle());
+}
+
 TEST_F(TlsTest, BadCertificateStopsStartUp) {
   {
     std::ofstream(cert_, std::ios::trunc) << "garbage\n";
