@@ -198,22 +198,32 @@ std::unique_ptr<Tls13Records> Tls13Records::take_over(SSL* ssl) {
   if (SSL_version(ssl) != TLS1_3_VERSION || !SSL_is_init_finished(ssl)) return nullptr;
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
   if (!cipher) return nullptr;
-  const uint16_t id = SSL_CIPHER_get_protocol_id(cipher);
-  std::size_t suite = 0;
-  while (suite < kSuiteCount && kSuites[suite].id != id) ++suite;
   const Capture* cap = capture_of(ssl, false);
-  if (suite == kSuiteCount || !cap || cap->stale || !cap->reading_app || !cap->writing_app ||
-      cap->client_len != kSuites[suite].hash_len || cap->server_len != kSuites[suite].hash_len ||
-      !cipher_of(suite)) {
+  if (!cap || cap->stale || !cap->reading_app || !cap->writing_app ||
+      cap->client_len != cap->server_len) {
+    return nullptr;
+  }
+  return from_secrets(SSL_CIPHER_get_protocol_id(cipher), cap->client_secret, cap->server_secret,
+                      cap->client_len, cap->read_records, cap->write_records);
+}
+
+std::unique_ptr<Tls13Records> Tls13Records::from_secrets(uint16_t suite_id,
+                                                         const unsigned char* read_secret,
+                                                         const unsigned char* write_secret,
+                                                         std::size_t secret_len, uint64_t read_seq,
+                                                         uint64_t write_seq) {
+  std::size_t suite = 0;
+  while (suite < kSuiteCount && kSuites[suite].id != suite_id) ++suite;
+  if (suite == kSuiteCount || secret_len != kSuites[suite].hash_len || !cipher_of(suite)) {
     return nullptr;
   }
   std::unique_ptr<Tls13Records> records(new Tls13Records);
   records->suite_ = static_cast<uint8_t>(suite);
   records->secret_len_ = kSuites[suite].hash_len;
-  std::memcpy(records->read_.secret, cap->client_secret, cap->client_len);
-  std::memcpy(records->write_.secret, cap->server_secret, cap->server_len);
-  records->read_.seq = cap->read_records;
-  records->write_.seq = cap->write_records;
+  std::memcpy(records->read_.secret, read_secret, secret_len);
+  std::memcpy(records->write_.secret, write_secret, secret_len);
+  records->read_.seq = read_seq;
+  records->write_.seq = write_seq;
   if (!records->derive(records->read_) || !records->derive(records->write_)) return nullptr;
   return records;
 }

@@ -44,6 +44,14 @@ class Tls13Records {
   // taken over (TLS 1.2, an unknown cipher, nothing captured). The SSL object
   // is left as it is: the caller frees it.
   static std::unique_ptr<Tls13Records> take_over(SSL* ssl);
+  // The record state for known application traffic secrets (take_over, and
+  // the tests and the fuzzer, which play both ends): `suite_id` one of
+  // 0x1301-0x1303, the secrets as long as its hash; null otherwise.
+  static std::unique_ptr<Tls13Records> from_secrets(uint16_t suite_id,
+                                                    const unsigned char* read_secret,
+                                                    const unsigned char* write_secret,
+                                                    std::size_t secret_len, uint64_t read_seq = 0,
+                                                    uint64_t write_seq = 0);
 
   // Largest record: 2^14 bytes of plaintext, its content type, the tag and
   // the header.

@@ -8,7 +8,8 @@
 #
 # SOURCE_DIR: the repository (default: this script's); OUT_DIR: where the
 # binary and artifacts go (default: SOURCE_DIR/build/fuzz).
-# Environment: IMGATE_FUZZ_SECONDS (default 60), IMGATE_FUZZ_CXX (default
+# Environment: IMGATE_FUZZ_SECONDS (default 60), IMGATE_FUZZ_TLS_SECONDS (the TLS 1.3
+# record layer's target, default 20), IMGATE_FUZZ_CXX (default
 # clang++-14), IMGATE_FUZZ_PARSER_SRC (directory holding websocket/*.cpp and
 # .hpp, default SOURCE_DIR/src: point it at a modified copy to check that the
 # fuzzer catches a planted bug).
@@ -37,6 +38,15 @@ echo "fuzz: building $bin (parser sources from $parser)"
   "$src/tests/fuzz/frame_parser_fuzz.cpp" \
   -o "$bin"
 
+# The TLS 1.3 record layer (net/tls13_records.cpp): OpenSSL does its crypto.
+tls_bin=$out/tls13_records_fuzz
+echo "fuzz: building $tls_bin"
+"$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -Wall -Wextra -Wno-missing-field-initializers -Werror \
+  -I"$src/src" "$src/src/net/tls13_records.cpp" "$src/tests/fuzz/tls13_records_fuzz.cpp" \
+  -lssl -lcrypto -o "$tls_bin"
+
 # Work on a copy of the seeds: inputs the fuzzer finds stay out of the repository.
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgate-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -53,4 +63,14 @@ if ((status != 0)); then
   echo "fuzz: FAILED (exit $status); inputs saved in $out/artifacts/; reproduce with: $bin <file>" >&2
   exit "$status"
 fi
-echo "fuzz: passed (${seconds}s, no crash, no mismatch)"
+tls_seconds=${IMGATE_FUZZ_TLS_SECONDS:-20}
+echo "fuzz: TLS record layer for ${tls_seconds}s"
+mkdir "$work/tls-corpus"
+status=0
+"$tls_bin" -max_total_time="$tls_seconds" -max_len=8192 -timeout=20 -rss_limit_mb=2048 \
+  -print_final_stats=1 -artifact_prefix="$out/artifacts/tls-" "$work/tls-corpus" || status=$?
+if ((status != 0)); then
+  echo "fuzz: TLS record layer FAILED (exit $status); inputs saved in $out/artifacts/; reproduce with: $tls_bin <file>" >&2
+  exit "$status"
+fi
+echo "fuzz: passed (${seconds}s + ${tls_seconds}s, no crash, no mismatch)"

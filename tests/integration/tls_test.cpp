@@ -514,6 +514,26 @@ TEST_F(TlsTest, AClientThatNeverFinishesItsTlsHandshakeIsCutAfterTheHandshakeTim
   EXPECT_TRUE(gw.wait_idle());
 }
 
+TEST_F(TlsTest, AFrameSplitAcrossTlsRecordsAtAnyByteArrives) {
+  start();
+  TlsClient c;
+  join(c, "split");
+  // Each write_all is one TLS record: the frame's bytes come in two records
+  // split at every position, header and mask included.
+  const std::string frame = RawConnection::encode_frame(0x1, make_request("p", "ping"));
+  for (std::size_t k = 1; k < frame.size(); ++k) {
+    ASSERT_TRUE(c.write_all(std::string_view(frame).substr(0, k)));
+    ASSERT_TRUE(c.write_all(std::string_view(frame).substr(k)));
+    const auto reply = c.recv_text();
+    ASSERT_TRUE(reply) << "no reply with the split at byte " << k;
+    EXPECT_EQ(cmd_of(json::parse(*reply).as_object()), "ping") << *reply;
+  }
+  // And one record per byte.
+  for (const char byte : frame) ASSERT_TRUE(c.write_all(std::string_view(&byte, 1)));
+  expect_pong(c);
+  EXPECT_TRUE(c.close());
+}
+
 TEST_F(TlsTest, BadCertificateStopsStartUp) {
   {
     std::ofstream(cert_, std::ios::trunc) << "garbage\n";
