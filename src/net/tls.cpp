@@ -167,6 +167,13 @@ TlsContextPtr TlsContext::load(const std::string& cert_file, const std::string& 
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = ctx->native_handle();
   ::SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  // TLS 1.3 suites, ours preferred (SSL_OP_CIPHER_SERVER_PREFERENCE): AES-128-GCM
+  // first, as browsers order them; its SHA-256 handshake costs ~20 us less than
+  // AES-256-GCM's SHA-384 one (docs/security.md, "Handshake CPU").
+  if (::SSL_CTX_set_ciphersuites(
+          native, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384") != 1) {
+    throw std::runtime_error("TLS 1.3 cipher suites: " + openssl_errors());
+  }
   ::SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                     SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // The transport writes with partial writes from moving buffers and keeps
