@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
@@ -82,6 +83,7 @@ std::optional<std::string> http_get(const Options& o, uint16_t port, const std::
     }
   };
   SSL* ssl = nullptr;
+  std::string tls_error;  // why the TLS side failed, for `error`
   // After an SSL call returned r <= 0: waits for what it wants; false on an
   // error, at EOF or after the deadline.
   auto ssl_wait = [&](int r) {
@@ -91,7 +93,11 @@ std::optional<std::string> http_get(const Options& o, uint16_t port, const std::
       case SSL_ERROR_WANT_WRITE:
         return wait(POLLOUT);
       default:
-        ERR_clear_error();
+        tls_error = ssl_errors();
+        if (const long v = SSL_get_verify_result(ssl); v != X509_V_OK) {
+          tls_error += std::string(tls_error.empty() ? "" : "; ") +
+                       "certificate: " + X509_verify_cert_error_string(v);
+        }
         return false;
     }
   };
@@ -165,12 +171,13 @@ std::optional<std::string> http_get(const Options& o, uint16_t port, const std::
   ::close(fd);
   if (!ok) {
     error = "GET " + target + " on port " + std::to_string(port) + (tls ? " (TLS)" : "") +
-            " failed or timed out";
+            " failed or timed out" + (tls_error.empty() ? "" : ": " + tls_error);
     return std::nullopt;
   }
   const auto head_end = response.find("\r\n\r\n");
   if (head_end == std::string::npos || response.compare(0, 12, "HTTP/1.1 200") != 0) {
     error = "GET " + target + ": unexpected response " + response.substr(0, 40);
+    if (response.empty() && !tls) error += "(nothing: a TLS port? then --tls)";
     return std::nullopt;
   }
   return response.substr(head_end + 4);
