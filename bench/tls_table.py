@@ -3,7 +3,8 @@
 
    tls_table.py results.jsonl
 
-Rows: gateway RSS per idle logged-in connection (wss, ws); gateway CPU per
+Rows: gateway RSS per idle logged-in connection (wss set up 512 at a time per
+client thread and one at a time, ws); gateway CPU per
 connect + upgrade + login over ws, over wss with a full TLS handshake and with a
 resumed one; gateway CPU per fan-out delivery (wss, ws). The resumed figure
 takes out the few full handshakes of the --tls-resume run (each client
@@ -68,8 +69,11 @@ def main():
     n_hold = get(run("hold-wss", sides[-1]), "held")
     n_fan = get(run("fanout-wss", sides[-1]), "members")
     rows = [
-        (f"gateway RSS per idle logged-in **wss** connection, B ({fmt(n_hold)} held)",
+        (f"gateway RSS per idle logged-in **wss** connection, B ({fmt(n_hold)} held; set up 512 "
+         "at a time per client thread)",
          lambda s: get(run("hold-wss", s), "gateway", "bytes_per_connection"), 0),
+        ("same, set up one at a time per client thread (`--inflight 1`), B",
+         lambda s: get(run("hold-wss-seq", s), "gateway", "bytes_per_connection"), 0),
         ("same, **ws**, B", lambda s: get(run("hold-ws", s), "gateway", "bytes_per_connection"), 0),
         ("gateway CPU per connect + **full** TLS handshake + upgrade + login, µs",
          lambda s: get(run("hold-wss", s), "setup", "cpu", "gateway_cpu_us_per_setup"), 1),
@@ -79,6 +83,8 @@ def main():
                                            get(run("hold-wss", s), "setup", "cpu",
                                                "gateway_cpu_us_per_setup")), 2),
         ("handshakes of the --tls-resume run", handshakes, None),
+        ("same as full, one at a time per client thread, µs",
+         lambda s: get(run("hold-wss-seq", s), "setup", "cpu", "gateway_cpu_us_per_setup"), 1),
         ("gateway CPU per connect + upgrade + login over ws, µs",
          lambda s: get(run("hold-ws", s), "setup", "cpu", "gateway_cpu_us_per_setup"), 1),
         (f"gateway CPU per fan-out delivery, **wss**, µs ({fmt(n_fan)} members)",
