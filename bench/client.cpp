@@ -1,8 +1,8 @@
 #include "client.hpp"
 
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>

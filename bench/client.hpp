@@ -93,7 +93,7 @@ struct WorkerStats {
   Counter reordered, bad_msgs, server_close_code;
   Counter last_delivery_ns;
   Counter stream_msgs, stream_errors, caught_up;  // Job::streams (recovery mode)
-  Counter tls_full, tls_resumed;  // --tls: handshakes done, by SSL_session_reused
+  Counter tls_full, tls_resumed;                  // --tls: handshakes done, by SSL_session_reused
   // --tls: the protocol and suite of the last handshake (OpenSSL's static names)
   // and the last handshake failure (an OpenSSL error code, a verification result).
   std::atomic<const char*> tls_version{nullptr}, tls_cipher{nullptr};
@@ -215,8 +215,8 @@ class Worker {
   // --tls.
   void start_tls(Conn& c);
   void tls_handshake(Conn& c);
-  void tls_ready(Conn& c);          // a readiness of either kind
-  bool tls_read(Conn& c);           // false: connection ended
+  void tls_ready(Conn& c);  // a readiness of either kind
+  bool tls_read(Conn& c);   // false: connection ended
   void tls_send(Conn& c, std::string_view bytes);
   void start_upgrade(Conn& c);
   static int on_new_session(SSL* ssl, SSL_SESSION* session);

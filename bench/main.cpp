@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   o.mode = modes.at(o.mode_name);
   if (o.tls && o.tls_ca.empty() == !o.tls_insecure) {
-    std::fprintf(stderr, "imgate-bench: --tls needs exactly one of --tls-ca FILE and --tls-insecure\n");
+    std::fprintf(stderr,
+                 "imgate-bench: --tls needs exactly one of --tls-ca FILE and --tls-insecure\n");
     return 2;
   }
   if (!o.tls && (!o.tls_ca.empty() || o.tls_insecure || o.tls_resume)) {

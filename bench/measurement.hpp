@@ -227,9 +227,9 @@ class Run {
                               {"version", t.tls_version ? t.tls_version : ""},
                               {"cipher", t.tls_cipher ? t.tls_cipher : ""}};
       char line[200];
-      std::snprintf(line, sizeof line,
-                    "  TLS handshakes: %" PRIu64 " full, %" PRIu64 " resumed (%s, %s)\n", full,
-                    resumed, t.tls_version ? t.tls_version : "-", t.tls_cipher ? t.tls_cipher : "-");
+      std::snprintf(
+          line, sizeof line, "  TLS handshakes: %" PRIu64 " full, %" PRIu64 " resumed (%s, %s)\n",
+          full, resumed, t.tls_version ? t.tls_version : "-", t.tls_cipher ? t.tls_cipher : "-");
       tls_line = line;
     }
     json::object cpu = cpu_json();
@@ -271,9 +271,9 @@ class Run {
     if (t.tls_last_error || t.tls_last_verify) {
       char error[256] = "";
       if (t.tls_last_error) ERR_error_string_n(t.tls_last_error, error, sizeof error);
-      const char* verify =
-          t.tls_last_verify ? X509_verify_cert_error_string(static_cast<long>(t.tls_last_verify))
-                            : "";
+      const char* verify = t.tls_last_verify
+                               ? X509_verify_cert_error_string(static_cast<long>(t.tls_last_verify))
+                               : "";
       out["tls_last_error"] = error;
       out["tls_last_verify_error"] = verify;
       std::printf("last TLS handshake failure: %s%s%s\n", error, *verify ? "; certificate: " : "",
