@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <future>
 #include <optional>
+#include <stdexcept>
 
 namespace bench {
 
@@ -44,6 +46,8 @@ const char* fail_name(Fail f) {
       return "connect_timeout";
     case Fail::kConnectOther:
       return "connect_other";
+    case Fail::kTlsHandshake:
+      return "tls_handshake";
     case Fail::kHandshake:
       return "handshake_rejected";
     case Fail::kClosedBeforeUpgrade:
@@ -142,6 +146,7 @@ unsigned reply_code(std::string_view text) {
 struct Worker::Conn {
   explicit Conn(asio::io_context& io) : sock(io) {}
   tcp::socket sock;
+  SSL* ssl = nullptr;    // --tls: this connection's TLS state over `sock`
   std::string in;        // partial input (upgrade reply or a split frame); usually empty
   std::string out;       // unsent output; usually empty
   int64_t since_ns = 0;  // start of the current phase
@@ -170,11 +175,27 @@ Worker::Worker(const Options& opts, unsigned index)
                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n";
+  if (opts.tls) {
+    std::string error;
+    tls_ctx_ = make_client_ctx(opts, error);
+    if (!tls_ctx_) throw std::runtime_error(error);  // main() checked the options already
+    SSL_CTX_set_app_data(tls_ctx_.get(), this);
+    if (opts.tls_resume) {
+      // Sessions are kept by on_new_session, not in OpenSSL's cache.
+      SSL_CTX_set_session_cache_mode(tls_ctx_.get(),
+                                     SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+      SSL_CTX_sess_set_new_cb(tls_ctx_.get(), &Worker::on_new_session);
+    }
+  }
 }
 
 Worker::~Worker() {
   stop();
   join();
+  for (auto& c : conns_) {
+    if (c->ssl) SSL_free(c->ssl);
+  }
+  if (tls_session_) SSL_SESSION_free(tls_session_);
 }
 
 void Worker::start() {
@@ -235,7 +256,10 @@ void Worker::pump() {
   static thread_local bool pumping = false;
   if (pumping) return;  // a synchronous failure inside open(): the outer loop goes on
   pumping = true;
-  while (inflight_ < job_->inflight && !job_->stop.load(std::memory_order_relaxed)) {
+  // --tls-resume: one setup alone first, so that the others have a session to offer.
+  const bool first_alone = opts_.tls_resume && !first_setup_done_ && !tls_session_;
+  const uint32_t max_inflight = first_alone ? 1 : job_->inflight;
+  while (inflight_ < max_inflight && !job_->stop.load(std::memory_order_relaxed)) {
     uint64_t limit = job_->count;
     if (job_->rate > 0) {
       const double elapsed = static_cast<double>(now_ns() - job_->start_ns) / 1e9;
@@ -353,14 +377,150 @@ void Worker::on_connect(uint32_t slot, uint32_t gen, const error_code& ec) {
   ::setsockopt(c->sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   error_code ignored;
   c->sock.non_blocking(true, ignored);
-  c->phase = Phase::kUpgrading;
-  send_raw(*c, upgrade_request_);
-  arm_read(*c);
+  if (tls_ctx_) {
+    start_tls(*c);
+    return;
+  }
+  start_upgrade(*c);
+}
+
+void Worker::start_upgrade(Conn& c) {
+  c.phase = Phase::kUpgrading;
+  send_raw(c, upgrade_request_);
+  arm_read(c);
 }
 
 void Worker::setup_done(Conn&) {
   --inflight_;
+  first_setup_done_ = true;
   pump();
+}
+
+// ---- TLS (--tls) -----------------------------------------------------------
+
+void Worker::start_tls(Conn& c) {
+  c.phase = Phase::kHandshaking;
+  c.ssl = SSL_new(tls_ctx_.get());
+  if (!c.ssl || SSL_set_fd(c.ssl, c.sock.native_handle()) != 1) {
+    stats_.tls_last_error.v.store(ERR_peek_last_error(), std::memory_order_relaxed);
+    ERR_clear_error();
+    fail(c, Fail::kTlsHandshake);
+    return;
+  }
+  SSL_set_connect_state(c.ssl);
+  if (tls_session_) {
+    // A copy: OpenSSL marks a connection's session unresumable when the
+    // connection ends without close_notify (churn), which must not spoil ours.
+    SSL_SESSION* offer = SSL_SESSION_dup(tls_session_);
+    if (offer) {
+      SSL_set_session(c.ssl, offer);
+      SSL_SESSION_free(offer);
+    }
+  }
+  tls_handshake(c);
+}
+
+void Worker::tls_handshake(Conn& c) {
+  ERR_clear_error();
+  const int r = SSL_connect(c.ssl);
+  if (r == 1) {
+    (SSL_session_reused(c.ssl) ? stats_.tls_resumed : stats_.tls_full).add();
+    stats_.tls_version.store(SSL_get_version(c.ssl), std::memory_order_relaxed);
+    stats_.tls_cipher.store(SSL_get_cipher_name(c.ssl), std::memory_order_relaxed);
+    start_upgrade(c);
+    return;
+  }
+  switch (SSL_get_error(c.ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+      arm_read(c);
+      return;
+    case SSL_ERROR_WANT_WRITE:
+      arm_write(c);
+      return;
+    default:
+      stats_.tls_last_error.v.store(ERR_peek_last_error(), std::memory_order_relaxed);
+      if (const long v = SSL_get_verify_result(c.ssl); v != X509_V_OK) {
+        stats_.tls_last_verify.v.store(static_cast<uint64_t>(v), std::memory_order_relaxed);
+      }
+      ERR_clear_error();
+      fail(c, Fail::kTlsHandshake);
+  }
+}
+
+// Either readiness: the handshake goes on; else unsent output is retried and
+// input read (an SSL_write may wait for input and an SSL_read for output).
+void Worker::tls_ready(Conn& c) {
+  if (c.phase == Phase::kHandshaking) {
+    tls_handshake(c);
+    return;
+  }
+  if (!c.out.empty()) {
+    std::string pending;
+    pending.swap(c.out);
+    tls_send(c, pending);
+  }
+  tls_read(c);
+}
+
+bool Worker::tls_read(Conn& c) {
+  for (;;) {
+    ERR_clear_error();
+    const int n = SSL_read(c.ssl, scratch_.data(), static_cast<int>(scratch_.size()));
+    if (n > 0) {
+      stats_.bytes_in.add(static_cast<uint64_t>(n));
+      if (!consume(c, scratch_.data(), static_cast<std::size_t>(n))) return false;
+      continue;  // until WANT_READ: the socket is drained
+    }
+    switch (SSL_get_error(c.ssl, n)) {
+      case SSL_ERROR_WANT_READ:
+        arm_read(c);
+        return true;
+      case SSL_ERROR_WANT_WRITE:
+        arm_write(c);
+        return true;
+      default:
+        ERR_clear_error();
+        on_eof(c);  // close_notify, EOF, reset or a TLS error
+        return false;
+    }
+  }
+}
+
+void Worker::tls_send(Conn& c, std::string_view bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ERR_clear_error();
+    const int n = SSL_write(c.ssl, bytes.data() + done,
+                            static_cast<int>(std::min<std::size_t>(bytes.size() - done, 1 << 30)));
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    switch (SSL_get_error(c.ssl, n)) {
+      case SSL_ERROR_WANT_WRITE:
+        c.out.assign(bytes.substr(done));  // the retry passes the same bytes first
+        arm_write(c);
+        return;
+      case SSL_ERROR_WANT_READ:
+        c.out.assign(bytes.substr(done));
+        arm_read(c);
+        return;
+      default:
+        ERR_clear_error();
+        return;  // the read side reports it
+    }
+  }
+}
+
+// A session ticket arrived (TLS 1.3: after the handshake, read by SSL_read).
+// Keeps a copy as the worker's session to offer; OpenSSL keeps its reference.
+int Worker::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* w = static_cast<Worker*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (!copy) return 0;
+  if (w->tls_session_) SSL_SESSION_free(w->tls_session_);
+  w->tls_session_ = copy;
+  return 0;
 }
 
 // ---- I/O -------------------------------------------------------------------
@@ -389,6 +549,10 @@ void Worker::on_readable(uint32_t slot, uint32_t gen, const error_code& ec) {
     on_eof(*c);
     return;
   }
+  if (c->ssl) {
+    tls_ready(*c);
+    return;
+  }
   for (;;) {
     ssize_t n = ::recv(c->sock.native_handle(), scratch_.data(), scratch_.size(), 0);
     if (n > 0) {
@@ -410,6 +574,10 @@ void Worker::on_writable(uint32_t slot, uint32_t gen, const error_code& ec) {
   if (!c) return;
   c->writing = false;
   if (ec) return;  // the read side reports the error
+  if (c->ssl) {
+    tls_ready(*c);
+    return;
+  }
   std::string pending;
   pending.swap(c->out);
   send_raw(*c, pending);
@@ -418,6 +586,10 @@ void Worker::on_writable(uint32_t slot, uint32_t gen, const error_code& ec) {
 void Worker::send_raw(Conn& c, std::string_view bytes) {
   if (!c.out.empty()) {
     c.out.append(bytes);
+    return;
+  }
+  if (c.ssl) {
+    tls_send(c, bytes);
     return;
   }
   ssize_t n =
@@ -719,6 +891,9 @@ void Worker::track_push(Conn& c, std::string_view push, int64_t now) {
 
 void Worker::on_eof(Conn& c) {
   switch (c.phase) {
+    case Phase::kHandshaking:
+      fail(c, Fail::kTlsHandshake);
+      return;
     case Phase::kConnecting:
     case Phase::kUpgrading:
       fail(c, Fail::kClosedBeforeUpgrade);
@@ -752,8 +927,8 @@ void Worker::start_close(Conn& c) {
 
 void Worker::fail(Conn& c, Fail why) {
   stats_.fails[static_cast<std::size_t>(why)].add();
-  if (c.phase == Phase::kConnecting || c.phase == Phase::kUpgrading ||
-      c.phase == Phase::kLoggingIn) {
+  if (c.phase == Phase::kConnecting || c.phase == Phase::kHandshaking ||
+      c.phase == Phase::kUpgrading || c.phase == Phase::kLoggingIn) {
     stats_.setup_failed.add();
     setup_done(c);
   }
@@ -762,6 +937,10 @@ void Worker::fail(Conn& c, Fail why) {
 
 void Worker::finish(Conn& c, bool reset) {
   if (c.phase == Phase::kHeld) stats_.held.sub();
+  if (c.ssl) {
+    SSL_free(c.ssl);  // no close_notify: a graceful end has had the WebSocket close
+    c.ssl = nullptr;
+  }
   if (c.sock.is_open()) {
     if (reset) {
       linger lg{1, 0};
@@ -801,6 +980,7 @@ void Worker::sweep() {
     Conn& c = *conns_[slot];
     switch (c.phase) {
       case Phase::kConnecting:
+      case Phase::kHandshaking:
       case Phase::kUpgrading:
       case Phase::kLoggingIn:
         if (now - c.since_ns > setup_limit) {
@@ -930,6 +1110,12 @@ Totals Client::totals() const {
     t.stream_msgs += s.stream_msgs.get();
     t.stream_errors += s.stream_errors.get();
     t.caught_up += s.caught_up.get();
+    t.tls_full += s.tls_full.get();
+    t.tls_resumed += s.tls_resumed.get();
+    if (s.tls_last_error.get()) t.tls_last_error = s.tls_last_error.get();
+    if (s.tls_last_verify.get()) t.tls_last_verify = s.tls_last_verify.get();
+    if (const char* v = s.tls_version.load(std::memory_order_relaxed)) t.tls_version = v;
+    if (const char* v = s.tls_cipher.load(std::memory_order_relaxed)) t.tls_cipher = v;
     if (s.server_close_code.get()) t.last_server_close_code = s.server_close_code.get();
     t.last_delivery_ns = std::max(t.last_delivery_ns, s.last_delivery_ns.get());
   }

@@ -10,6 +10,11 @@
 // thread reads the counters (relaxed atomics, one writer each) and sends
 // commands with post(). Every connection follows a Plan (hold it, or one of
 // the churn endings).
+//
+// --tls: each connection drives its own SSL object over the same non-blocking
+// socket (SSL_connect / SSL_read / SSL_write, a WANT_READ or WANT_WRITE waits
+// for that readiness); each worker has its own SSL_CTX, and with --tls-resume
+// keeps the latest session ticket its connections received and offers it.
 #pragma once
 
 #include <array>
@@ -26,6 +31,7 @@
 
 #include "histogram.hpp"
 #include "options.hpp"
+#include "tls.hpp"
 
 namespace bench {
 
@@ -39,6 +45,7 @@ enum class Fail : uint8_t {
   kRefused,              // ECONNREFUSED
   kConnectTimeout,       // ETIMEDOUT (SYN not answered: accept queue full)
   kConnectOther,         // any other connect error
+  kTlsHandshake,         // --tls: the TLS handshake failed (or EOF during it)
   kHandshake,            // a reply other than 101
   kClosedBeforeUpgrade,  // EOF/reset before the 101 (e.g. over --max-connections)
   kLoginRejected,        // login answered with a code other than 200
@@ -86,6 +93,11 @@ struct WorkerStats {
   Counter reordered, bad_msgs, server_close_code;
   Counter last_delivery_ns;
   Counter stream_msgs, stream_errors, caught_up;  // Job::streams (recovery mode)
+  Counter tls_full, tls_resumed;                  // --tls: handshakes done, by SSL_session_reused
+  // --tls: the protocol and suite of the last handshake (OpenSSL's static names)
+  // and the last handshake failure (an OpenSSL error code, a verification result).
+  std::atomic<const char*> tls_version{nullptr}, tls_cipher{nullptr};
+  Counter tls_last_error, tls_last_verify;
 };
 
 // Totals over all workers, read by the main thread.
@@ -99,6 +111,9 @@ struct Totals {
   uint64_t frames_in = 0, bytes_in = 0, msgs = 0, presence = 0, heartbeats_sent = 0,
            heartbeats_ok = 0, pings = 0, other = 0, reordered = 0, bad_msgs = 0;
   uint64_t stream_msgs = 0, stream_errors = 0, caught_up = 0;
+  uint64_t tls_full = 0, tls_resumed = 0, tls_last_error = 0, tls_last_verify = 0;
+  const char* tls_version = nullptr;
+  const char* tls_cipher = nullptr;
   uint64_t last_server_close_code = 0, last_delivery_ns = 0;
   uint64_t setups_done() const { return logged_in + setup_failed + early_dropped; }
   uint64_t failures() const;
@@ -168,7 +183,15 @@ class Worker {
 
  private:
   struct Conn;
-  enum class Phase : uint8_t { kFree, kConnecting, kUpgrading, kLoggingIn, kHeld, kClosing };
+  enum class Phase : uint8_t {
+    kFree,
+    kConnecting,
+    kHandshaking,  // --tls: TCP connected, TLS handshake under way
+    kUpgrading,
+    kLoggingIn,
+    kHeld,
+    kClosing
+  };
 
   void pump();
   void arm_pump_timer();
@@ -189,6 +212,14 @@ class Worker {
   void on_eof(Conn& c);
   void send_frame(Conn& c, uint8_t opcode, std::string_view payload);
   void send_raw(Conn& c, std::string_view bytes);
+  // --tls.
+  void start_tls(Conn& c);
+  void tls_handshake(Conn& c);
+  void tls_ready(Conn& c);  // a readiness of either kind
+  bool tls_read(Conn& c);   // false: connection ended
+  void tls_send(Conn& c, std::string_view bytes);
+  void start_upgrade(Conn& c);
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
   void start_close(Conn& c);
   void fail(Conn& c, Fail why);
   void finish(Conn& c, bool reset = false);  // closes the socket, frees the slot
@@ -222,6 +253,9 @@ class Worker {
   std::vector<char> scratch_;
   std::string frame_buf_;
   std::string upgrade_request_;
+  SslCtxPtr tls_ctx_;                   // --tls; nullptr: plain ws
+  SSL_SESSION* tls_session_ = nullptr;  // --tls-resume: the latest session received (owned)
+  bool first_setup_done_ = false;       // --tls-resume: one setup first, to get a session
 };
 
 // All workers, plus the totals the modes read.

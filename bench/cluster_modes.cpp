@@ -262,7 +262,7 @@ namespace {
 std::optional<std::vector<std::string>> listed_users(const Options& o, uint16_t port,
                                                      std::string& error) {
   const auto body =
-      http_get(o.host, port, "/user/list?appID=" + std::to_string(o.app_base), 60, error);
+      http_get(o, port, "/user/list?appID=" + std::to_string(o.app_base), 60, error);
   if (!body) return std::nullopt;
   boost::system::error_code ec;
   const json::value v = json::parse(*body, ec);
@@ -290,7 +290,7 @@ std::optional<std::size_t> online_users(const Options& o, const std::vector<std:
                                         std::string& error) {
   std::size_t n = 0;
   for (const std::string& user : users) {
-    const auto body = http_get(o.host, o.http_port,
+    const auto body = http_get(o, o.http_port,
                                "/user/online?appID=" + std::to_string(o.app_base) +
                                    "&userID=" + user,
                                10, error);

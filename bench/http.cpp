@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,8 +14,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <memory>
+#include <stdexcept>
 
 #include "client.hpp"  // now_ns
+#include "tls.hpp"
 
 namespace bench {
 
@@ -50,10 +55,17 @@ long content_length(std::string_view head) {
 
 }  // namespace
 
-std::optional<std::string> http_get(const std::string& host, uint16_t port,
-                                    const std::string& target, double timeout_s,
-                                    std::string& error) {
+std::optional<std::string> http_get(const Options& o, uint16_t port, const std::string& target,
+                                    double timeout_s, std::string& error) {
   const int64_t deadline = now_ns() + static_cast<int64_t>(timeout_s * 1e9);
+  SSL_CTX* tls = nullptr;
+  if (o.tls) {
+    static const SslCtxPtr ctx = [&o] {
+      std::string ignored;  // main() checked that the options make a context
+      return make_client_ctx(o, ignored);
+    }();
+    tls = ctx.get();
+  }
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     error = std::string("socket: ") + std::strerror(errno);
@@ -69,20 +81,57 @@ std::optional<std::string> http_get(const std::string& host, uint16_t port,
       if (r < 0 && errno != EINTR) return false;
     }
   };
+  SSL* ssl = nullptr;
+  std::string tls_error;  // why the TLS side failed, for `error`
+  // After an SSL call returned r <= 0: waits for what it wants; false on an
+  // error, at EOF or after the deadline.
+  auto ssl_wait = [&](int r) {
+    switch (SSL_get_error(ssl, r)) {
+      case SSL_ERROR_WANT_READ:
+        return wait(POLLIN);
+      case SSL_ERROR_WANT_WRITE:
+        return wait(POLLOUT);
+      default:
+        tls_error = ssl_errors();
+        if (const long v = SSL_get_verify_result(ssl); v != X509_V_OK) {
+          tls_error += std::string(tls_error.empty() ? "" : "; ") +
+                       "certificate: " + X509_verify_cert_error_string(v);
+        }
+        return false;
+    }
+  };
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
-  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  ::inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr);
   std::string response;
   bool ok = false;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 || errno == EINPROGRESS) {
     int soerr = 0;
     socklen_t len = sizeof soerr;
-    if (wait(POLLOUT) && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+    bool ready =
+        wait(POLLOUT) && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0;
+    if (ready && tls) {
+      ssl = SSL_new(tls);
+      ready = ssl && SSL_set_fd(ssl, fd) == 1;
+      if (ready) SSL_set_connect_state(ssl);
+      for (int r; ready && (r = SSL_connect(ssl)) != 1;) ready = ssl_wait(r);
+    }
+    if (ready) {
       const std::string req =
-          "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n";
+          "GET " + target + " HTTP/1.1\r\nHost: " + o.host + "\r\nConnection: close\r\n\r\n";
       std::size_t off = 0;
-      while (off < req.size() && wait(POLLOUT)) {
+      while (off < req.size()) {
+        if (ssl) {
+          const int n = SSL_write(ssl, req.data() + off, static_cast<int>(req.size() - off));
+          if (n > 0) {
+            off += static_cast<std::size_t>(n);
+          } else if (!ssl_wait(n)) {
+            break;
+          }
+          continue;
+        }
+        if (!wait(POLLOUT)) break;
         ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
         if (n > 0)
           off += static_cast<std::size_t>(n);
@@ -90,7 +139,20 @@ std::optional<std::string> http_get(const std::string& host, uint16_t port,
           break;
       }
       char buf[65536];
-      while (off == req.size() && wait(POLLIN)) {
+      while (off == req.size()) {
+        if (ssl) {
+          const int n = SSL_read(ssl, buf, sizeof buf);
+          if (n > 0) {
+            response.append(buf, static_cast<std::size_t>(n));
+          } else if (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN) {
+            ok = true;  // close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
+            break;
+          } else if (!ssl_wait(n)) {
+            break;
+          }
+          continue;
+        }
+        if (!wait(POLLIN)) break;
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n > 0) {
           response.append(buf, static_cast<std::size_t>(n));
@@ -103,14 +165,18 @@ std::optional<std::string> http_get(const std::string& host, uint16_t port,
       }
     }
   }
+  if (ssl) SSL_free(ssl);
+  ERR_clear_error();
   ::close(fd);
   if (!ok) {
-    error = "GET " + target + " on port " + std::to_string(port) + " failed or timed out";
+    error = "GET " + target + " on port " + std::to_string(port) + (tls ? " (TLS)" : "") +
+            " failed or timed out" + (tls_error.empty() ? "" : ": " + tls_error);
     return std::nullopt;
   }
   const auto head_end = response.find("\r\n\r\n");
   if (head_end == std::string::npos || response.compare(0, 12, "HTTP/1.1 200") != 0) {
     error = "GET " + target + ": unexpected response " + response.substr(0, 40);
+    if (response.empty() && !tls) error += "(nothing: a TLS port? then --tls)";
     return std::nullopt;
   }
   return response.substr(head_end + 4);
@@ -121,6 +187,7 @@ std::optional<std::string> http_get(const std::string& host, uint16_t port,
 struct Pusher::Conn {
   explicit Conn(asio::io_context& io) : sock(io) {}
   tcp::socket sock;
+  std::unique_ptr<TlsStream> tls;  // --tls: over `sock`, made anew by each connect()
   std::string request;
   std::string in;
   std::vector<char> buf = std::vector<char>(16384);
@@ -136,6 +203,11 @@ Pusher::Pusher(const Options& opts, std::string path, uint64_t count, double rat
       make_(std::move(make)),
       io_(1),
       timer_(io_) {
+  if (opts.tls) {
+    tls_.emplace(asio::ssl::context::tls_client);
+    std::string error;
+    if (!configure_client_ctx(tls_->native_handle(), opts, error)) throw std::runtime_error(error);
+  }
   for (uint32_t i = 0; i < std::max<uint32_t>(1, opts.http_connections); ++i) {
     conns_.push_back(std::make_unique<Conn>(io_));
   }
@@ -145,9 +217,15 @@ Pusher::~Pusher() = default;
 
 void Pusher::connect(Conn& c) {
   error_code ec;
+  c.tls.reset();
   c.sock.close(ec);
   c.sock.connect(tcp::endpoint(asio::ip::make_address_v4(opts_.host), opts_.http_port), ec);
   if (!ec) c.sock.set_option(tcp::no_delay(true), ec);
+  if (!ec && tls_) {
+    c.tls = std::make_unique<TlsStream>(c.sock, *tls_);
+    c.tls->handshake(asio::ssl::stream_base::client, ec);
+    if (ec) c.sock.close(ec);  // the write of the next request fails: counted as an error
+  }
   c.in.clear();
 }
 
@@ -192,14 +270,19 @@ void Pusher::issue(Conn& c) {
               std::to_string(body.size()) + "\r\n\r\n" + body;
   c.busy = true;
   ++result_.sent;
-  asio::async_write(c.sock, asio::buffer(c.request), [this, &c](const error_code& ec, std::size_t) {
+  auto written = [this, &c](const error_code& ec, std::size_t) {
     if (ec) return on_error(c);
     read_more(c);
-  });
+  };
+  if (c.tls) {
+    asio::async_write(*c.tls, asio::buffer(c.request), written);
+  } else {
+    asio::async_write(c.sock, asio::buffer(c.request), written);
+  }
 }
 
 void Pusher::read_more(Conn& c) {
-  c.sock.async_read_some(asio::buffer(c.buf), [this, &c](const error_code& ec, std::size_t n) {
+  auto got = [this, &c](const error_code& ec, std::size_t n) {
     if (ec) return on_error(c);
     c.in.append(c.buf.data(), n);
     const auto head_end = c.in.find("\r\n\r\n");
@@ -210,7 +293,12 @@ void Pusher::read_more(Conn& c) {
     std::string_view all(c.in);
     on_response(c, all.substr(0, head_end),
                 all.substr(head_end + 4, static_cast<std::size_t>(length)));
-  });
+  };
+  if (c.tls) {
+    c.tls->async_read_some(asio::buffer(c.buf), got);
+  } else {
+    c.sock.async_read_some(asio::buffer(c.buf), got);
+  }
 }
 
 void Pusher::on_response(Conn& c, std::string_view head, std::string_view body) {
@@ -315,14 +403,27 @@ ApiProbe::Result ApiProbe::stop() {
 void ApiProbe::run() {
   asio::io_context io(1);
   tcp::socket sock(io);
+  std::optional<asio::ssl::context> tls_ctx;
+  std::unique_ptr<TlsStream> tls;  // --tls: over `sock`
+  if (opts_.tls) {
+    tls_ctx.emplace(asio::ssl::context::tls_client);
+    std::string ignored;  // main() checked that the options make a context
+    configure_client_ctx(tls_ctx->native_handle(), opts_, ignored);
+  }
   auto connect = [&] {
     error_code ec;
+    tls.reset();
     sock.close(ec);
     sock.connect(tcp::endpoint(asio::ip::make_address_v4(opts_.host), opts_.http_port), ec);
     if (ec) return false;
     sock.set_option(tcp::no_delay(true), ec);
     const timeval limit{5, 0};  // a stalled answer fails the request instead of the run
     ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    if (tls_ctx) {
+      tls = std::make_unique<TlsStream>(sock, *tls_ctx);
+      tls->handshake(asio::ssl::stream_base::client, ec);
+      if (ec) return false;
+    }
     return true;
   };
   const std::string host = "Host: " + opts_.host + "\r\n";
@@ -335,14 +436,19 @@ void ApiProbe::run() {
   std::string in;
   auto exchange = [&](const std::string& req) {
     error_code ec;
-    asio::write(sock, asio::buffer(req), ec);
+    if (tls) {
+      asio::write(*tls, asio::buffer(req), ec);
+    } else {
+      asio::write(sock, asio::buffer(req), ec);
+    }
     if (ec) return false;
     in.clear();
     char buf[16384];
     std::size_t head_end = std::string::npos;
     long length = -1;
     for (;;) {
-      const std::size_t n = sock.read_some(asio::buffer(buf), ec);
+      const std::size_t n =
+          tls ? tls->read_some(asio::buffer(buf), ec) : sock.read_some(asio::buffer(buf), ec);
       if (ec) return false;
       in.append(buf, n);
       if (head_end == std::string::npos) {
@@ -375,6 +481,7 @@ void ApiProbe::run() {
     }
   }
   error_code ec;
+  tls.reset();
   sock.close(ec);
 }
 

@@ -5,6 +5,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
@@ -19,11 +21,14 @@
 
 namespace bench {
 
-// GET http://host:port/target with Connection: close; the body of a 200, or
-// nullopt (with `error` set) on any failure or after `timeout_s`.
-std::optional<std::string> http_get(const std::string& host, uint16_t port,
-                                    const std::string& target, double timeout_s,
-                                    std::string& error);
+// An HTTPS connection (--tls) over a socket owned beside it.
+using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+
+// GET http(s)://--host:port/target with Connection: close (https with --tls);
+// the body of a 200, or nullopt (with `error` set) on any failure or after
+// `timeout_s`.
+std::optional<std::string> http_get(const Options& o, uint16_t port, const std::string& target,
+                                    double timeout_s, std::string& error);
 
 class Pusher {
  public:
@@ -69,6 +74,7 @@ class Pusher {
   MakeBody make_;
   boost::asio::io_context io_;
   boost::asio::steady_timer timer_;
+  std::optional<boost::asio::ssl::context> tls_;  // --tls
   std::vector<std::unique_ptr<Conn>> conns_;
   Result result_;
   uint64_t issued_ = 0;

@@ -12,6 +12,7 @@
 
 #include "modes.hpp"
 #include "options.hpp"
+#include "tls.hpp"
 
 namespace {
 
@@ -73,6 +74,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Validator(
           [](std::string& v) { return parse_watched(v) ? std::string() : "expected NAME=PID"; },
           "NAME=PID"));
+  app.add_flag("--tls", o.tls,
+               "wss:// and https://: TLS 1.2+ on the WebSocket and the HTTP port (a gateway "
+               "started with --tls-cert); needs --tls-ca or --tls-insecure");
+  app.add_option("--tls-ca", o.tls_ca,
+                 "--tls: trust this CA or self-signed certificate (PEM); it must name --host");
+  app.add_flag("--tls-insecure", o.tls_insecure, "--tls: do not verify the gateway's certificate");
+  app.add_flag("--tls-resume", o.tls_resume,
+               "--tls: every connection but each thread's first offers the session (ticket) of "
+               "an earlier one of that thread; the summary counts resumed and full handshakes");
   app.add_option("--threads", o.threads, "client threads (0: one per core)")->capture_default_str();
   app.add_option("-n,--connections", o.connections, "connections (members) to set up")
       ->capture_default_str();
@@ -179,6 +189,22 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", o.quiet, "no progress lines on stderr");
   CLI11_PARSE(app, argc, argv);
   o.mode = modes.at(o.mode_name);
+  if (o.tls && o.tls_ca.empty() == !o.tls_insecure) {
+    std::fprintf(stderr,
+                 "imgate-bench: --tls needs exactly one of --tls-ca FILE and --tls-insecure\n");
+    return 2;
+  }
+  if (!o.tls && (!o.tls_ca.empty() || o.tls_insecure || o.tls_resume)) {
+    std::fprintf(stderr, "imgate-bench: --tls-ca, --tls-insecure and --tls-resume need --tls\n");
+    return 2;
+  }
+  if (o.tls) {
+    std::string error;
+    if (!bench::make_client_ctx(o, error)) {
+      std::fprintf(stderr, "imgate-bench: %s\n", error.c_str());
+      return 2;
+    }
+  }
   for (const std::string& v : cpu_pids) o.cpu_pids.push_back(*parse_watched(v));
 
   std::signal(SIGPIPE, SIG_IGN);

@@ -3,6 +3,9 @@
 // /system/state, push bodies). Used by modes.cpp and history_modes.cpp.
 #pragma once
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
 #include <boost/json/object.hpp>
 #include <cinttypes>
 #include <cstdio>
@@ -42,6 +45,10 @@ class Run {
     out["threads"] = client.threads();
     out["gateway_pid"] = opts.gateway_pid;
     out["load_average_before"] = load_average();
+    if (opts.tls) {
+      out["tls"] = json::object{
+          {"ca", opts.tls_ca}, {"insecure", opts.tls_insecure}, {"resume", opts.tls_resume}};
+    }
   }
 
   const Options& o;
@@ -209,6 +216,22 @@ class Run {
         {"logins_per_second", s.seconds > 0 ? static_cast<double>(s.logged_in) / s.seconds : 0}};
     if (!s.stopped.empty()) j["stopped_early"] = s.stopped;
     if (t.port_fallbacks) j["source_port_fallbacks"] = t.port_fallbacks;
+    std::string tls_line;
+    if (o.tls) {
+      // With --tls-resume every setup but each worker's first is offered a
+      // session: gateway_cpu_us_per_setup is then the cost of a resumed one.
+      const uint64_t full = t.tls_full - before.tls_full;
+      const uint64_t resumed = t.tls_resumed - before.tls_resumed;
+      j["tls"] = json::object{{"full_handshakes", full},
+                              {"resumed_handshakes", resumed},
+                              {"version", t.tls_version ? t.tls_version : ""},
+                              {"cipher", t.tls_cipher ? t.tls_cipher : ""}};
+      char line[200];
+      std::snprintf(
+          line, sizeof line, "  TLS handshakes: %" PRIu64 " full, %" PRIu64 " resumed (%s, %s)\n",
+          full, resumed, t.tls_version ? t.tls_version : "-", t.tls_cipher ? t.tls_cipher : "-");
+      tls_line = line;
+    }
     json::object cpu = cpu_json();
     const std::string per_setup = per_unit(cpu, s.logged_in, "setup", "setups");
     j["cpu"] = std::move(cpu);
@@ -218,7 +241,7 @@ class Run {
                 phase, s.logged_in, t.started - before.started, s.seconds,
                 s.seconds > 0 ? static_cast<double>(s.logged_in) / s.seconds : 0.0, s.failed,
                 s.stopped.empty() ? "" : "; stopped early: ", s.stopped.c_str());
-    std::printf("  %s\n  %s\n", cpu_line().c_str(), per_setup.c_str());
+    std::printf("  %s\n  %s\n%s", cpu_line().c_str(), per_setup.c_str(), tls_line.c_str());
     return s;
   }
 
@@ -245,11 +268,28 @@ class Run {
     if (t.last_server_close_code) out["last_server_close_code"] = t.last_server_close_code;
     out["failures"] = std::move(fails);
     if (!line.empty()) std::printf("failures: %s\n", line.c_str());
+    if (t.tls_last_error || t.tls_last_verify) {
+      char error[256] = "";
+      if (t.tls_last_error) ERR_error_string_n(t.tls_last_error, error, sizeof error);
+      const char* verify = t.tls_last_verify
+                               ? X509_verify_cert_error_string(static_cast<long>(t.tls_last_verify))
+                               : "";
+      out["tls_last_error"] = error;
+      out["tls_last_verify_error"] = verify;
+      std::printf("last TLS handshake failure: %s%s%s\n", error, *verify ? "; certificate: " : "",
+                  verify);
+    }
   }
 
   int finish(int status) {
     out["client_rss_kb"] = proc_memory(0).rss_kb;
     out["seconds"] = since_start();
+    if (o.tls) {
+      const Totals t = client.totals();
+      json::object& tls = out["tls"].as_object();
+      tls["full_handshakes"] = t.tls_full;
+      tls["resumed_handshakes"] = t.tls_resumed;
+    }
     out["ok"] = status == 0;
     std::string line;
     write_json(line, out);

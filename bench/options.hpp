@@ -28,6 +28,12 @@ struct Options {
   int gateway_pid = 0;  // 0: no server-side memory figures
   std::vector<WatchedProcess> cpu_pids;
 
+  // TLS (wss:// and https://, both ports of a gateway started with --tls-cert).
+  bool tls = false;
+  std::string tls_ca;         // trust this CA file (PEM); the certificate must name --host
+  bool tls_insecure = false;  // no verification (test certificates)
+  bool tls_resume = false;    // each worker offers the session of an earlier connection
+
   // Client.
   unsigned threads = 0;         // 0: one per hardware thread
   uint32_t connections = 1000;  // members (hold / fanout / unicast)

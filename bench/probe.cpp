@@ -86,7 +86,7 @@ int64_t number_at(const json::object& obj, std::string_view key) {
 }  // namespace
 
 std::optional<GatewayState> gateway_state(const Options& opts, std::string& error) {
-  auto body = http_get(opts.host, opts.http_port, "/system/state", 5, error);
+  auto body = http_get(opts, opts.http_port, "/system/state", 5, error);
   if (!body) return std::nullopt;
   json::error_code ec;
   json::value root = json::parse(*body, ec);
@@ -114,7 +114,7 @@ std::optional<GatewayState> gateway_state(const Options& opts, std::string& erro
 }
 
 std::optional<std::string> gateway_metrics(const Options& opts, std::string& error) {
-  return http_get(opts.host, opts.http_port, "/metrics", 5, error);
+  return http_get(opts, opts.http_port, "/metrics", 5, error);
 }
 
 double metric_value(std::string_view metrics, std::string_view name) {

@@ -4,7 +4,10 @@
 # history on for the recovery and fill modes. Asserts the tool's own accounting
 # only (every setup succeeds, no fan-out / unicast loss at a low rate, churn
 # leaves no residue in /system/state, every recovered client got each missed
-# push exactly once with consecutive offsets); no performance threshold.
+# push exactly once with consecutive offsets); then a gateway with TLS (a
+# certificate made by the openssl CLI) for hold and fan-out over wss:// and
+# https://, and --tls-resume (some handshakes must be resumed); no performance
+# threshold.
 #
 #   bench/smoke.sh path/to/imgate path/to/imgate-bench
 set -euo pipefail
@@ -60,7 +63,7 @@ start_gateway() {
 start_gateway --app-ids 101,102,103,104
 
 # run NAME EXPECT... -- ARGS: runs one mode, requires exit 0 and each EXPECT
-# (a JSON fragment) in its JSON line.
+# (a JSON fragment, or ~REGEX: an extended regular expression) in its JSON line.
 run() {
   local name=$1; shift
   local expects=()
@@ -74,7 +77,11 @@ run() {
   line=$(grep '^{"mode":' "$dir/$name.out" | tail -n 1)
   [[ -n "$line" ]] || fail "$name printed no JSON line"
   for e in '"ok":true' "${expects[@]}"; do
-    [[ $line == *"$e"* ]] || fail "$name: JSON line lacks $e"
+    if [[ $e == '~'* ]]; then
+      grep -Eq -- "${e#\~}" <<<"$line" || fail "$name: JSON line does not match ${e#\~}"
+    else
+      [[ $line == *"$e"* ]] || fail "$name: JSON line lacks $e"
+    fi
   done
   echo "bench.smoke: $name ok ($((SECONDS - start)) s)"
 }
@@ -99,4 +106,21 @@ run recovery '"caught_up":50' '"pushes_received":500' '"duplicates":0' '"gaps":0
 run fill '"stored_pushes":40' '"evictions":0' -- \
   fill --app-base 105 --apps 4 -m 40 --rate 0 --no-msg-id
 kill -0 "$gw" 2>/dev/null || fail "gateway died"
-echo "bench.smoke: 6 passed, 0 failed"
+stop_gateway
+
+# TLS (--tls-cert: both ports speak TLS): wss:// connections, the API and
+# /system/state over https://. A self-signed ECDSA P-256 certificate for 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1 || fail "openssl req failed"
+start_gateway --app-ids 101,102,103,104 --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem"
+run tls-hold '"held":300' '"failures":{}' '"full_handshakes":300,"resumed_handshakes":0' \
+  '"residue":{"clientsLen":0,"usersLen":0,"roomsLen":0,"sessions":0}' -- \
+  hold -n 300 --apps 4 --duration 1 --heartbeat 1 --tls --tls-insecure
+run tls-fanout '"members":200' '"lost":0' '"extra":0' -- \
+  fanout -n 200 --rate 50 --duration 1 --tls --tls-insecure
+# Each client thread's first connection is a full handshake, the others offer its session.
+run tls-resume '"held":200' '"failures":{}' '~"resumed_handshakes":[1-9][0-9]*,' -- \
+  hold -n 200 --apps 4 --duration 1 --tls --tls-ca "$dir/cert.pem" --tls-resume
+kill -0 "$gw" 2>/dev/null || fail "gateway died"
+echo "bench.smoke: 9 passed, 0 failed"
