@@ -300,7 +300,8 @@ void Server::start_memory_check() {
   memory_timer_->expires_after(std::chrono::seconds(1));
   memory_timer_->async_wait([this](boost::system::error_code ec) {
     if (ec || ctx_.stopping.load()) return;
-    memory_trim_.check(ctx_.ws_sessions.load(std::memory_order_relaxed));
+    memory_trim_.check(ctx_.ws_sessions.load(std::memory_order_relaxed),
+                       ctx_.counters.connections_opened.load(std::memory_order_relaxed));
     // Addresses whose connections are gone leave once their upgrade bucket is
     // full again (admissions sweep their own stripes too).
     ctx_.clients->sweep(to_ns(Clock::now()), kClientSweepVisits);
