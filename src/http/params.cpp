@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "security/hex.hpp"
+
 namespace imgate {
 
 namespace json = boost::json;
@@ -16,12 +18,6 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // application/x-www-form-urlencoded decoding as Go's net/url does it for gin:
 // '+' is a space, %XX a byte, and any other byte is taken as it is (upstream

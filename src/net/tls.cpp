@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "net/tls13_records.hpp"
+#include "security/hex.hpp"
 
 namespace imgate {
 
@@ -75,12 +76,6 @@ int ticket_key_callback(SSL* ssl, unsigned char* key_name, unsigned char* iv, EV
   return found;
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 }  // namespace
 
 // ---- TicketKeys ---------------------------------------------------------------
@@ -114,7 +109,7 @@ std::shared_ptr<TicketKeys> TicketKeys::from_file(const std::string& path) {
     auto* bytes = reinterpret_cast<unsigned char*>(&stored.key);
     bool ok = hex.size() == 2 * kKeyBytes;
     for (std::size_t i = 0; ok && i < kKeyBytes; ++i) {
-      const int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+      const int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
       ok = hi >= 0 && lo >= 0;
       bytes[i] = static_cast<unsigned char>(hi << 4 | lo);
     }

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "security/hex.hpp"
+
 namespace imgate {
 
 namespace {
@@ -138,12 +140,6 @@ Capture* capture_of(const SSL* ssl, bool create) {
   return cap;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // "LABEL <client random, hex> <secret, hex>": the two application secrets.
 void on_key_log(const SSL* ssl, const char* line) {
