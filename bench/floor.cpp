@@ -88,6 +88,19 @@ int connect_loopback(uint16_t port) {
   return fd;
 }
 
+// A level-triggered epoll set reading `fds`.
+int epoll_over(const std::vector<int>& fds) {
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1");
+  for (const int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+  return ep;
+}
+
 uint64_t next_pick(uint64_t& pick) {  // xorshift: the target of each frame
   pick ^= pick << 13;
   pick ^= pick >> 7;
@@ -110,17 +123,9 @@ std::string publish_command(const std::string& payload) {
 // Node A of the cross-node floor: a request becomes one PUBLISH; Redis's
 // reply (":1\r\n", one per command, in order) releases the answer.
 [[noreturn]] void serve_front(const std::vector<int>& http, int redis, const Options& o) {
-  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  for (const int fd : http) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-  }
-  epoll_event rev{};
-  rev.events = EPOLLIN;
-  rev.data.fd = redis;
-  ::epoll_ctl(ep, EPOLL_CTL_ADD, redis, &rev);
+  std::vector<int> fds = http;
+  fds.push_back(redis);
+  const int ep = epoll_over(fds);
   const std::string answer(o.answer_bytes, 'a');
   const std::string command = publish_command(std::string(o.frame_bytes, 'f'));
   std::vector<int> waiting;  // the requests' connections, in the order of their PUBLISH
@@ -149,11 +154,7 @@ std::string publish_command(const std::string& payload) {
 
 // Node B: every published message becomes one frame to a random connection.
 [[noreturn]] void serve_subscriber(int redis, const std::vector<int>& ws, const Options& o) {
-  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  epoll_event rev{};
-  rev.events = EPOLLIN;
-  rev.data.fd = redis;
-  ::epoll_ctl(ep, EPOLL_CTL_ADD, redis, &rev);
+  const int ep = epoll_over({redis});
   const std::string frame(o.frame_bytes, 'f');
   const std::size_t message_bytes =  // *3 $7 message $12 imgate-floor $N payload
       std::string("*3\r\n$7\r\nmessage\r\n$12\r\nimgate-floor\r\n$" +
@@ -178,13 +179,7 @@ std::string publish_command(const std::string& payload) {
 // The server: nothing but the unavoidable calls, level-triggered epoll.
 [[noreturn]] void serve(const std::vector<int>& http, const std::vector<int>& ws,
                         const Options& o) {
-  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  for (const int fd : http) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-  }
+  const int ep = epoll_over(http);
   const std::string answer(o.answer_bytes, 'a');
   const std::string frame(o.frame_bytes, 'f');
   char buffer[4096];
@@ -312,13 +307,7 @@ int main(int argc, char** argv) {
 
   const auto messages = static_cast<uint64_t>(o.rate * o.duration);
   // The WebSocket clients: one thread reads every frame (epoll over them all).
-  const int reader_ep = ::epoll_create1(EPOLL_CLOEXEC);
-  for (const int fd : ws_clients) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    ::epoll_ctl(reader_ep, EPOLL_CTL_ADD, fd, &ev);
-  }
+  const int reader_ep = epoll_over(ws_clients);
   std::atomic<bool> stop_reading{false};
   std::thread reader([reader_ep, &stop_reading, want = messages * o.frame_bytes] {
     char buffer[65536];

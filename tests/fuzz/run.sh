@@ -28,49 +28,45 @@ if ! command -v "$cxx" >/dev/null 2>&1; then
 fi
 
 mkdir -p "$out/artifacts"
+# build BINARY SOURCES-AND-FLAGS...: one libFuzzer target with the sanitizers.
+build() {
+  local bin=$1
+  shift
+  echo "fuzz: building $bin"
+  "$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -Wall -Wextra -Wno-missing-field-initializers -Werror "$@" -o "$bin"
+}
 bin=$out/frame_parser_fuzz
-echo "fuzz: building $bin (parser sources from $parser)"
-"$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
-  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -Wall -Wextra -Wno-missing-field-initializers -Werror \
-  -I"$parser" -I"$src/tests/fuzz" \
+echo "fuzz: frame parser sources from $parser"
+build "$bin" -I"$parser" -I"$src/tests/fuzz" \
   "$parser/websocket/frame_parser.cpp" "$parser/websocket/utf8.cpp" "$parser/websocket/frame.cpp" \
-  "$src/tests/fuzz/frame_parser_fuzz.cpp" \
-  -o "$bin"
-
+  "$src/tests/fuzz/frame_parser_fuzz.cpp"
 # The TLS 1.3 record layer (net/tls13_records.cpp): OpenSSL does its crypto.
 tls_bin=$out/tls13_records_fuzz
-echo "fuzz: building $tls_bin"
-"$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
-  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -Wall -Wextra -Wno-missing-field-initializers -Werror \
-  -I"$src/src" "$src/src/net/tls13_records.cpp" "$src/tests/fuzz/tls13_records_fuzz.cpp" \
-  -lssl -lcrypto -o "$tls_bin"
+build "$tls_bin" -I"$src/src" "$src/src/net/tls13_records.cpp" "$src/tests/fuzz/tls13_records_fuzz.cpp" \
+  -lssl -lcrypto
 
 # Work on a copy of the seeds: inputs the fuzzer finds stay out of the repository.
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgate-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/corpus"
+mkdir "$work/corpus" "$work/tls-corpus"
 cp "$src/tests/fuzz/corpus/frame_parser/"* "$work/corpus/"
-
-echo "fuzz: running for ${seconds}s from $(ls "$work/corpus" | wc -l) seeds"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-status=0
-"$bin" -max_total_time="$seconds" -max_len=4096 -timeout=20 -rss_limit_mb=2048 \
-  -print_final_stats=1 -artifact_prefix="$out/artifacts/" "$work/corpus" || status=$?
-if ((status != 0)); then
-  echo "fuzz: FAILED (exit $status); inputs saved in $out/artifacts/; reproduce with: $bin <file>" >&2
-  exit "$status"
-fi
+
+# run WHAT BINARY SECONDS MAX_LEN CORPUS ARTIFACT_PREFIX: fuzzes; exits on a failure.
+run() {
+  local what=$1 bin=$2 secs=$3 max_len=$4 corpus=$5 prefix=$6 status=0
+  echo "fuzz: $what for ${secs}s from $(ls "$corpus" | wc -l) seeds"
+  "$bin" -max_total_time="$secs" -max_len="$max_len" -timeout=20 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$prefix" "$corpus" || status=$?
+  if ((status != 0)); then
+    echo "fuzz: $what FAILED (exit $status); inputs saved in $out/artifacts/; reproduce with: $bin <file>" >&2
+    exit "$status"
+  fi
+}
 tls_seconds=${IMGATE_FUZZ_TLS_SECONDS:-20}
-echo "fuzz: TLS record layer for ${tls_seconds}s"
-mkdir "$work/tls-corpus"
-status=0
-"$tls_bin" -max_total_time="$tls_seconds" -max_len=8192 -timeout=20 -rss_limit_mb=2048 \
-  -print_final_stats=1 -artifact_prefix="$out/artifacts/tls-" "$work/tls-corpus" || status=$?
-if ((status != 0)); then
-  echo "fuzz: TLS record layer FAILED (exit $status); inputs saved in $out/artifacts/; reproduce with: $tls_bin <file>" >&2
-  exit "$status"
-fi
+run "frame parser" "$bin" "$seconds" 4096 "$work/corpus" "$out/artifacts/"
+run "TLS record layer" "$tls_bin" "$tls_seconds" 8192 "$work/tls-corpus" "$out/artifacts/tls-"
 echo "fuzz: passed (${seconds}s + ${tls_seconds}s, no crash, no mismatch)"
